@@ -1,0 +1,12 @@
+//! The HTTP/1.x protocol, as pure functions over bytes.
+//!
+//! Nothing in this module performs I/O or knows about Python: it takes byte slices and
+//! answers "complete", "need more" or "error", like httparse. That keeps it testable at
+//! every byte boundary and fuzzable. The engine (`crate::engine`) feeds it bytes from
+//! sockets; the WSGI layer (`crate::wsgi`) turns its results into environ entries.
+
+pub mod chunked;
+pub mod date;
+pub mod request;
+pub mod response;
+pub mod scan;
