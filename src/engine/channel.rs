@@ -1,0 +1,254 @@
+//! The half of a connection that worker threads share with the I/O loop: the socket and
+//! its pending output.
+//!
+//! A worker writes its response straight to the socket when the socket takes it; whatever
+//! would block is queued here and the loop sends it on the next writable event. Only the
+//! loop ever closes the socket (it drops the last reference after the worker is done), so
+//! a descriptor can never be reused under a worker's feet (CVE-2022-31015).
+
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use socket2::Socket;
+
+use crate::engine::outbuf::{self, Flushed, OutBuf};
+
+/// Who is on the other end.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    Inet(SocketAddr),
+    Unix,
+}
+
+/// What a worker should do after handing bytes to a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Written or queued; carry on.
+    Ok,
+    /// More is queued than `outbuf_high_watermark`: wait with [`Channel::wait_writable`]
+    /// before producing more.
+    OverWatermark,
+}
+
+#[derive(Debug)]
+pub struct Channel {
+    /// Distinguishes this connection from a later one that reuses its slab slot.
+    pub id: u64,
+    pub token: usize,
+    /// Index of the listening socket it came from (selects the environ template).
+    pub listener: usize,
+    pub sock: Socket,
+    pub peer: Peer,
+    out: Mutex<OutBuf>,
+    drained: Condvar,
+    closed: AtomicBool,
+    /// The loop is waiting to hear that the running request is done (the client sent
+    /// more, or went away). Otherwise a worker's completion needs no wake-up: the loop
+    /// picks it up on its next round, which saves a syscall per request.
+    awaited: AtomicBool,
+    overflow: usize,
+    high_watermark: u64,
+}
+
+impl Channel {
+    pub fn new(
+        id: u64,
+        token: usize,
+        listener: usize,
+        sock: Socket,
+        peer: Peer,
+        overflow: usize,
+        high_watermark: usize,
+    ) -> Self {
+        Channel {
+            id,
+            token,
+            listener,
+            sock,
+            peer,
+            out: Mutex::new(OutBuf::default()),
+            drained: Condvar::new(),
+            closed: AtomicBool::new(false),
+            awaited: AtomicBool::new(false),
+            overflow,
+            high_watermark: high_watermark as u64,
+        }
+    }
+
+    /// The client is gone (or the server closed the connection).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Loop side: a completion for this channel must wake the loop.
+    pub fn set_awaited(&self, awaited: bool) {
+        self.awaited.store(awaited, Ordering::SeqCst);
+    }
+
+    pub fn is_awaited(&self) -> bool {
+        self.awaited.load(Ordering::SeqCst)
+    }
+
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Take the lock so a worker between its check and its wait cannot miss the signal.
+        drop(self.lock_out());
+        self.drained.notify_all();
+    }
+
+    fn lock_out(&self) -> MutexGuard<'_, OutBuf> {
+        // A panic while holding this lock leaves an OutBuf that is still consistent
+        // (every mutation completes before returning), so poisoning carries no meaning.
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends the concatenation of `parts`: straight to the socket while nothing is queued,
+    /// the remainder queued for the loop.
+    pub fn send(&self, parts: &[&[u8]]) -> io::Result<Sent> {
+        let mut out = self.lock_out();
+        if self.is_closed() {
+            return Err(disconnected());
+        }
+        if out.is_empty() {
+            let mut skip = write_direct(&self.sock, parts)
+                .inspect_err(|_| self.closed.store(true, Ordering::Release))?;
+            let mut rest: Vec<&[u8]> = Vec::new();
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                } else {
+                    rest.push(&p[skip..]);
+                    skip = 0;
+                }
+            }
+            if rest.is_empty() {
+                return Ok(Sent::Ok);
+            }
+            out.push(&rest, self.overflow)?;
+        } else {
+            out.push(parts, self.overflow)?;
+        }
+        Ok(self.watermark(&out))
+    }
+
+    /// Sends `len` bytes of `file` from `offset` with sendfile; what would block is queued
+    /// as a file range on a duplicate of the descriptor, so the caller may close its file.
+    pub fn send_file(&self, file: &File, mut offset: u64, len: u64) -> io::Result<Sent> {
+        let end = offset + len;
+        let mut out = self.lock_out();
+        if self.is_closed() {
+            return Err(disconnected());
+        }
+        if out.is_empty() {
+            while offset < end {
+                let count = end - offset;
+                match outbuf::sendfile(&self.sock, file, &mut offset, count) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file shorter than its length",
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        self.closed.store(true, Ordering::Release);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if offset < end {
+            out.push_file(file.try_clone()?, offset, end - offset);
+        }
+        Ok(self.watermark(&out))
+    }
+
+    fn watermark(&self, out: &OutBuf) -> Sent {
+        if out.len() > self.high_watermark {
+            Sent::OverWatermark
+        } else {
+            Sent::Ok
+        }
+    }
+
+    /// Blocks until the queued output is below the high watermark (true) or the
+    /// connection is closed (false). Call without holding the GIL.
+    pub fn wait_writable(&self) -> bool {
+        let mut out = self.lock_out();
+        loop {
+            if self.is_closed() {
+                return false;
+            }
+            if out.len() <= self.high_watermark {
+                return true;
+            }
+            // The timeout only guards against a lost wake-up; the loop notifies on drain.
+            out = self
+                .drained
+                .wait_timeout(out, Duration::from_secs(1))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Called by the loop on a writable event: sends what is queued.
+    pub fn flush(&self) -> io::Result<Flushed> {
+        let mut out = self.lock_out();
+        if out.is_empty() {
+            return Ok(Flushed::All);
+        }
+        let before = out.len();
+        let result = out.flush(&self.sock);
+        if out.len() < before && out.len() <= self.high_watermark {
+            self.drained.notify_all();
+        }
+        if result.is_err() {
+            self.closed.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    pub fn has_pending_output(&self) -> bool {
+        !self.lock_out().is_empty()
+    }
+}
+
+fn disconnected() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "client disconnected")
+}
+
+/// Writes as much of `parts` as the socket takes without blocking; returns the count.
+fn write_direct(sock: &Socket, parts: &[&[u8]]) -> io::Result<usize> {
+    const MAX: usize = 8;
+    let mut done = 0usize;
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    while done < total {
+        let mut iov: [IoSlice<'_>; MAX] = [IoSlice::new(&[]); MAX];
+        let mut n_iov = 0;
+        let mut skip = done;
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+            } else if n_iov < MAX {
+                iov[n_iov] = IoSlice::new(&p[skip..]);
+                n_iov += 1;
+                skip = 0;
+            }
+        }
+        match outbuf::send_vectored(sock, &iov[..n_iov]) {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A short write leaves the socket full; trying again until EAGAIN guarantees the
+            // kernel reports the next writable edge to the loop.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}

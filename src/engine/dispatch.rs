@@ -1,0 +1,193 @@
+//! The hand-offs between the I/O loop and the worker threads.
+//!
+//! Loop to workers: a queue of jobs, pushed in batches (everything one poll round
+//! produced, under one lock) and woken only when a worker is idle. A worker that finishes
+//! a job takes the next one without sleeping, and wakes a colleague only when work is
+//! left over, so under load the hand-off costs no context switch per request.
+//!
+//! Workers to loop: a list of completions and a mio `Waker`, woken only by the first
+//! completion pushed since the loop last looked.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use mio::Waker;
+
+use crate::engine::body::Body;
+use crate::engine::channel::Channel;
+use crate::http::request::RequestHead;
+
+/// A request received whole, for a worker to run.
+#[derive(Debug)]
+pub struct Request {
+    pub head: RequestHead,
+    pub body: Body,
+    pub channel: Arc<Channel>,
+}
+
+/// Something the loop wants said through Python's `logging` (which it must not call
+/// itself: a log record takes the GIL).
+#[derive(Debug)]
+pub struct LogRecord {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Debug)]
+pub enum Job {
+    Request(Box<Request>),
+    Log(LogRecord),
+}
+
+struct Inner {
+    jobs: VecDeque<Job>,
+    idle: usize,
+    stopping: bool,
+}
+
+pub struct JobQueue {
+    inner: Mutex<Inner>,
+    ready: Condvar,
+}
+
+impl Default for JobQueue {
+    fn default() -> Self {
+        JobQueue {
+            inner: Mutex::new(Inner {
+                jobs: VecDeque::new(),
+                idle: 0,
+                stopping: false,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl JobQueue {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a batch; wakes one idle worker (which wakes more if work is left over).
+    pub fn push_batch(&self, batch: &mut Vec<Job>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.jobs.extend(batch.drain(..));
+        if inner.idle > 0 {
+            self.ready.notify_one();
+        }
+    }
+
+    pub fn push(&self, job: Job) {
+        let mut inner = self.lock();
+        inner.jobs.push_back(job);
+        if inner.idle > 0 {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Takes a job if one is queued, without waiting.
+    pub fn try_pop(&self) -> Option<Job> {
+        let mut inner = self.lock();
+        let job = inner.jobs.pop_front();
+        if job.is_some() && !inner.jobs.is_empty() && inner.idle > 0 {
+            self.ready.notify_one();
+        }
+        job
+    }
+
+    /// Waits for a job; `None` once the queue is stopping.
+    pub fn pop_wait(&self) -> Option<Job> {
+        let mut inner = self.lock();
+        loop {
+            if inner.stopping {
+                return None;
+            }
+            if let Some(job) = inner.jobs.pop_front() {
+                if !inner.jobs.is_empty() && inner.idle > 0 {
+                    self.ready.notify_one();
+                }
+                return Some(job);
+            }
+            inner.idle += 1;
+            inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+            inner.idle -= 1;
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    /// Makes every worker return from `pop_wait`; returns the jobs never started.
+    pub fn stop(&self) -> Vec<Job> {
+        let mut inner = self.lock();
+        inner.stopping = true;
+        self.ready.notify_all();
+        inner.jobs.drain(..).collect()
+    }
+}
+
+/// A worker is done with a request on this connection.
+#[derive(Debug)]
+pub struct Completion {
+    pub token: usize,
+    pub id: u64,
+    /// Close the connection once its output is flushed.
+    pub close: bool,
+}
+
+pub struct Completions {
+    list: Mutex<Vec<Completion>>,
+    wake_pending: AtomicBool,
+    waker: Waker,
+}
+
+impl Completions {
+    pub fn new(waker: Waker) -> Self {
+        Completions {
+            list: Mutex::new(Vec::new()),
+            wake_pending: AtomicBool::new(false),
+            waker,
+        }
+    }
+
+    /// Hands a completion to the loop, waking it only when it is waiting for this one
+    /// (see `Channel::set_awaited`) or the connection is to close.
+    pub fn push(&self, c: Completion, channel: &Channel) {
+        let close = c.close;
+        self.list.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        // Pairs with the loop's fence in `EventLoop::await_completion`: either the loop
+        // sees this completion when it looks, or we see its flag and wake it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if close || channel.is_awaited() {
+            self.wake();
+        }
+    }
+
+    /// Wakes the loop unless a wake-up is already on its way.
+    pub fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            // Failure means the loop is gone; nothing is left to tell.
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Called by the loop when woken: takes everything pushed so far.
+    pub fn take(&self, into: &mut Vec<Completion>) {
+        // Clear the flag first: a push after this point wakes the loop again.
+        self.wake_pending.store(false, Ordering::Release);
+        let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut *list, into);
+    }
+}

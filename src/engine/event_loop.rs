@@ -1,0 +1,736 @@
+//! The I/O event loop: one thread that accepts connections, reads, parses, receives
+//! bodies whole, hands complete requests to the workers, and sends what their writes
+//! left queued. It never touches Python.
+//!
+//! mio is edge-triggered: each connection is registered once for both directions, and the
+//! loop remembers `readable` itself. While a worker has a connection's request, the loop
+//! does not read from it (waitress's `channel_request_lookahead = 0`): pipelined requests
+//! wait in the kernel, and responses go out in request order by construction.
+
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use socket2::{SockAddr, Socket};
+
+use crate::engine::body::{Body, BodyReceiver};
+use crate::engine::channel::{Channel, Peer};
+use crate::engine::config::Config;
+use crate::engine::dispatch::{
+    Completion, Completions, Job, JobQueue, LogLevel, LogRecord, Request,
+};
+use crate::engine::outbuf::Flushed;
+use crate::http::request::{parse_head, BodyKind, RequestError, RequestHead, Version};
+use crate::http::response::error_response;
+use crate::http::scan::find_head_end;
+
+const WAKER: Token = Token(usize::MAX);
+/// Listener `i` has token `LISTENER_BASE - i`; connections use slab keys from 0.
+const LISTENER_BASE: usize = usize::MAX - 1;
+/// How often timers are looked at (waitress's `asyncore_loop_timeout`).
+const TICK: Duration = Duration::from_secs(1);
+/// How long a closing connection may keep sending before we stop reading it.
+const LINGER: Duration = Duration::from_secs(2);
+/// Size of the loop's read buffer.
+const READ_SIZE: usize = 64 * 1024;
+
+pub struct Listener {
+    pub sock: Socket,
+}
+
+enum State {
+    /// Waiting for a request head; `scanned` bytes of the buffer hold no terminator.
+    Head { scanned: usize },
+    /// Receiving the body of `head`.
+    Body {
+        head: Box<RequestHead>,
+        body: BodyReceiver,
+    },
+    /// A worker has the request.
+    Busy,
+    /// Send what is queued, then close.
+    Closing,
+    /// Our side is shut down; read and discard until the peer closes or the deadline
+    /// passes, so that an RST provoked by unread data cannot destroy the last response.
+    Lingering { deadline: Instant },
+}
+
+struct Conn {
+    channel: Arc<Channel>,
+    rbuf: Vec<u8>,
+    state: State,
+    /// Data or EOF may be waiting in the kernel (edge seen, not yet read to EAGAIN).
+    readable: bool,
+    /// The peer has shut down its side (EPOLLRDHUP): read to the end, not just to a
+    /// short read.
+    read_closed: bool,
+    last_activity: Instant,
+}
+
+/// Stops a running loop from any thread.
+#[derive(Clone)]
+pub struct LoopHandle {
+    stop: Arc<AtomicBool>,
+    completions: Arc<Completions>,
+}
+
+impl LoopHandle {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.completions.wake();
+    }
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    conns: Slab<Conn>,
+    cfg: Arc<Config>,
+    jobs: Arc<JobQueue>,
+    completions: Arc<Completions>,
+    stop: Arc<AtomicBool>,
+    scratch: Vec<u8>,
+    batch: Vec<Job>,
+    done: Vec<Completion>,
+    next_id: u64,
+    now: Instant,
+    next_sweep: Instant,
+    accept_paused: bool,
+    /// A connection was marked awaited this round: look at the completions again.
+    recheck: bool,
+}
+
+impl EventLoop {
+    pub fn new(
+        listeners: Vec<Listener>,
+        cfg: Arc<Config>,
+        jobs: Arc<JobQueue>,
+    ) -> io::Result<(EventLoop, LoopHandle, Arc<Completions>)> {
+        let poll = Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        let completions = Arc::new(Completions::new(waker));
+        for (i, l) in listeners.iter().enumerate() {
+            l.sock.set_nonblocking(true)?;
+            poll.registry().register(
+                &mut SourceFd(&l.sock.as_raw_fd()),
+                Token(LISTENER_BASE - i),
+                Interest::READABLE,
+            )?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let now = Instant::now();
+        let handle = LoopHandle {
+            stop: stop.clone(),
+            completions: completions.clone(),
+        };
+        let ev = EventLoop {
+            poll,
+            listeners,
+            conns: Slab::with_capacity(cfg.connection_limit.min(4096)),
+            next_sweep: now + cfg.cleanup_interval,
+            cfg,
+            jobs,
+            completions: completions.clone(),
+            stop,
+            scratch: vec![0; READ_SIZE],
+            batch: Vec::with_capacity(64),
+            done: Vec::with_capacity(64),
+            next_id: 0,
+            now,
+            accept_paused: false,
+            recheck: false,
+        };
+        Ok((ev, handle, completions))
+    }
+
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = self.now + TICK;
+        while !self.stop.load(Ordering::Acquire) {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.now = Instant::now();
+            // Completions arrive without a wake-up unless the loop asked for one.
+            self.take_completions();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => self.take_completions(),
+                    Token(t) if t > LISTENER_BASE - self.listeners.len() => {
+                        self.accept(LISTENER_BASE - t)
+                    }
+                    Token(t) => self.conn_event(
+                        t,
+                        ev.is_readable() || ev.is_read_closed(),
+                        ev.is_read_closed(),
+                        ev.is_writable(),
+                        ev.is_error(),
+                    ),
+                }
+            }
+            if self.recheck {
+                self.recheck = false;
+                self.take_completions();
+            }
+            self.jobs.push_batch(&mut self.batch);
+            if self.now >= next_tick {
+                self.tick();
+                next_tick = self.now + TICK;
+            }
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.batch.push(Job::Log(LogRecord { level, message }));
+    }
+
+    fn accept(&mut self, li: usize) {
+        loop {
+            if self.conns.len() >= self.cfg.connection_limit {
+                // Resumed by `tick` or by a close; the kernel backlog holds the rest.
+                self.accept_paused = true;
+                return;
+            }
+            match self.listeners[li].sock.accept() {
+                Ok((sock, addr)) => {
+                    if let Err(e) = self.register(li, sock, addr) {
+                        if self.cfg.log_socket_errors {
+                            self.log(
+                                LogLevel::Warning,
+                                format!("could not set up an accepted connection: {e}"),
+                            );
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                Err(e) => {
+                    // Out of descriptors or memory: retry on the next tick rather than spin.
+                    if self.cfg.log_socket_errors {
+                        self.log(LogLevel::Warning, format!("accept failed: {e}"));
+                    }
+                    self.accept_paused = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn register(&mut self, li: usize, sock: Socket, addr: SockAddr) -> io::Result<()> {
+        sock.set_nonblocking(true)?;
+        let peer = match addr.as_socket() {
+            Some(a) => {
+                // Responses are written whole; Nagle would only delay the last segment.
+                sock.set_tcp_nodelay(true)?;
+                Peer::Inet(a)
+            }
+            None => Peer::Unix,
+        };
+        let entry = self.conns.vacant_entry();
+        let token = entry.key();
+        self.poll.registry().register(
+            &mut SourceFd(&sock.as_raw_fd()),
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.next_id += 1;
+        let channel = Arc::new(Channel::new(
+            self.next_id,
+            token,
+            li,
+            sock,
+            peer,
+            self.cfg.outbuf_overflow,
+            self.cfg.outbuf_high_watermark,
+        ));
+        entry.insert(Conn {
+            channel,
+            rbuf: Vec::new(),
+            state: State::Head { scanned: 0 },
+            // Data often arrives with the connection; the first edge may predate the
+            // registration.
+            readable: true,
+            read_closed: false,
+            last_activity: self.now,
+        });
+        self.drive(token);
+        Ok(())
+    }
+
+    fn conn_event(
+        &mut self,
+        token: usize,
+        readable: bool,
+        read_closed: bool,
+        writable: bool,
+        error: bool,
+    ) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if readable {
+            conn.readable = true;
+        }
+        if matches!(conn.state, State::Busy) && (readable || error) {
+            await_completion(&conn.channel, &mut self.recheck);
+        }
+        if read_closed {
+            conn.read_closed = true;
+            if matches!(conn.state, State::Busy) && self.cfg.channel_request_lookahead > 0 {
+                // With lookahead the application may ask whether the client is still there.
+                conn.channel.mark_closed();
+            }
+        }
+        if error {
+            conn.channel.mark_closed();
+            if !matches!(conn.state, State::Busy) {
+                self.close(token);
+            }
+            return;
+        }
+        if writable {
+            self.flush(token);
+        }
+        if readable {
+            self.drive(token);
+        }
+    }
+
+    fn flush(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        match conn.channel.flush() {
+            Ok(Flushed::All) => {
+                conn.last_activity = self.now;
+                if matches!(conn.state, State::Closing) {
+                    self.finish_close(token);
+                }
+            }
+            Ok(Flushed::Blocked) => conn.last_activity = self.now,
+            Err(e) => {
+                let busy = matches!(conn.state, State::Busy);
+                if self.cfg.log_socket_errors && !is_disconnect(&e) {
+                    let msg = format!("error writing to {}: {e}", peer_text(&conn.channel.peer));
+                    self.log(LogLevel::Warning, msg);
+                }
+                if !busy {
+                    self.close(token);
+                }
+            }
+        }
+    }
+
+    /// Reads and parses until the connection has to wait for the kernel or for a worker.
+    fn drive(&mut self, token: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(token) else {
+                return;
+            };
+            let lingering = match conn.state {
+                State::Head { .. } | State::Body { .. } => false,
+                State::Lingering { .. } => true,
+                State::Busy | State::Closing => return,
+            };
+            if !conn.readable {
+                return;
+            }
+            let n = match (&conn.channel.sock).read(&mut self.scratch) {
+                Ok(0) => {
+                    // The peer is done. Whatever it left unfinished cannot be answered.
+                    self.close(token);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if self.cfg.log_socket_errors && !is_disconnect(&e) {
+                        let msg =
+                            format!("error reading from {}: {e}", peer_text(&conn.channel.peer));
+                        self.log(LogLevel::Warning, msg);
+                    }
+                    self.close(token);
+                    return;
+                }
+            };
+            if n < self.scratch.len() && !conn.read_closed {
+                // A short read drained the socket; the next arrival raises a new edge.
+                conn.readable = false;
+            }
+            if lingering {
+                continue;
+            }
+            conn.last_activity = self.now;
+            if conn.rbuf.is_empty() {
+                let scratch = std::mem::take(&mut self.scratch);
+                let used = self.consume(token, &scratch[..n]);
+                if used < n {
+                    if let Some(conn) = self.conns.get_mut(token) {
+                        conn.rbuf.extend_from_slice(&scratch[used..n]);
+                        if matches!(conn.state, State::Busy) {
+                            await_completion(&conn.channel, &mut self.recheck);
+                        }
+                    }
+                }
+                self.scratch = scratch;
+            } else {
+                conn.rbuf.extend_from_slice(&self.scratch[..n]);
+                self.consume_buffered(token);
+            }
+        }
+    }
+
+    /// Processes bytes held in the connection's buffer (pipelined requests).
+    fn consume_buffered(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.rbuf.is_empty() {
+            return;
+        }
+        let mut rbuf = std::mem::take(&mut conn.rbuf);
+        let used = self.consume(token, &rbuf);
+        if let Some(conn) = self.conns.get_mut(token) {
+            rbuf.drain(..used);
+            conn.rbuf = rbuf;
+            if !conn.rbuf.is_empty() && matches!(conn.state, State::Busy) {
+                await_completion(&conn.channel, &mut self.recheck);
+            }
+        }
+    }
+
+    /// Runs the request state machine over `input`; returns the bytes used. Stops after a
+    /// request is dispatched: the rest waits until the worker is done.
+    fn consume(&mut self, token: usize, input: &[u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(token) else {
+                return input.len();
+            };
+            match &mut conn.state {
+                State::Head { scanned } => {
+                    let buf = &input[pos..];
+                    if buf.is_empty() {
+                        return pos;
+                    }
+                    match find_head_end(buf, *scanned) {
+                        Err(e) => return self.reject(token, e, Version::Http10, input.len()),
+                        Ok(None) => {
+                            if buf.len() > self.cfg.limits.max_header_size {
+                                let e = RequestError::HeaderTooLarge(format!(
+                                    "exceeds max_header of {}",
+                                    self.cfg.limits.max_header_size
+                                ));
+                                return self.reject(token, e, Version::Http10, input.len());
+                            }
+                            *scanned = buf.len();
+                            return pos;
+                        }
+                        Ok(Some(_)) => {}
+                    }
+                    match parse_head(buf, &self.cfg.limits) {
+                        Err(e) => return self.reject(token, e, Version::Http10, input.len()),
+                        Ok(None) => {
+                            *scanned = buf.len();
+                            return pos;
+                        }
+                        Ok(Some((head, used))) => {
+                            pos += used;
+                            match head.body {
+                                BodyKind::Empty => {
+                                    self.dispatch(token, head, Body::empty());
+                                    return pos;
+                                }
+                                BodyKind::Length(len) => {
+                                    let continue_now = head.expect_continue;
+                                    conn.state = State::Body {
+                                        head: Box::new(head),
+                                        body: BodyReceiver::with_length(
+                                            len,
+                                            self.cfg.inbuf_overflow,
+                                        ),
+                                    };
+                                    if continue_now {
+                                        self.send_continue(token);
+                                    }
+                                }
+                                BodyKind::Chunked => {
+                                    let continue_now = head.expect_continue;
+                                    let body = BodyReceiver::chunked(
+                                        self.cfg.inbuf_overflow,
+                                        self.cfg.limits.max_body_size,
+                                    );
+                                    conn.state = State::Body {
+                                        head: Box::new(head),
+                                        body,
+                                    };
+                                    if continue_now {
+                                        self.send_continue(token);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                State::Body { head, body } => {
+                    let buf = &input[pos..];
+                    if buf.is_empty() {
+                        return pos;
+                    }
+                    let version = head.version;
+                    match body.feed(buf) {
+                        Err(e) => return self.reject(token, e, version, input.len()),
+                        Ok((used, false)) => return pos + used,
+                        Ok((used, true)) => {
+                            pos += used;
+                            let State::Body { head, body } =
+                                std::mem::replace(&mut conn.state, State::Busy)
+                            else {
+                                unreachable!()
+                            };
+                            match body.finish() {
+                                Ok(body) => self.dispatch(token, *head, body),
+                                Err(e) => {
+                                    let e = RequestError::BodyTooLarge(format!(
+                                        "cannot store the request body: {e}"
+                                    ));
+                                    return self.reject(token, e, version, input.len());
+                                }
+                            }
+                            return pos;
+                        }
+                    }
+                }
+                State::Busy => return pos,
+                State::Closing | State::Lingering { .. } => return input.len(),
+            }
+        }
+    }
+
+    fn send_continue(&mut self, token: usize) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        if conn
+            .channel
+            .send(&[b"HTTP/1.1 100 Continue\r\n\r\n"])
+            .is_err()
+        {
+            self.close(token);
+        }
+    }
+
+    fn dispatch(&mut self, token: usize, head: RequestHead, body: Body) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        conn.state = State::Busy;
+        // Without further input the loop has nothing to do for this connection when the
+        // request is done; `conn_event` and `drive` say otherwise when there is some.
+        conn.channel.set_awaited(false);
+        let channel = conn.channel.clone();
+        self.batch.push(Job::Request(Box::new(Request {
+            head,
+            body,
+            channel,
+        })));
+    }
+
+    /// Answers a request that cannot be taken, and closes the connection after it: once
+    /// framing is in doubt, nothing more on this connection can be trusted.
+    fn reject(
+        &mut self,
+        token: usize,
+        err: RequestError,
+        version: Version,
+        consumed: usize,
+    ) -> usize {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return consumed;
+        };
+        conn.state = State::Closing;
+        conn.rbuf = Vec::new();
+        let response = error_response(
+            version,
+            err.status(),
+            err.reason(),
+            err.message(),
+            &self.cfg.ident,
+        );
+        let sent = conn.channel.send(&[&response]);
+        let msg = format!(
+            "{} {} from {}: {}",
+            err.status(),
+            err.reason(),
+            peer_text(&conn.channel.peer),
+            err.message()
+        );
+        self.log(LogLevel::Info, msg);
+        if sent.is_err() {
+            self.close(token);
+        } else {
+            self.finish_close(token);
+        }
+        consumed
+    }
+
+    /// Once nothing is queued: shut our side down and linger, or close at once.
+    fn finish_close(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.channel.has_pending_output() {
+            return;
+        }
+        if conn.read_closed || conn.channel.is_closed() {
+            self.close(token);
+            return;
+        }
+        let _ = conn.channel.sock.shutdown(std::net::Shutdown::Write);
+        conn.state = State::Lingering {
+            deadline: self.now + LINGER,
+        };
+        conn.rbuf = Vec::new();
+        self.drive(token);
+    }
+
+    fn close(&mut self, token: usize) {
+        if !self.conns.contains(token) {
+            return;
+        }
+        let conn = self.conns.remove(token);
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&conn.channel.sock.as_raw_fd()));
+        conn.channel.mark_closed();
+        if self.accept_paused && self.conns.len() < self.cfg.connection_limit {
+            self.resume_accepting();
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        self.accept_paused = false;
+        for li in 0..self.listeners.len() {
+            self.accept(li);
+        }
+    }
+
+    fn take_completions(&mut self) {
+        let mut done = std::mem::take(&mut self.done);
+        self.completions.take(&mut done);
+        for c in done.drain(..) {
+            self.complete(c);
+        }
+        self.done = done;
+    }
+
+    fn complete(&mut self, c: Completion) {
+        let Some(conn) = self.conns.get_mut(c.token) else {
+            return;
+        };
+        if conn.channel.id != c.id {
+            return;
+        }
+        conn.last_activity = self.now;
+        if conn.channel.is_closed() {
+            self.close(c.token);
+        } else if c.close {
+            conn.state = State::Closing;
+            self.finish_close(c.token);
+        } else {
+            conn.state = State::Head { scanned: 0 };
+            self.consume_buffered(c.token);
+            self.drive(c.token);
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.now;
+        let sweep = now >= self.next_sweep;
+        if sweep {
+            self.next_sweep = now + self.cfg.cleanup_interval;
+        }
+        let timeout = self.cfg.channel_timeout;
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| match c.state {
+                State::Lingering { deadline } => now >= deadline,
+                State::Head { .. } | State::Body { .. } | State::Closing => {
+                    sweep && now.duration_since(c.last_activity) > timeout
+                }
+                State::Busy => false,
+            })
+            .map(|(t, _)| t)
+            .collect();
+        for token in expired {
+            self.close(token);
+        }
+        if self.accept_paused && self.conns.len() < self.cfg.connection_limit {
+            self.resume_accepting();
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for (_, conn) in self.conns.iter() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&conn.channel.sock.as_raw_fd()));
+            conn.channel.mark_closed();
+        }
+        self.conns.clear();
+        for l in &self.listeners {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&l.sock.as_raw_fd()));
+        }
+        self.listeners.clear();
+        self.jobs.push_batch(&mut self.batch);
+    }
+}
+
+/// Asks for a wake-up when the running request on `channel` completes, and has the loop
+/// look at the completions once more this round (one may have slipped in unannounced).
+fn await_completion(channel: &Channel, recheck: &mut bool) {
+    if !channel.is_awaited() {
+        channel.set_awaited(true);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        *recheck = true;
+    }
+}
+
+/// Errors that only say the client went away.
+pub fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+pub fn peer_text(peer: &Peer) -> String {
+    match peer {
+        Peer::Inet(a) => a.to_string(),
+        Peer::Unix => "unix socket".into(),
+    }
+}
