@@ -1,0 +1,31 @@
+//! The WSGI layer (PEP 3333): the only part of maitre that touches Python.
+
+pub mod context;
+pub mod environ;
+pub mod file_wrapper;
+pub mod input;
+pub mod responder;
+pub mod server;
+pub mod worker;
+
+use pyo3::prelude::*;
+
+pyo3::create_exception!(
+    maitre,
+    ClientDisconnected,
+    pyo3::exceptions::PyException,
+    "Raised by a write when the client has gone away."
+);
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<server::Engine>()?;
+    m.add_class::<file_wrapper::FileWrapper>()?;
+    m.add_class::<input::Input>()?;
+    m.add_class::<responder::Responder>()?;
+    m.add_class::<worker::DisconnectedCheck>()?;
+    m.add(
+        "ClientDisconnected",
+        m.py().get_type::<ClientDisconnected>(),
+    )?;
+    Ok(())
+}

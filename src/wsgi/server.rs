@@ -1,0 +1,264 @@
+//! `maitre._maitre.Engine`: what the Python package drives. Created with the listening
+//! sockets and settings (no thread starts until `run()`, so a process that made one can
+//! still fork); `run()` starts the I/O loop and the workers and blocks, `close()` stops it
+//! from any thread.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use socket2::Socket;
+
+use crate::engine::config::Config;
+use crate::engine::dispatch::JobQueue;
+use crate::engine::event_loop::{EventLoop, Listener, LoopHandle};
+use crate::http::request::Limits;
+use crate::wsgi::context::WsgiContext;
+use crate::wsgi::worker::worker_main;
+
+enum State {
+    Ready(Vec<Listener>),
+    Running(LoopHandle),
+    Closed,
+}
+
+/// Set when the I/O thread has ended, with its error if it failed.
+type Finished = Arc<(Mutex<Option<Result<(), String>>>, Condvar)>;
+
+#[pyclass(module = "maitre._maitre", name = "Engine")]
+pub struct Engine {
+    state: Mutex<State>,
+    cfg: Arc<Config>,
+    ctx: Arc<WsgiContext>,
+}
+
+fn setting<'py, T>(settings: &Bound<'py, PyDict>, name: &str, default: T) -> PyResult<T>
+where
+    T: for<'a> FromPyObject<'a, 'py>,
+{
+    match settings.get_item(name)? {
+        Some(v) if !v.is_none() => v.extract::<T>().map_err(|e| {
+            let e: PyErr = e.into();
+            PyValueError::new_err(format!("invalid value for setting {name}: {e}"))
+        }),
+        _ => Ok(default),
+    }
+}
+
+fn positive(name: &str, v: usize) -> PyResult<usize> {
+    if v == 0 {
+        return Err(PyValueError::new_err(format!(
+            "setting {name} must be at least 1"
+        )));
+    }
+    Ok(v)
+}
+
+#[pymethods]
+impl Engine {
+    /// `listeners`: (file descriptor, environ template) per listening socket. The
+    /// descriptors are duplicated: the caller keeps ownership of its sockets.
+    #[new]
+    fn new(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        listeners: Vec<(RawFd, Py<PyDict>)>,
+        settings: &Bound<'_, PyDict>,
+        logger: Py<PyAny>,
+    ) -> PyResult<Self> {
+        let d = Config::default();
+        let cfg = Config {
+            threads: positive("threads", setting(settings, "threads", d.threads)?)?,
+            recv_bytes: positive("recv_bytes", setting(settings, "recv_bytes", d.recv_bytes)?)?,
+            inbuf_overflow: setting(settings, "inbuf_overflow", d.inbuf_overflow)?,
+            outbuf_overflow: setting(settings, "outbuf_overflow", d.outbuf_overflow)?,
+            outbuf_high_watermark: setting(
+                settings,
+                "outbuf_high_watermark",
+                d.outbuf_high_watermark,
+            )?,
+            connection_limit: positive(
+                "connection_limit",
+                setting(settings, "connection_limit", d.connection_limit)?,
+            )?,
+            cleanup_interval: Duration::from_secs_f64(
+                setting(settings, "cleanup_interval", 30.0f64)?.max(0.01),
+            ),
+            channel_timeout: Duration::from_secs_f64(
+                setting(settings, "channel_timeout", 120.0f64)?.max(0.0),
+            ),
+            channel_request_lookahead: setting(
+                settings,
+                "channel_request_lookahead",
+                d.channel_request_lookahead,
+            )?,
+            log_socket_errors: setting(settings, "log_socket_errors", d.log_socket_errors)?,
+            limits: Limits {
+                max_header_size: positive(
+                    "max_request_header_size",
+                    setting(
+                        settings,
+                        "max_request_header_size",
+                        d.limits.max_header_size,
+                    )?,
+                )?,
+                max_body_size: setting(settings, "max_request_body_size", d.limits.max_body_size)?,
+            },
+            ident: setting(settings, "ident", d.ident.clone())?,
+        };
+        let mut socks = Vec::with_capacity(listeners.len());
+        let mut templates = Vec::with_capacity(listeners.len());
+        for (fd, template) in listeners {
+            // SAFETY: dup returns a new descriptor that we own (or -1, checked).
+            let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if dup < 0 {
+                return Err(PyOSError::new_err(format!(
+                    "cannot use listening socket {fd}: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            socks.push(Listener {
+                sock: unsafe { Socket::from_raw_fd(dup) },
+            });
+            templates.push(template);
+        }
+        if socks.is_empty() {
+            return Err(PyValueError::new_err("no listening socket"));
+        }
+        let ctx = WsgiContext::new(
+            py,
+            app,
+            templates,
+            logger,
+            cfg.ident.clone(),
+            setting(settings, "url_prefix", String::new())?,
+            setting(settings, "expose_tracebacks", false)?,
+            cfg.log_socket_errors,
+        );
+        Ok(Engine {
+            state: Mutex::new(State::Ready(socks)),
+            cfg: Arc::new(cfg),
+            ctx: Arc::new(ctx),
+        })
+    }
+
+    /// Serves until `close()` is called or a signal handler raises (Ctrl-C).
+    fn run(&self, py: Python<'_>) -> PyResult<()> {
+        let jobs = Arc::new(JobQueue::default());
+        let (ev, handle, completions) = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let listeners = match std::mem::replace(&mut *state, State::Closed) {
+                State::Ready(l) => l,
+                State::Running(h) => {
+                    *state = State::Running(h);
+                    return Err(PyRuntimeError::new_err("the server is already running"));
+                }
+                State::Closed => return Ok(()),
+            };
+            let (ev, handle, completions) =
+                EventLoop::new(listeners, self.cfg.clone(), jobs.clone())
+                    .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            *state = State::Running(handle.clone());
+            (ev, handle, completions)
+        };
+
+        let finished: Finished = Arc::new((Mutex::new(None), Condvar::new()));
+        let io_thread = {
+            let finished = finished.clone();
+            std::thread::Builder::new()
+                .name("maitre-io".into())
+                .spawn(move || {
+                    let result =
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.run())) {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(e)) => Err(format!("I/O loop failed: {e}")),
+                            Err(_) => Err("I/O loop panicked".to_string()),
+                        };
+                    let (lock, cv) = &*finished;
+                    *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                    cv.notify_all();
+                })
+                .map_err(|e| PyOSError::new_err(e.to_string()))?
+        };
+        let mut workers: Vec<JoinHandle<()>> = Vec::with_capacity(self.cfg.threads);
+        for i in 0..self.cfg.threads {
+            let (ctx, jobs, completions) = (self.ctx.clone(), jobs.clone(), completions.clone());
+            match std::thread::Builder::new()
+                .name(format!("maitre-{i}"))
+                .spawn(move || worker_main(ctx, jobs, completions))
+            {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    handle.stop();
+                    return Err(PyOSError::new_err(format!(
+                        "cannot start worker thread: {e}"
+                    )));
+                }
+            }
+        }
+
+        // Wait for the loop to end, waking often enough to run Python's signal handlers
+        // (they only run on the main thread, between bytecodes).
+        let mut interrupted = None;
+        let outcome = loop {
+            let done = py.detach(|| {
+                let (lock, cv) = &*finished;
+                let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let (guard, _) = cv
+                    .wait_timeout_while(guard, Duration::from_millis(100), |r| r.is_none())
+                    .unwrap_or_else(|p| p.into_inner());
+                guard.clone()
+            });
+            if let Some(result) = done {
+                break result;
+            }
+            if interrupted.is_none() {
+                if let Err(e) = py.check_signals() {
+                    interrupted = Some(e);
+                    handle.stop();
+                }
+            }
+        };
+        let _ = io_thread.join();
+        let abandoned = jobs.stop();
+        drop(abandoned);
+        // Workers finish the request they are running; wait a while, as waitress does.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        py.detach(|| {
+            while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let stuck = workers.iter().filter(|w| !w.is_finished()).count();
+        if stuck > 0 {
+            crate::wsgi::worker::log(
+                py,
+                &self.ctx,
+                "warning",
+                &format!("{stuck} thread(s) still running"),
+            );
+        }
+        for w in workers.into_iter().filter(|w| w.is_finished()) {
+            let _ = w.join();
+        }
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
+        if let Some(e) = interrupted {
+            return Err(e);
+        }
+        outcome.map_err(PyRuntimeError::new_err)
+    }
+
+    /// Stops a running server (from any thread); a server not yet running never will.
+    fn close(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match &*state {
+            State::Running(h) => h.stop(),
+            State::Ready(_) => *state = State::Closed,
+            State::Closed => {}
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The worker threads: each stays attached to the interpreter, releases the GIL only
+//! while waiting for work, and runs one request at a time from environ to last byte.
+
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::engine::channel::Channel;
+use crate::engine::dispatch::{Completion, Completions, Job, JobQueue, LogLevel, Request};
+use crate::http::response::error_response;
+use crate::wsgi::context::WsgiContext;
+use crate::wsgi::environ;
+use crate::wsgi::file_wrapper::FileWrapper;
+use crate::wsgi::responder::Responder;
+use crate::wsgi::ClientDisconnected;
+
+/// `environ["maitre.client_disconnected"]`: true once the client is known to be gone.
+#[pyclass(module = "maitre._maitre", name = "ClientDisconnectedCheck", frozen)]
+pub struct DisconnectedCheck {
+    channel: Arc<Channel>,
+}
+
+impl DisconnectedCheck {
+    pub fn new(channel: Arc<Channel>) -> Self {
+        DisconnectedCheck { channel }
+    }
+}
+
+#[pymethods]
+impl DisconnectedCheck {
+    fn __call__(&self) -> bool {
+        self.channel.is_closed()
+    }
+}
+
+pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<Completions>) {
+    Python::attach(|py| loop {
+        let job = match jobs.try_pop() {
+            Some(job) => job,
+            None => match py.detach(|| jobs.pop_wait()) {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        match job {
+            Job::Request(req) => {
+                let channel = req.channel.clone();
+                let (token, id) = (channel.token, channel.id);
+                let close = match catch_unwind(AssertUnwindSafe(|| serve(py, &ctx, *req))) {
+                    Ok(close) => close,
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        log(py, &ctx, "error", &format!("internal error while serving a request (connection closed): {what}"));
+                        true
+                    }
+                };
+                completions.push(Completion { token, id, close }, &channel);
+            }
+            Job::Log(record) => {
+                let level = match record.level {
+                    LogLevel::Info => "info",
+                    LogLevel::Warning => "warning",
+                    LogLevel::Error => "error",
+                };
+                log(py, &ctx, level, &record.message);
+            }
+        }
+    })
+}
+
+/// Logs through the `maitre` logger; a failing handler must not take the worker down.
+pub fn log(py: Python<'_>, ctx: &WsgiContext, level: &str, message: &str) {
+    if let Err(e) = ctx.logger.bind(py).call_method1(level, (message,)) {
+        e.print(py);
+    }
+}
+
+fn log_exception(py: Python<'_>, ctx: &WsgiContext, message: &str, err: &PyErr) {
+    let kwargs = PyDict::new(py);
+    let logged = kwargs.set_item("exc_info", err.value(py)).and_then(|_| {
+        ctx.logger
+            .bind(py)
+            .call_method("error", (message,), Some(&kwargs))
+    });
+    if let Err(e) = logged {
+        e.print(py);
+    }
+}
+
+/// A body item: must be bytes (PEP 3333).
+pub fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    match item.cast::<PyBytes>() {
+        Ok(b) => Ok(b.as_bytes()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "application returned a non-bytes object: {}",
+            item.repr()?
+        ))),
+    }
+}
+
+/// Runs one request; returns whether the connection must close.
+fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, req: Request) -> bool {
+    let Request {
+        head,
+        body,
+        channel,
+    } = req;
+    let is_head = head.method() == b"HEAD";
+    let responder = match Bound::new(
+        py,
+        Responder::new(
+            ctx.clone(),
+            channel.clone(),
+            head.version,
+            head.keep_alive,
+            is_head,
+        ),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            log_exception(py, ctx, "cannot allocate a response", &e);
+            return true;
+        }
+    };
+    let outcome = (|| -> PyResult<()> {
+        let env = environ::build(py, ctx, &head, &channel, body)?;
+        call_app(py, ctx, env, &responder)
+    })();
+    let Ok(mut r) = responder.try_borrow_mut() else {
+        // The application kept start_response busy on another thread; give up cleanly.
+        return true;
+    };
+    let Err(err) = outcome else { return r.close };
+    let path = String::from_utf8_lossy(head.target()).into_owned();
+    if err.is_instance_of::<ClientDisconnected>(py) || channel.is_closed() {
+        log(
+            py,
+            ctx,
+            "info",
+            &format!("Client disconnected while serving {path}"),
+        );
+        return true;
+    }
+    log_exception(py, ctx, &format!("Exception while serving {path}"), &err);
+    if !r.headers_sent {
+        let message = if ctx.expose_tracebacks {
+            format_traceback(py, &err)
+        } else {
+            "The server encountered an unexpected internal server error".to_string()
+        };
+        let response = error_response(
+            head.version,
+            500,
+            "Internal Server Error",
+            &message,
+            &ctx.ident_str,
+        );
+        r.headers_sent = true;
+        let _ = channel.send(&[&response]);
+    }
+    // Headers already out: closing is the only way to tell the client the body is cut.
+    true
+}
+
+fn format_traceback(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = (|| -> PyResult<String> {
+        let tb = py.import("traceback")?;
+        let lines = tb.call_method1(
+            "format_exception",
+            (err.get_type(py), err.value(py), err.traceback(py)),
+        )?;
+        let text: String = pyo3::types::PyString::new(py, "")
+            .call_method1("join", (lines,))?
+            .extract()?;
+        Ok(text)
+    })();
+    formatted.unwrap_or_else(|_| err.to_string())
+}
+
+fn call_app(
+    py: Python<'_>,
+    ctx: &WsgiContext,
+    env: Bound<'_, PyDict>,
+    responder: &Bound<'_, Responder>,
+) -> PyResult<()> {
+    let result = ctx.app.bind(py).call1((env, responder))?;
+    let sent = send_result(py, &result, responder);
+    // PEP 3333: close() is called whatever happened while iterating.
+    let closed = if result.hasattr(pyo3::intern!(py, "close"))? {
+        result.call_method0(pyo3::intern!(py, "close")).map(|_| ())
+    } else {
+        Ok(())
+    };
+    sent?;
+    closed?;
+    responder.try_borrow_mut()?.finish(py)
+}
+
+fn send_result(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    responder: &Bound<'_, Responder>,
+) -> PyResult<()> {
+    if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if send_file(py, &wrapper.borrow(), responder)? {
+            return Ok(());
+        }
+    }
+    if let Ok(list) = result.cast::<PyList>() {
+        if list.len() == 1 {
+            let item = list.get_item(0)?;
+            let data = body_bytes(&item)?;
+            let mut r = responder.try_borrow_mut()?;
+            r.length_hint(data.len());
+            return r.send_body(py, data);
+        }
+        for item in list.iter() {
+            send_item(py, &item, responder)?;
+        }
+        return Ok(());
+    }
+    if let Ok(tuple) = result.cast::<PyTuple>() {
+        if tuple.len() == 1 {
+            let item = tuple.get_item(0)?;
+            let data = body_bytes(&item)?;
+            let mut r = responder.try_borrow_mut()?;
+            r.length_hint(data.len());
+            return r.send_body(py, data);
+        }
+        for item in tuple.iter() {
+            send_item(py, &item, responder)?;
+        }
+        return Ok(());
+    }
+    let mut first = true;
+    for item in result.try_iter()? {
+        let item = item?;
+        if first {
+            first = false;
+            // start_response may only now have been called (PEP 3333): a one-item
+            // iterable's length is the response length.
+            if result.hasattr(pyo3::intern!(py, "__len__"))? && result.len().ok() == Some(1) {
+                let data = body_bytes(&item)?;
+                responder.try_borrow_mut()?.length_hint(data.len());
+            }
+        }
+        send_item(py, &item, responder)?;
+    }
+    Ok(())
+}
+
+fn send_item(
+    py: Python<'_>,
+    item: &Bound<'_, PyAny>,
+    responder: &Bound<'_, Responder>,
+) -> PyResult<()> {
+    let data = body_bytes(item)?;
+    if data.is_empty() {
+        // PEP 3333: empty items do not push the head out.
+        return Ok(());
+    }
+    responder.try_borrow_mut()?.send_body(py, data)
+}
+
+/// Sends a wrapped regular file with sendfile; false if it is not one (then the wrapper
+/// is iterated like any other body).
+fn send_file(
+    py: Python<'_>,
+    wrapper: &FileWrapper,
+    responder: &Bound<'_, Responder>,
+) -> PyResult<bool> {
+    let f = wrapper.filelike.bind(py);
+    let Ok(fd) = f.call_method0("fileno").and_then(|v| v.extract::<i32>()) else {
+        return Ok(false);
+    };
+    let Ok(pos) = f.call_method0("tell").and_then(|v| v.extract::<u64>()) else {
+        return Ok(false);
+    };
+    // SAFETY: fstat only writes into the zeroed struct we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+        return Ok(false);
+    }
+    let size = (st.st_size as u64).saturating_sub(pos);
+    // SAFETY: the descriptor belongs to the application's file object, which outlives this
+    // call; ManuallyDrop keeps us from closing it.
+    let file = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    responder
+        .try_borrow_mut()?
+        .send_file(py, &file, pos, size)?;
+    Ok(true)
+}
