@@ -1,0 +1,60 @@
+"""maitre: a production WSGI server with its HTTP engine in Rust, a drop-in
+replacement for waitress.
+
+    from maitre import serve
+    serve(app, listen="*:8080")
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from .server import create_server
+from .utilities import logger
+
+__all__ = ["create_server", "serve", "serve_paste"]
+
+
+def serve(app: Any, **kw: Any) -> None:
+    """Serve ``app`` until Ctrl-C or SIGTERM; takes waitress's settings."""
+    _server = kw.pop("_server", create_server)  # test shim, as in waitress
+    _quiet = kw.pop("_quiet", False)
+    if not _quiet:
+        logging.basicConfig()  # idempotent if logging is already set up
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+    server = _server(app, **kw)
+    if not _quiet:
+        server.print_listen("Serving on http://{}:{}")
+    previous = _stop_on_sigterm()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        logger.info("Shutting down")
+    finally:
+        server.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> Any:
+    """Make SIGTERM stop ``serve()`` cleanly, like Ctrl-C (main thread only, and only
+    if nobody installed a handler of their own)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def serve_paste(app: Any, global_conf: Any, **kw: Any) -> int:
+    """PasteDeploy server factory: ``[server:main] use = egg:maitre#main``."""
+    serve(app, **kw)
+    return 0

@@ -1,0 +1,3 @@
+from maitre.runner import main
+
+main()

@@ -1,0 +1,197 @@
+"""Servers: the listening sockets (bound here, in Python, where address handling is
+simplest) and the Rust engine that serves them.
+
+``create_server`` binds at once but starts no thread: threads start in ``run()``, so a
+process can create a server, fork, and run it in the child.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any
+
+from . import _maitre
+from .adjustments import Adjustments
+from .utilities import cleanup_unix_socket, logger
+
+
+def create_server(
+    application: Any,
+    map: Any = None,  # noqa: A002 - waitress's signature
+    _start: bool = True,
+    _sock: socket.socket | None = None,
+    _dispatcher: Any = None,
+    **kw: Any,
+) -> BaseWSGIServer:
+    """Create a server for ``application`` with waitress's settings (``**kw``).
+
+    Returns a single-socket server, or a ``MultiSocketServer`` when several addresses
+    are listened on."""
+    if application is None:
+        raise ValueError(
+            'The "app" passed to ``create_server`` was ``None``.  You forgot '
+            "to return a WSGI app within your application."
+        )
+    adj = Adjustments(**kw)
+    if _sock is not None:
+        sockets = [_sock]
+        cls: type[BaseWSGIServer] = (
+            UnixWSGIServer if _sock.family == socket.AF_UNIX else TcpWSGIServer
+        )
+    elif adj.unix_socket:
+        sockets = [_bind_unix(adj)]
+        cls = UnixWSGIServer
+    elif adj.sockets:
+        sockets = list(adj.sockets)
+        for s in sockets:
+            s.listen(adj.backlog)
+        cls = MultiSocketServer if len(sockets) > 1 else _server_class(sockets[0])
+    else:
+        sockets = _bind_tcp(adj)
+        cls = MultiSocketServer if len(sockets) > 1 else TcpWSGIServer
+    return cls(application, adj, sockets)
+
+
+def _server_class(sock: socket.socket) -> type[BaseWSGIServer]:
+    return UnixWSGIServer if sock.family == socket.AF_UNIX else TcpWSGIServer
+
+
+def _bind_tcp(adj: Adjustments) -> list[socket.socket]:
+    bound: list[socket.socket] = []
+    try:
+        for family, socktype, proto, sockaddr in adj.listen:
+            sock = socket.socket(family, socktype, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # '*' binds each family on its own socket.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(adj.backlog)
+    except BaseException:
+        for s in bound:
+            s.close()
+        raise
+    return bound
+
+
+def _bind_unix(adj: Adjustments) -> socket.socket:
+    cleanup_unix_socket(adj.unix_socket)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(adj.unix_socket)
+        os.chmod(adj.unix_socket, adj.unix_socket_perms)
+        sock.listen(adj.backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _environ_template(adj: Adjustments, port: Any) -> dict:
+    """The environ entries that are the same for every request on one socket."""
+    return {
+        "SERVER_NAME": adj.server_name,
+        "SERVER_PORT": str(port),
+        "SERVER_SOFTWARE": adj.ident or "",
+        "SCRIPT_NAME": adj.url_prefix,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": adj.url_scheme,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": _maitre.FileWrapper,
+        "wsgi.input_terminated": True,
+    }
+
+
+def _engine_settings(adj: Adjustments) -> dict:
+    names = (
+        "threads",
+        "recv_bytes",
+        "inbuf_overflow",
+        "outbuf_overflow",
+        "outbuf_high_watermark",
+        "connection_limit",
+        "cleanup_interval",
+        "channel_timeout",
+        "channel_request_lookahead",
+        "log_socket_errors",
+        "max_request_header_size",
+        "max_request_body_size",
+        "ident",
+        "url_prefix",
+        "expose_tracebacks",
+    )
+    settings = {name: getattr(adj, name) for name in names}
+    settings["ident"] = adj.ident or ""
+    return settings
+
+
+class BaseWSGIServer:
+    """Serves one WSGI application on one or more listening sockets."""
+
+    def __init__(
+        self, application: Any, adj: Adjustments, sockets: list[socket.socket]
+    ) -> None:
+        self.application = application
+        self.adj = adj
+        self.sockets = sockets
+        self.effective_listen = [self._sockname(s) for s in sockets]
+        self.effective_host, self.effective_port = self.effective_listen[0]
+        self.server_name = adj.server_name
+        listeners = [
+            (s.fileno(), _environ_template(adj, port))
+            for s, (_, port) in zip(sockets, self.effective_listen)
+        ]
+        self._engine = _maitre.Engine(
+            application, listeners, _engine_settings(adj), logger
+        )
+
+    @staticmethod
+    def _sockname(sock: socket.socket) -> tuple[str, Any]:
+        if sock.family == socket.AF_UNIX:
+            return ("unix", sock.getsockname())
+        name = sock.getsockname()
+        return (name[0], name[1])
+
+    def run(self) -> None:
+        """Serve until ``close()`` is called (from another thread) or Ctrl-C."""
+        try:
+            self._engine.run()
+        finally:
+            self._close_sockets()
+
+    def close(self) -> None:
+        """Stop serving; ``run()`` returns once in-flight requests have finished."""
+        self._engine.close()
+
+    def _close_sockets(self) -> None:
+        for s in self.sockets:
+            if s.family == socket.AF_UNIX and self.adj.unix_socket:
+                try:
+                    os.unlink(self.adj.unix_socket)
+                except OSError:
+                    pass
+            s.close()
+
+    def print_listen(self, format_str: str) -> None:
+        for host, port in self.effective_listen:
+            if ":" in str(host):
+                host = f"[{host}]"
+            logger.info(format_str.format(host, port))
+
+
+class TcpWSGIServer(BaseWSGIServer):
+    """A server on one TCP socket."""
+
+
+class UnixWSGIServer(BaseWSGIServer):
+    """A server on one Unix domain socket."""
+
+
+class MultiSocketServer(BaseWSGIServer):
+    """A server on several sockets (one engine serves them all)."""
