@@ -128,6 +128,10 @@ def _engine_settings(adj: Adjustments) -> dict:
     )
     settings = {name: getattr(adj, name) for name in names}
     settings["ident"] = adj.ident or ""
+    # With no trusted proxy, proxy headers can only be spoofed: the engine drops them.
+    settings["clear_proxy_headers"] = bool(
+        adj.clear_untrusted_proxy_headers and not adj.trusted_proxy
+    )
     return settings
 
 

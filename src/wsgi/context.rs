@@ -82,6 +82,31 @@ pub fn environ_key(name: &[u8], out: &mut Vec<u8>) {
     }));
 }
 
+/// Settings the WSGI layer acts on.
+#[derive(Debug, Clone, Default)]
+pub struct WsgiOptions {
+    pub ident: String,
+    pub url_prefix: String,
+    pub expose_tracebacks: bool,
+    pub log_socket_errors: bool,
+    /// Drop proxy headers (`X-Forwarded-*`, `Forwarded`) from the environ: no proxy is
+    /// trusted, so they can only be spoofed (waitress's clear_untrusted_proxy_headers).
+    pub clear_proxy_headers: bool,
+}
+
+/// Request headers that only a trusted proxy may set.
+pub fn is_proxy_header(name: &[u8]) -> bool {
+    const PROXY_HEADERS: [&[u8]; 6] = [
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-forwarded-by",
+        b"forwarded",
+    ];
+    PROXY_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 pub struct WsgiContext {
     pub app: Py<PyAny>,
     /// Per listening socket: the environ entries that never change.
@@ -91,23 +116,16 @@ pub struct WsgiContext {
     methods: Vec<(&'static [u8], Py<PyString>)>,
     pub logger: Py<PyAny>,
     pub ident: Vec<u8>,
-    pub ident_str: String,
-    pub url_prefix: String,
-    pub expose_tracebacks: bool,
-    pub log_socket_errors: bool,
+    pub opts: WsgiOptions,
 }
 
 impl WsgiContext {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         py: Python<'_>,
         app: Py<PyAny>,
         templates: Vec<Py<PyDict>>,
         logger: Py<PyAny>,
-        ident: String,
-        url_prefix: String,
-        expose_tracebacks: bool,
-        log_socket_errors: bool,
+        opts: WsgiOptions,
     ) -> Self {
         let i = |s: &str| PyString::intern(py, s).unbind();
         let keys = Keys {
@@ -147,11 +165,8 @@ impl WsgiContext {
             known_headers,
             methods,
             logger,
-            ident: ident.as_bytes().to_vec(),
-            ident_str: ident,
-            url_prefix,
-            expose_tracebacks,
-            log_socket_errors,
+            ident: opts.ident.as_bytes().to_vec(),
+            opts,
         }
     }
 

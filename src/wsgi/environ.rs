@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::engine::body::Body;
 use crate::engine::channel::{Channel, Peer};
 use crate::http::request::{BodyKind, RequestHead, Version};
-use crate::wsgi::context::{environ_key, WsgiContext};
+use crate::wsgi::context::{environ_key, is_proxy_header, WsgiContext};
 use crate::wsgi::input::Input;
 use crate::wsgi::worker::DisconnectedCheck;
 
@@ -128,7 +128,7 @@ pub fn build<'py>(
     } else {
         &path[..]
     };
-    let path = apply_prefix(path, ctx.url_prefix.as_bytes());
+    let path = apply_prefix(path, ctx.opts.url_prefix.as_bytes());
     env.set_item(k.path_info.bind(py), latin1(py, path))?;
     if query.is_empty() {
         env.set_item(k.query_string.bind(py), k.empty.bind(py))?;
@@ -167,6 +167,7 @@ pub fn build<'py>(
         // The body reaches the application decoded: its framing headers would mislead.
         if name.eq_ignore_ascii_case(b"transfer-encoding")
             || (chunked && name.eq_ignore_ascii_case(b"content-length"))
+            || (ctx.opts.clear_proxy_headers && is_proxy_header(name))
         {
             continue;
         }

@@ -17,7 +17,7 @@ use crate::engine::config::Config;
 use crate::engine::dispatch::JobQueue;
 use crate::engine::event_loop::{EventLoop, Listener, LoopHandle};
 use crate::http::request::Limits;
-use crate::wsgi::context::WsgiContext;
+use crate::wsgi::context::{WsgiContext, WsgiOptions};
 use crate::wsgi::worker::worker_main;
 
 enum State {
@@ -129,16 +129,14 @@ impl Engine {
         if socks.is_empty() {
             return Err(PyValueError::new_err("no listening socket"));
         }
-        let ctx = WsgiContext::new(
-            py,
-            app,
-            templates,
-            logger,
-            cfg.ident.clone(),
-            setting(settings, "url_prefix", String::new())?,
-            setting(settings, "expose_tracebacks", false)?,
-            cfg.log_socket_errors,
-        );
+        let opts = WsgiOptions {
+            ident: cfg.ident.clone(),
+            url_prefix: setting(settings, "url_prefix", String::new())?,
+            expose_tracebacks: setting(settings, "expose_tracebacks", false)?,
+            log_socket_errors: cfg.log_socket_errors,
+            clear_proxy_headers: setting(settings, "clear_proxy_headers", true)?,
+        };
+        let ctx = WsgiContext::new(py, app, templates, logger, opts);
         Ok(Engine {
             state: Mutex::new(State::Ready(socks)),
             cfg: Arc::new(cfg),

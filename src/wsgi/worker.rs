@@ -152,7 +152,7 @@ fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, req: Request) -> bool {
     }
     log_exception(py, ctx, &format!("Exception while serving {path}"), &err);
     if !r.headers_sent {
-        let message = if ctx.expose_tracebacks {
+        let message = if ctx.opts.expose_tracebacks {
             format_traceback(py, &err)
         } else {
             "The server encountered an unexpected internal server error".to_string()
@@ -162,7 +162,7 @@ fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, req: Request) -> bool {
             500,
             "Internal Server Error",
             &message,
-            &ctx.ident_str,
+            &ctx.opts.ident,
         );
         r.headers_sent = true;
         let _ = channel.send(&[&response]);
