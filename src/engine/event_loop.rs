@@ -38,6 +38,8 @@ const TICK: Duration = Duration::from_secs(1);
 const LINGER: Duration = Duration::from_secs(2);
 /// Size of the loop's read buffer.
 const READ_SIZE: usize = 64 * 1024;
+/// How soon the loop looks again while jobs wait for a worker.
+const BACKLOG_CHECK: Duration = Duration::from_millis(1);
 
 pub struct Listener {
     pub sock: Socket,
@@ -103,6 +105,8 @@ pub struct EventLoop {
     accept_paused: bool,
     /// A connection was marked awaited this round: look at the completions again.
     recheck: bool,
+    /// Jobs were waiting for a worker at the end of the last round.
+    backlog: bool,
 }
 
 impl EventLoop {
@@ -144,6 +148,7 @@ impl EventLoop {
             now,
             accept_paused: false,
             recheck: false,
+            backlog: false,
         };
         Ok((ev, handle, completions))
     }
@@ -152,7 +157,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = self.now + TICK;
         while !self.stop.load(Ordering::Acquire) {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let mut timeout = next_tick.saturating_duration_since(Instant::now());
+            if self.backlog {
+                // Jobs are waiting: look again soon, to add a worker if they still are.
+                timeout = timeout.min(BACKLOG_CHECK);
+            }
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -180,7 +189,7 @@ impl EventLoop {
                 self.recheck = false;
                 self.take_completions();
             }
-            self.jobs.push_batch(&mut self.batch);
+            self.backlog = self.jobs.push_batch(&mut self.batch);
             if self.now >= next_tick {
                 self.tick();
                 next_tick = self.now + TICK;

@@ -39,6 +39,7 @@ impl DisconnectedCheck {
 }
 
 pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<Completions>) {
+    jobs.add_worker();
     Python::attach(|py| loop {
         let job = match jobs.try_pop() {
             Some(job) => job,
