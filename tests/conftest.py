@@ -1,0 +1,103 @@
+"""Fixtures: serve a WSGI app on 127.0.0.1 with the server under test.
+
+``MAITRE_TEST_TARGET=maitre`` (default) uses ``maitre.create_server``;
+``MAITRE_TEST_TARGET=waitress`` uses ``waitress.server.create_server``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import (  # noqa: E402
+    HOST,
+    IDENT,
+    TARGET,
+    RawConnection,
+    create_server,
+    stop_server,
+)
+
+
+def pytest_report_header(config):
+    return f"server under test: {TARGET} (set MAITRE_TEST_TARGET to change)"
+
+
+@dataclass
+class Served:
+    """A running server: where to reach it and the server object itself."""
+
+    server: object
+    thread: threading.Thread
+    host: str
+    port: int
+    ident: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def connect(self) -> RawConnection:
+        return RawConnection(self.port, self.host)
+
+    def request(self, data: bytes, method=None):
+        with self.connect() as conn:
+            return conn.request(data, method)
+
+
+@pytest.fixture
+def target():
+    """Name of the server under test: "maitre" or "waitress"."""
+    return TARGET
+
+
+@pytest.fixture
+def ident():
+    """Default ident (``Server:`` header, SERVER_SOFTWARE) of the server under test."""
+    return IDENT
+
+
+@pytest.fixture
+def serve_app():
+    """Factory: ``serve_app(app, **settings)`` starts a server and returns a Served.
+
+    The server listens on 127.0.0.1 on an ephemeral port, ``run()`` runs in a
+    daemon thread, and every server started is closed at teardown.
+    """
+    started = []
+
+    def start(app, **settings):
+        if "listen" not in settings:
+            settings.setdefault("host", HOST)
+            settings.setdefault("port", 0)
+        settings.setdefault("threads", 4)
+        server = create_server(app, **settings)
+        thread = threading.Thread(
+            target=server.run, name=f"{TARGET}-test-server", daemon=True
+        )
+        served = Served(
+            server=server,
+            thread=thread,
+            host=HOST,
+            port=int(server.effective_port),
+            ident=settings.get("ident", IDENT),
+        )
+        started.append(served)
+        thread.start()
+        return served
+
+    yield start
+    errors = []
+    for served in reversed(started):
+        try:
+            stop_server(served.server, served.thread)
+        except Exception as exc:  # report every server that failed to stop
+            errors.append(exc)
+    if errors:
+        raise errors[0]

@@ -1,0 +1,394 @@
+"""Shared helpers for the functional tests: target selection and a raw HTTP client.
+
+The suite runs against maitre by default.  ``MAITRE_TEST_TARGET=waitress``
+runs the very same tests against waitress 3.0.2, which is how the tests
+themselves are validated; tests that pin a deliberate difference between
+maitre and waitress are marked with :func:`maitre_only`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+TARGET = os.environ.get("MAITRE_TEST_TARGET", "maitre").strip().lower()
+if TARGET not in ("maitre", "waitress"):
+    raise RuntimeError(
+        f"MAITRE_TEST_TARGET must be 'maitre' or 'waitress', not {TARGET!r}"
+    )
+
+#: default ``ident`` of the server under test (``Server:`` and SERVER_SOFTWARE)
+IDENT = TARGET
+#: default ``server_name`` of the server under test
+DEFAULT_SERVER_NAME = f"{TARGET}.invalid"
+
+#: every socket used by the tests gets this timeout, in seconds
+SOCKET_TIMEOUT = 10.0
+
+HOST = "127.0.0.1"
+
+
+#: MAITRE_TEST_NO_SKIP=1 runs the maitre-only tests against waitress too, to
+#: check that each of them really fails there for the reason it gives
+RUN_MAITRE_ONLY = os.environ.get("MAITRE_TEST_NO_SKIP") == "1"
+
+
+def maitre_only(reason: str):
+    """Mark a test that pins a deliberate maitre behaviour waitress lacks."""
+    return pytest.mark.skipif(
+        TARGET == "waitress" and not RUN_MAITRE_ONLY,
+        reason=f"deliberate difference from waitress: {reason}",
+    )
+
+
+def create_server(app, **settings):
+    """``create_server`` of the server under test."""
+    if TARGET == "waitress":
+        from waitress.server import create_server as create
+    else:
+        from maitre import create_server as create
+    return create(app, **settings)
+
+
+def stop_server(server, thread=None):
+    """Close ``server`` and wait for its ``run()`` (in ``thread``) to return."""
+    if TARGET == "waitress":
+        # waitress's close() called from another thread does not wake its
+        # select loop up (the loop would only notice after
+        # asyncore_loop_timeout, and only once every client has gone), so
+        # close every dispatcher from inside the loop instead
+        from waitress import wasyncore
+
+        if thread is not None:
+            try:
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            except OSError:
+                pass
+            thread.join(5)
+        server.task_dispatcher.shutdown(timeout=2)
+        server.close()
+    else:
+        server.close()
+        if thread is not None:
+            thread.join(10)
+    if thread is not None:
+        assert not thread.is_alive(), "server.run() did not return after close()"
+
+
+class ConnectionClosed(Exception):
+    """The peer closed the connection before a complete response was read."""
+
+
+@dataclass
+class Response:
+    """One parsed HTTP response."""
+
+    version: str
+    status: int
+    reason: str
+    headers: list = field(default_factory=list)  # [(name, value)] in wire order
+    body: bytes = b""
+    raw_head: bytes = b""
+    chunked: bool = False
+    #: how the body length was determined: "none", "length", "chunked" or "close"
+    framing: str = "none"
+    #: True if the body was cut short by the peer closing the connection
+    truncated: bool = False
+
+    def header(self, name: str) -> str | None:
+        """Value of the header ``name`` (case-insensitive), joined with ", "."""
+        values = self.header_list(name)
+        if not values:
+            return None
+        return ", ".join(values)
+
+    def header_list(self, name: str) -> list:
+        lname = name.lower()
+        return [v for k, v in self.headers if k.lower() == lname]
+
+    def has_header(self, name: str) -> bool:
+        return bool(self.header_list(name))
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+class RawConnection:
+    """A client socket that sends raw bytes and parses responses.
+
+    Every operation is bounded by the socket timeout, so a server that does
+    not answer makes the test fail instead of hang.
+    """
+
+    def __init__(self, port: int, host: str = HOST, timeout: float = SOCKET_TIMEOUT):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.buf = bytearray()
+        self.eof = False
+
+    # -- context manager -------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    @property
+    def local_port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    # -- sending ---------------------------------------------------------
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def shutdown_write(self):
+        self.sock.shutdown(socket.SHUT_WR)
+
+    # -- low-level reading -----------------------------------------------
+    def _fill(self, size: int = 65536) -> bool:
+        """Read more bytes into the buffer; False at EOF (or reset)."""
+        if self.eof:
+            return False
+        try:
+            data = self.sock.recv(min(size, 1 << 20))
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def read_until(self, marker: bytes) -> bytes:
+        """Bytes up to and including ``marker``."""
+        while True:
+            idx = self.buf.find(marker)
+            if idx >= 0:
+                return self._take(idx + len(marker))
+            if not self._fill():
+                raise ConnectionClosed(
+                    f"connection closed while waiting for {marker!r}; "
+                    f"got {bytes(self.buf[:200])!r}"
+                )
+
+    def read_exact(self, size: int) -> bytes:
+        while len(self.buf) < size:
+            if not self._fill(max(65536, size - len(self.buf))):
+                raise ConnectionClosed(
+                    f"connection closed after {len(self.buf)} of {size} bytes"
+                )
+        return self._take(size)
+
+    def _take(self, size: int) -> bytes:
+        out = bytes(self.buf[:size])
+        del self.buf[:size]
+        return out
+
+    def read_until_close(self) -> bytes:
+        while self._fill():
+            pass
+        return self._take(len(self.buf))
+
+    def read_available(self, wait: float = 0.2) -> bytes:
+        """Whatever arrives within ``wait`` seconds (b"" if nothing)."""
+        self.sock.settimeout(wait)
+        try:
+            self._fill()
+        except socket.timeout:
+            pass
+        finally:
+            self.sock.settimeout(SOCKET_TIMEOUT)
+        return self._take(len(self.buf))
+
+    def is_closed(self, timeout: float = SOCKET_TIMEOUT) -> bool:
+        """Wait up to ``timeout`` for the server to close the connection.
+
+        Returns True on EOF/reset, False if the connection is still open after
+        ``timeout``.  Unexpected bytes sent by the server are an error.
+        """
+        if self.buf:
+            extra = bytes(self.buf)
+            raise AssertionError(f"unexpected extra bytes from server: {extra!r}")
+        if self.eof:
+            return True
+        self.sock.settimeout(timeout)
+        try:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            except socket.timeout:
+                return False
+        finally:
+            self.sock.settimeout(SOCKET_TIMEOUT)
+        if data:
+            raise AssertionError(f"unexpected extra bytes from server: {data!r}")
+        self.eof = True
+        return True
+
+    def is_open(self, wait: float = 0.3) -> bool:
+        """True if the server has not closed the connection within ``wait``."""
+        return not self.is_closed(timeout=wait)
+
+    # -- response parsing ------------------------------------------------
+    def read_head(self) -> Response:
+        head = self.read_until(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        status_line = lines[0].decode("latin-1")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise AssertionError(f"bad status line {status_line!r}")
+        version = parts[0]
+        status = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else ""
+        headers = []
+        for line in lines[1:]:
+            name, sep, value = line.decode("latin-1").partition(":")
+            if not sep:
+                raise AssertionError(f"bad response header line {line!r}")
+            headers.append((name, value.strip(" \t")))
+        return Response(
+            version=version,
+            status=status,
+            reason=reason,
+            headers=headers,
+            raw_head=head,
+        )
+
+    def read_response(self, method: str = "GET", allow_truncated=False) -> Response:
+        """Read one complete response (interim 1xx responses included).
+
+        The body is delimited as RFC 9112 says: none for HEAD/1xx/204/304,
+        chunked, Content-Length, or else up to the connection close.  With
+        ``allow_truncated`` a body cut short by a close is returned with
+        ``truncated=True`` instead of raising.
+        """
+        resp = self.read_head()
+        if method == "HEAD" or resp.status < 200 or resp.status in (204, 304):
+            resp.framing = "none"
+            return resp
+        te = (resp.header("Transfer-Encoding") or "").lower()
+        cl = resp.header("Content-Length")
+        decoded = []  # chunks decoded so far, kept if the body is cut short
+        try:
+            if te:
+                if te != "chunked":
+                    raise AssertionError(f"unexpected Transfer-Encoding {te!r}")
+                resp.framing = "chunked"
+                resp.chunked = True
+                resp.body = self._read_chunked(decoded)
+            elif cl is not None:
+                resp.framing = "length"
+                resp.body = self.read_exact(int(cl))
+            else:
+                resp.framing = "close"
+                resp.body = self.read_until_close()
+        except ConnectionClosed:
+            if not allow_truncated:
+                raise
+            resp.truncated = True
+            rest = self._take(len(self.buf))
+            if resp.chunked:
+                # decoded chunks plus the data of an incomplete last chunk
+                partial = rest.split(b"\r\n", 1)
+                resp.body = b"".join(decoded) + (
+                    partial[1] if len(partial) > 1 else b""
+                )
+            else:
+                resp.body = rest
+        return resp
+
+    def _read_chunked(self, body: list) -> bytes:
+        while True:
+            line = self.read_until(b"\r\n")[:-2]
+            size_text = line.split(b";", 1)[0].strip()
+            size = int(size_text, 16)
+            if size == 0:
+                # trailer section, up to the empty line
+                while self.read_until(b"\r\n") != b"\r\n":
+                    pass
+                return b"".join(body)
+            body.append(self.read_exact(size))
+            if self.read_exact(2) != b"\r\n":
+                raise AssertionError("chunk data not followed by CRLF")
+
+    def request(self, data: bytes, method: str | None = None) -> Response:
+        """Send ``data`` and read one final response (1xx skipped)."""
+        if method is None:
+            method = data.split(b" ", 1)[0].decode("latin-1")
+        self.send(data)
+        while True:
+            resp = self.read_response(method)
+            if resp.status >= 200:
+                return resp
+
+
+def get(path: str = "/", host: str = "localhost", headers: bytes = b"") -> bytes:
+    """Bytes of a minimal HTTP/1.1 GET request."""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\n".encode("latin-1") + headers + b"\r\n"
+    )
+
+
+def post(path: str, body: bytes, headers: bytes = b"", version: str = "1.1") -> bytes:
+    """Bytes of an HTTP POST request with a Content-Length body."""
+    return (
+        f"POST {path} HTTP/{version}\r\nHost: localhost\r\n"
+        f"Content-Length: {len(body)}\r\n".encode("latin-1")
+        + headers
+        + b"\r\n"
+        + body
+    )
+
+
+def chunked(*pieces: bytes) -> bytes:
+    """Encode ``pieces`` as a chunked body (with the final 0-chunk)."""
+    out = b""
+    for piece in pieces:
+        out += b"%x\r\n%s\r\n" % (len(piece), piece)
+    return out + b"0\r\n\r\n"
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` elapses."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def error_body(reason: str, message: str, ident: str = IDENT) -> bytes:
+    """An error body exactly as waitress formats it."""
+    return f"{reason}\r\n\r\n{message}\r\n\r\n(generated by {ident})".encode()
+
+
+def assert_error_response(resp: Response, status: int, reason: str, ident=IDENT):
+    """Status, reason, headers and body framing of a server-generated error."""
+    assert resp.status == status, (resp.status, resp.body)
+    assert resp.reason == reason
+    assert resp.header("Content-Type") == "text/plain; charset=utf-8"
+    assert resp.header("Connection") == "close"
+    assert resp.header("Content-Length") == str(len(resp.body))
+    assert resp.header("Server") == ident
+    assert resp.body.startswith(f"{reason}\r\n\r\n".encode()), resp.body
+    assert resp.body.endswith(f"\r\n\r\n(generated by {ident})".encode()), resp.body
