@@ -38,6 +38,8 @@ const TICK: Duration = Duration::from_secs(1);
 const LINGER: Duration = Duration::from_secs(2);
 /// Size of the loop's read buffer.
 const READ_SIZE: usize = 64 * 1024;
+/// Reads from one connection before the loop turns to the others.
+const READS_PER_TURN: usize = 16;
 /// How soon the loop looks again while jobs wait for a worker.
 const BACKLOG_CHECK: Duration = Duration::from_millis(1);
 
@@ -107,6 +109,8 @@ pub struct EventLoop {
     recheck: bool,
     /// Jobs were waiting for a worker at the end of the last round.
     backlog: bool,
+    /// Connections with input left unread after their turn.
+    again: Vec<usize>,
 }
 
 impl EventLoop {
@@ -149,6 +153,7 @@ impl EventLoop {
             accept_paused: false,
             recheck: false,
             backlog: false,
+            again: Vec::new(),
         };
         Ok((ev, handle, completions))
     }
@@ -161,6 +166,9 @@ impl EventLoop {
             if self.backlog {
                 // Jobs are waiting: look again soon, to add a worker if they still are.
                 timeout = timeout.min(BACKLOG_CHECK);
+            }
+            if !self.again.is_empty() {
+                timeout = Duration::ZERO;
             }
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -184,6 +192,9 @@ impl EventLoop {
                         ev.is_error(),
                     ),
                 }
+            }
+            for token in std::mem::take(&mut self.again) {
+                self.drive(token);
             }
             if self.recheck {
                 self.recheck = false;
@@ -325,6 +336,7 @@ impl EventLoop {
                 conn.last_activity = self.now;
                 if matches!(conn.state, State::Closing) {
                     self.finish_close(token);
+                    self.drive(token);
                 }
             }
             Ok(Flushed::Blocked) => conn.last_activity = self.now,
@@ -343,6 +355,7 @@ impl EventLoop {
 
     /// Reads and parses until the connection has to wait for the kernel or for a worker.
     fn drive(&mut self, token: usize) {
+        let mut reads = 0;
         loop {
             let Some(conn) = self.conns.get_mut(token) else {
                 return;
@@ -355,6 +368,13 @@ impl EventLoop {
             if !conn.readable {
                 return;
             }
+            if reads == READS_PER_TURN {
+                // A fast sender must not monopolise the loop: finish next round (the
+                // edge was consumed, so nothing else would bring us back).
+                self.again.push(token);
+                return;
+            }
+            reads += 1;
             let n = match (&conn.channel.sock).read(&mut self.scratch) {
                 Ok(0) => {
                     // The peer is done. Whatever it left unfinished cannot be answered.
@@ -599,6 +619,7 @@ impl EventLoop {
     }
 
     /// Once nothing is queued: shut our side down and linger, or close at once.
+    /// The caller reads what may be waiting (`drive`), unless it is `drive` itself.
     fn finish_close(&mut self, token: usize) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
@@ -614,8 +635,9 @@ impl EventLoop {
         conn.state = State::Lingering {
             deadline: self.now + LINGER,
         };
+        // Not `drive` from here: this may run inside `drive` (a rejected request), whose
+        // loop goes on to read in the new state; other callers drive afterwards.
         conn.rbuf = Vec::new();
-        self.drive(token);
     }
 
     fn close(&mut self, token: usize) {
@@ -662,6 +684,7 @@ impl EventLoop {
         } else if c.close {
             conn.state = State::Closing;
             self.finish_close(c.token);
+            self.drive(c.token);
         } else {
             conn.state = State::Head { scanned: 0 };
             self.consume_buffered(c.token);
