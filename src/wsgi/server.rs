@@ -58,6 +58,17 @@ fn positive(name: &str, v: usize) -> PyResult<usize> {
     Ok(v)
 }
 
+/// Puts the calling thread (the I/O loop) under SCHED_BATCH: its wake-ups then do not
+/// preempt a worker in the middle of a run of requests, so on a busy core the loop
+/// collects bigger batches. hello-world, one core, wrk -c50, 3 alternating runs:
+/// context switches per request 0.09-0.14 -> 0.05-0.07, CPU per request 9.9-12.8 us
+/// -> 9.7-11.9 us. Best effort: without it the loop only batches less.
+fn prefer_batching() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscall on the calling thread with a valid parameter struct.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+}
+
 #[pymethods]
 impl Engine {
     /// `listeners`: (file descriptor, environ template) per listening socket. The
@@ -170,6 +181,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("maitre-io".into())
                 .spawn(move || {
+                    prefer_batching();
                     let result =
                         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.run())) {
                             Ok(Ok(())) => Ok(()),
