@@ -20,8 +20,24 @@ use crate::engine::outbuf::{self, Flushed, OutBuf};
 /// Who is on the other end.
 #[derive(Debug, Clone)]
 pub enum Peer {
-    Inet(SocketAddr),
+    /// A TCP peer, with its address already formatted for REMOTE_ADDR/REMOTE_PORT
+    /// (once per connection rather than once per request).
+    Inet {
+        addr: SocketAddr,
+        ip: String,
+        port: String,
+    },
     Unix,
+}
+
+impl Peer {
+    pub fn inet(addr: SocketAddr) -> Peer {
+        Peer::Inet {
+            addr,
+            ip: addr.ip().to_string(),
+            port: addr.port().to_string(),
+        }
+    }
 }
 
 /// What a worker should do after handing bytes to a channel.

@@ -253,7 +253,7 @@ impl EventLoop {
             Some(a) => {
                 // Responses are written whole; Nagle would only delay the last segment.
                 sock.set_tcp_nodelay(true)?;
-                Peer::Inet(a)
+                Peer::inet(a)
             }
             None => Peer::Unix,
         };
@@ -762,7 +762,7 @@ pub fn is_disconnect(e: &io::Error) -> bool {
 
 pub fn peer_text(peer: &Peer) -> String {
     match peer {
-        Peer::Inet(a) => a.to_string(),
+        Peer::Inet { addr, .. } => addr.to_string(),
         Peer::Unix => "unix socket".into(),
     }
 }

@@ -143,15 +143,11 @@ pub fn build<'py>(
     env.set_item(k.server_protocol.bind(py), protocol)?;
 
     match &channel.peer {
-        Peer::Inet(addr) => {
-            let ip = PyString::new(py, &addr.ip().to_string());
+        Peer::Inet { ip, port, .. } => {
+            let ip = PyString::new(py, ip);
             env.set_item(k.remote_addr.bind(py), &ip)?;
             env.set_item(k.remote_host.bind(py), &ip)?;
-            let mut b = itoa::Buffer::new();
-            env.set_item(
-                k.remote_port.bind(py),
-                PyString::new(py, b.format(addr.port())),
-            )?;
+            env.set_item(k.remote_port.bind(py), PyString::new(py, port))?;
         }
         Peer::Unix => {
             let local = PyString::new(py, "localhost");
