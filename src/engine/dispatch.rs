@@ -35,6 +35,8 @@ pub struct Request {
 pub struct LogRecord {
     pub level: LogLevel,
     pub message: String,
+    /// For the `maitre.queue` logger rather than `maitre`.
+    pub queue: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +91,9 @@ impl JobQueue {
     }
 
     /// Queues a batch (possibly empty: the loop calls this every round). Wakes a worker
-    /// if none is running, or if jobs were still waiting from an earlier round. Returns
-    /// whether jobs are waiting, so the loop can look again soon.
-    pub fn push_batch(&self, batch: &mut Vec<Job>) -> bool {
+    /// if none is running, or if jobs were still waiting from an earlier round. Says how
+    /// many jobs wait, so the loop can look again soon.
+    pub fn push_batch(&self, batch: &mut Vec<Job>) -> usize {
         let mut inner = self.lock();
         let backlog = !inner.jobs.is_empty();
         inner.jobs.extend(batch.drain(..));
@@ -99,7 +101,7 @@ impl JobQueue {
         if inner.idle > 0 && !inner.jobs.is_empty() && (running == 0 || backlog) {
             self.ready.notify_one();
         }
-        !inner.jobs.is_empty()
+        inner.jobs.len()
     }
 
     pub fn push(&self, job: Job) {

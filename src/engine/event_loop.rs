@@ -38,6 +38,9 @@ const TICK: Duration = Duration::from_secs(1);
 const LINGER: Duration = Duration::from_secs(2);
 /// Size of the loop's read buffer.
 const READ_SIZE: usize = 64 * 1024;
+/// How long the queue must stay non-empty before a "Task queue depth" warning, and the
+/// least time between two of them.
+const QUEUE_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// Reads from one connection before the loop turns to the others.
 const READS_PER_TURN: usize = 16;
 /// How soon the loop looks again while jobs wait for a worker.
@@ -48,8 +51,12 @@ pub struct Listener {
 }
 
 enum State {
-    /// Waiting for a request head; `scanned` bytes of the buffer hold no terminator.
-    Head { scanned: usize },
+    /// Waiting for a request head; `scanned` bytes of the buffer hold no terminator;
+    /// `started` is when its first byte arrived.
+    Head {
+        scanned: usize,
+        started: Option<Instant>,
+    },
     /// Receiving the body of `head`.
     Body {
         head: Box<RequestHead>,
@@ -111,6 +118,9 @@ pub struct EventLoop {
     backlog: bool,
     /// Connections with input left unread after their turn.
     again: Vec<usize>,
+    next_queue_warning: Instant,
+    /// Since when jobs have been waiting without a break.
+    queue_busy_since: Option<Instant>,
 }
 
 impl EventLoop {
@@ -154,6 +164,8 @@ impl EventLoop {
             recheck: false,
             backlog: false,
             again: Vec::new(),
+            next_queue_warning: now,
+            queue_busy_since: None,
         };
         Ok((ev, handle, completions))
     }
@@ -179,28 +191,31 @@ impl EventLoop {
             // Completions arrive without a wake-up unless the loop asked for one.
             self.take_completions();
             for ev in events.iter() {
-                match ev.token() {
-                    WAKER => self.take_completions(),
-                    Token(t) if t > LISTENER_BASE - self.listeners.len() => {
-                        self.accept(LISTENER_BASE - t)
+                let token = ev.token();
+                self.guarded(token.0, |lp| match token {
+                    WAKER => lp.take_completions(),
+                    Token(t) if t > LISTENER_BASE - lp.listeners.len() => {
+                        lp.accept(LISTENER_BASE - t)
                     }
-                    Token(t) => self.conn_event(
+                    Token(t) => lp.conn_event(
                         t,
                         ev.is_readable() || ev.is_read_closed(),
                         ev.is_read_closed(),
                         ev.is_writable(),
                         ev.is_error(),
                     ),
-                }
+                });
             }
             for token in std::mem::take(&mut self.again) {
-                self.drive(token);
+                self.guarded(token, |lp| lp.drive(token));
             }
             if self.recheck {
                 self.recheck = false;
                 self.take_completions();
             }
-            self.backlog = self.jobs.push_batch(&mut self.batch);
+            let waiting = self.jobs.push_batch(&mut self.batch);
+            self.backlog = waiting > 0;
+            self.warn_if_queue_backs_up(waiting);
             if self.now >= next_tick {
                 self.tick();
                 next_tick = self.now + TICK;
@@ -211,7 +226,57 @@ impl EventLoop {
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
-        self.batch.push(Job::Log(LogRecord { level, message }));
+        self.batch.push(Job::Log(LogRecord {
+            level,
+            message,
+            queue: false,
+        }));
+    }
+
+    /// Like waitress's `maitre.queue` logger: requests wait for a free thread. Said when
+    /// the queue has not been empty for a whole second, at most once a second, so that a
+    /// busy but keeping-up server stays quiet.
+    fn warn_if_queue_backs_up(&mut self, waiting: usize) {
+        if waiting == 0 {
+            self.queue_busy_since = None;
+            return;
+        }
+        let since = *self.queue_busy_since.get_or_insert(self.now);
+        if self.now.duration_since(since) >= QUEUE_WARNING_INTERVAL
+            && self.now >= self.next_queue_warning
+        {
+            self.next_queue_warning = self.now + QUEUE_WARNING_INTERVAL;
+            self.batch.push(Job::Log(LogRecord {
+                level: LogLevel::Warning,
+                message: format!("Task queue depth is {waiting}"),
+                queue: true,
+            }));
+            self.jobs.push_batch(&mut self.batch);
+        }
+    }
+
+    /// Runs `f`; a panic in it costs only the connection `token` (closed and logged),
+    /// never the loop, let alone the process.
+    fn guarded(&mut self, token: usize, f: impl FnOnce(&mut Self)) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if let Err(panic) = result {
+            // The panic may have struck while a buffer was lent out.
+            if self.scratch.len() != READ_SIZE {
+                self.scratch = vec![0; READ_SIZE];
+            }
+            let what = panic_message(&*panic);
+            let closed = self.conns.contains(token);
+            if closed {
+                self.close(token);
+            }
+            self.log(
+                LogLevel::Error,
+                format!(
+                    "internal error in the I/O loop{}: {what}",
+                    if closed { " (connection closed)" } else { "" }
+                ),
+            );
+        }
     }
 
     fn accept(&mut self, li: usize) {
@@ -277,7 +342,10 @@ impl EventLoop {
         entry.insert(Conn {
             channel,
             rbuf: Vec::new(),
-            state: State::Head { scanned: 0 },
+            state: State::Head {
+                scanned: 0,
+                started: None,
+            },
             // Data often arrives with the connection; the first edge may predate the
             // registration.
             readable: true,
@@ -452,11 +520,12 @@ impl EventLoop {
                 return input.len();
             };
             match &mut conn.state {
-                State::Head { scanned } => {
+                State::Head { scanned, started } => {
                     let buf = &input[pos..];
                     if buf.is_empty() {
                         return pos;
                     }
+                    started.get_or_insert(self.now);
                     match find_head_end(buf, *scanned) {
                         Err(e) => return self.reject(token, e, Version::Http10, input.len()),
                         Ok(None) => {
@@ -666,7 +735,8 @@ impl EventLoop {
         let mut done = std::mem::take(&mut self.done);
         self.completions.take(&mut done);
         for c in done.drain(..) {
-            self.complete(c);
+            let token = c.token;
+            self.guarded(token, |lp| lp.complete(c));
         }
         self.done = done;
     }
@@ -686,7 +756,10 @@ impl EventLoop {
             self.finish_close(c.token);
             self.drive(c.token);
         } else {
-            conn.state = State::Head { scanned: 0 };
+            conn.state = State::Head {
+                scanned: 0,
+                started: None,
+            };
             self.consume_buffered(c.token);
             self.drive(c.token);
         }
@@ -699,18 +772,37 @@ impl EventLoop {
             self.next_sweep = now + self.cfg.cleanup_interval;
         }
         let timeout = self.cfg.channel_timeout;
-        let expired: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| match c.state {
+        let mut expired = Vec::new();
+        for (token, c) in self.conns.iter() {
+            let close = match c.state {
                 State::Lingering { deadline } => now >= deadline,
+                // A head must arrive whole within channel_timeout, however steadily its
+                // bytes trickle in (slowloris): activity alone does not keep it alive.
+                State::Head {
+                    started: Some(started),
+                    ..
+                } if sweep && now.duration_since(started) > timeout => {
+                    let msg = format!(
+                        "closed connection from {}: request head incomplete after {} s",
+                        peer_text(&c.channel.peer),
+                        timeout.as_secs()
+                    );
+                    self.batch.push(Job::Log(LogRecord {
+                        level: LogLevel::Info,
+                        message: msg,
+                        queue: false,
+                    }));
+                    true
+                }
                 State::Head { .. } | State::Body { .. } | State::Closing => {
                     sweep && now.duration_since(c.last_activity) > timeout
                 }
                 State::Busy => false,
-            })
-            .map(|(t, _)| t)
-            .collect();
+            };
+            if close {
+                expired.push(token);
+            }
+        }
         for token in expired {
             self.close(token);
         }
@@ -747,6 +839,15 @@ fn await_completion(channel: &Channel, recheck: &mut bool) {
         std::sync::atomic::fence(Ordering::SeqCst);
         *recheck = true;
     }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Errors that only say the client went away.

@@ -390,6 +390,7 @@ fn trim(mut value: &[u8]) -> &[u8] {
 #[derive(Default)]
 struct Fields<'b> {
     host_seen: bool,
+    content_type_seen: bool,
     transfer_encoding: Option<&'b [u8]>,
     transfer_encoding_lines: usize,
     content_length: Option<&'b [u8]>,
@@ -421,6 +422,14 @@ impl<'b> Fields<'b> {
                     self.close |= token.eq_ignore_ascii_case(b"close");
                     self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
+            }
+            // One representation, one type (RFC 9110 section 8.3): two Content-Type
+            // fields leave the application guessing which one a proxy honoured.
+            12 if name.eq_ignore_ascii_case(b"content-type") => {
+                if self.content_type_seen {
+                    return Err(bad("Multiple Content-Type headers"));
+                }
+                self.content_type_seen = true;
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 self.content_length = Some(value);
@@ -987,6 +996,10 @@ mod tests {
             "Multiple Host headers"
         );
         assert_eq!(msg(b"GET / HTTP/1.1\r\n\r\n"), "Missing Host header");
+        assert_eq!(
+            msg(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\ncontent-type: c/d\r\n\r\n"),
+            "Multiple Content-Type headers"
+        );
         assert_eq!(
             msg(b"GET / HTTP/2.0\r\n\r\n"),
             "Unsupported HTTP version \"HTTP/2.0\""

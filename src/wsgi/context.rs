@@ -115,6 +115,8 @@ pub struct WsgiContext {
     known_headers: Vec<(&'static [u8], Py<PyString>)>,
     methods: Vec<(&'static [u8], Py<PyString>)>,
     pub logger: Py<PyAny>,
+    /// `maitre.queue`: warns when requests wait for a thread.
+    pub queue_logger: Py<PyAny>,
     pub ident: Vec<u8>,
     pub opts: WsgiOptions,
 }
@@ -158,6 +160,12 @@ impl WsgiContext {
             })
             .collect();
         let methods = METHODS.iter().map(|m| (m.as_bytes(), i(m))).collect();
+        // Without logging, a queue warning is dropped: the logger it was for is `logger`.
+        let queue_logger = py
+            .import("logging")
+            .and_then(|l| l.call_method1("getLogger", ("maitre.queue",)))
+            .map(|l| l.unbind())
+            .unwrap_or_else(|_| logger.clone_ref(py));
         WsgiContext {
             app,
             templates,
@@ -165,6 +173,7 @@ impl WsgiContext {
             known_headers,
             methods,
             logger,
+            queue_logger,
             ident: opts.ident.as_bytes().to_vec(),
             opts,
         }

@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::engine::channel::Channel;
 use crate::engine::dispatch::{Completion, Completions, Job, JobQueue, LogLevel, Request};
+use crate::engine::event_loop::panic_message;
 use crate::http::response::error_response;
 use crate::wsgi::context::WsgiContext;
 use crate::wsgi::environ;
@@ -55,11 +56,7 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                 let close = match catch_unwind(AssertUnwindSafe(|| serve(py, &ctx, *req))) {
                     Ok(close) => close,
                     Err(panic) => {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
+                        let what = panic_message(&*panic);
                         log(py, &ctx, "error", &format!("internal error while serving a request (connection closed): {what}"));
                         true
                     }
@@ -72,7 +69,17 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                     LogLevel::Warning => "warning",
                     LogLevel::Error => "error",
                 };
-                log(py, &ctx, level, &record.message);
+                if record.queue {
+                    let logged = ctx
+                        .queue_logger
+                        .bind(py)
+                        .call_method1(level, (&record.message,));
+                    if let Err(e) = logged {
+                        e.print(py);
+                    }
+                } else {
+                    log(py, &ctx, level, &record.message);
+                }
             }
         }
     })
