@@ -124,31 +124,40 @@ impl Channel {
 
     /// Sends the concatenation of `parts`: straight to the socket while nothing is queued,
     /// the remainder queued for the loop.
+    ///
+    /// The remainder is queued a slice at a time, releasing the lock in between (the loop
+    /// flushes under the same lock), and once the queue passes the high watermark this
+    /// waits for the client to catch up: one huge body item neither stalls the loop nor
+    /// lands in memory whole. Only sends of more than `QUEUE_SLICE` bytes can wait, and
+    /// the caller makes those without the GIL.
     pub fn send(&self, parts: &[&[u8]]) -> io::Result<Sent> {
-        let mut out = self.lock_out();
-        if self.is_closed() {
-            return Err(disconnected());
-        }
-        if out.is_empty() {
-            let mut skip = write_direct(&self.sock, parts)
-                .inspect_err(|_| self.closed.store(true, Ordering::Release))?;
-            let mut rest: Vec<&[u8]> = Vec::new();
-            for p in parts {
-                if skip >= p.len() {
-                    skip -= p.len();
-                } else {
-                    rest.push(&p[skip..]);
-                    skip = 0;
-                }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut done = 0;
+        let mut rest: Vec<&[u8]> = Vec::new();
+        loop {
+            let mut out = self.lock_out();
+            if self.is_closed() {
+                return Err(disconnected());
             }
-            if rest.is_empty() {
-                return Ok(Sent::Ok);
+            if out.is_empty() {
+                done += write_direct(&self.sock, parts, done)
+                    .inspect_err(|_| self.closed.store(true, Ordering::Release))?;
             }
-            out.push(&rest, self.overflow)?;
-        } else {
-            out.push(parts, self.overflow)?;
+            if done < total {
+                let take = (total - done).min(QUEUE_SLICE);
+                sub_parts(parts, done, take, &mut rest);
+                out.push(&rest, self.overflow)?;
+                done += take;
+            }
+            let state = self.watermark(&out);
+            drop(out);
+            if done == total {
+                return Ok(state);
+            }
+            if state == Sent::OverWatermark && !self.wait_writable() {
+                return Err(disconnected());
+            }
         }
-        Ok(self.watermark(&out))
     }
 
     /// Sends `len` bytes of `file` from `offset` with sendfile; what would block is queued
@@ -213,21 +222,28 @@ impl Channel {
         }
     }
 
-    /// Called by the loop on a writable event: sends what is queued.
-    pub fn flush(&self) -> io::Result<Flushed> {
+    /// Called by the loop on a writable event: sends what is queued. Also says whether
+    /// any byte went out (a client that reads nothing makes no progress).
+    pub fn flush(&self) -> io::Result<(Flushed, bool)> {
         let mut out = self.lock_out();
         if out.is_empty() {
-            return Ok(Flushed::All);
+            return Ok((Flushed::All, false));
         }
         let before = out.len();
         let result = out.flush(&self.sock);
-        if out.len() < before && out.len() <= self.high_watermark {
+        let progressed = out.len() < before;
+        if progressed && out.len() <= self.high_watermark {
             self.drained.notify_all();
         }
         if result.is_err() {
             self.closed.store(true, Ordering::Release);
         }
-        result
+        result.map(|f| (f, progressed))
+    }
+
+    /// How long queued output has waited without the client taking any of it.
+    pub fn stalled_for(&self, now: std::time::Instant) -> Option<Duration> {
+        self.lock_out().stalled_for(now)
     }
 
     pub fn has_pending_output(&self) -> bool {
@@ -239,11 +255,34 @@ fn disconnected() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "client disconnected")
 }
 
-/// Writes as much of `parts` as the socket takes without blocking; returns the count.
-fn write_direct(sock: &Socket, parts: &[&[u8]]) -> io::Result<usize> {
+/// Bytes queued under the lock at a time by [`Channel::send`].
+const QUEUE_SLICE: usize = 1 << 20;
+
+/// The slices of `parts` covering `len` bytes from offset `start` of their concatenation.
+fn sub_parts<'a>(parts: &[&'a [u8]], start: usize, len: usize, out: &mut Vec<&'a [u8]>) {
+    out.clear();
+    let (mut skip, mut left) = (start, len);
+    for p in parts {
+        if left == 0 {
+            break;
+        }
+        if skip >= p.len() {
+            skip -= p.len();
+            continue;
+        }
+        let n = (p.len() - skip).min(left);
+        out.push(&p[skip..skip + n]);
+        left -= n;
+        skip = 0;
+    }
+}
+
+/// Writes as much of `parts` as the socket takes without blocking, starting `start`
+/// bytes into their concatenation; returns the count written.
+fn write_direct(sock: &Socket, parts: &[&[u8]], start: usize) -> io::Result<usize> {
     const MAX: usize = 8;
-    let mut done = 0usize;
     let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = start;
     while done < total {
         let mut iov: [IoSlice<'_>; MAX] = [IoSlice::new(&[]); MAX];
         let mut n_iov = 0;
@@ -266,5 +305,23 @@ fn write_direct(sock: &Socket, parts: &[&[u8]]) -> io::Result<usize> {
             Err(e) => return Err(e),
         }
     }
-    Ok(done)
+    Ok(done - start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_parts_cover_any_range() {
+        let parts: [&[u8]; 3] = [b"abc", b"", b"defgh"];
+        let mut out = Vec::new();
+        for start in 0..=8 {
+            for len in 0..=(8 - start) {
+                sub_parts(&parts, start, len, &mut out);
+                let got: Vec<u8> = out.concat();
+                assert_eq!(got, &b"abcdefgh"[start..start + len], "{start}+{len}");
+            }
+        }
+    }
 }

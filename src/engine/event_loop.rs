@@ -46,6 +46,25 @@ const READS_PER_TURN: usize = 16;
 /// How soon the loop looks again while jobs wait for a worker.
 const BACKLOG_CHECK: Duration = Duration::from_millis(1);
 
+/// A connection's mio token: its slab slot in the low 32 bits and 31 bits of its id
+/// above, so that an event or a retry for a closed connection can never reach a new one
+/// that reuses the slot. (Listener and waker tokens sit at the top of the range.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key(usize);
+
+// Keys pack two 32-bit fields into a token.
+const _: () = assert!(usize::BITS == 64);
+
+impl Key {
+    fn new(slot: usize, id: u64) -> Key {
+        Key((slot & 0xffff_ffff) | (((id & 0x7fff_ffff) as usize) << 32))
+    }
+
+    fn slot(self) -> usize {
+        self.0 & 0xffff_ffff
+    }
+}
+
 pub struct Listener {
     pub sock: Socket,
 }
@@ -117,7 +136,9 @@ pub struct EventLoop {
     /// Jobs were waiting for a worker at the end of the last round.
     backlog: bool,
     /// Connections with input left unread after their turn.
-    again: Vec<usize>,
+    again: Vec<Key>,
+    /// A connection closed below connection_limit: accept at the end of the round.
+    accept_due: bool,
     next_queue_warning: Instant,
     /// Since when jobs have been waiting without a break.
     queue_busy_since: Option<Instant>,
@@ -164,6 +185,7 @@ impl EventLoop {
             recheck: false,
             backlog: false,
             again: Vec::new(),
+            accept_due: false,
             next_queue_warning: now,
             queue_busy_since: None,
         };
@@ -192,26 +214,37 @@ impl EventLoop {
             self.take_completions();
             for ev in events.iter() {
                 let token = ev.token();
-                self.guarded(token.0, |lp| match token {
+                let slot = self.live(Key(token.0));
+                self.guarded(slot, |lp| match token {
                     WAKER => lp.take_completions(),
                     Token(t) if t > LISTENER_BASE - lp.listeners.len() => {
                         lp.accept(LISTENER_BASE - t)
                     }
                     Token(t) => lp.conn_event(
-                        t,
+                        Key(t),
                         ev.is_readable() || ev.is_read_closed(),
                         ev.is_read_closed(),
                         ev.is_writable(),
-                        ev.is_error(),
+                        ev.is_error() || ev.is_write_closed(),
                     ),
                 });
             }
-            for token in std::mem::take(&mut self.again) {
-                self.guarded(token, |lp| lp.drive(token));
+            for key in std::mem::take(&mut self.again) {
+                self.guarded(self.live(key), |lp| {
+                    if let Some(token) = lp.live(key) {
+                        lp.drive(token);
+                    }
+                });
             }
             if self.recheck {
                 self.recheck = false;
                 self.take_completions();
+            }
+            if self.accept_due {
+                // Accepting waits for the end of the round, so that no slot freed during
+                // it is handed to a new connection while events for the old one remain.
+                self.accept_due = false;
+                self.resume_accepting();
             }
             let waiting = self.jobs.push_batch(&mut self.batch);
             self.backlog = waiting > 0;
@@ -257,7 +290,7 @@ impl EventLoop {
 
     /// Runs `f`; a panic in it costs only the connection `token` (closed and logged),
     /// never the loop, let alone the process.
-    fn guarded(&mut self, token: usize, f: impl FnOnce(&mut Self)) {
+    fn guarded(&mut self, token: Option<usize>, f: impl FnOnce(&mut Self)) {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
         if let Err(panic) = result {
             // The panic may have struck while a buffer was lent out.
@@ -265,9 +298,9 @@ impl EventLoop {
                 self.scratch = vec![0; READ_SIZE];
             }
             let what = panic_message(&*panic);
-            let closed = self.conns.contains(token);
-            if closed {
-                self.close(token);
+            let closed = token.is_some_and(|t| self.conns.contains(t));
+            if let (true, Some(t)) = (closed, token) {
+                self.close(t);
             }
             self.log(
                 LogLevel::Error,
@@ -324,12 +357,12 @@ impl EventLoop {
         };
         let entry = self.conns.vacant_entry();
         let token = entry.key();
+        self.next_id += 1;
         self.poll.registry().register(
             &mut SourceFd(&sock.as_raw_fd()),
-            Token(token),
+            Token(Key::new(token, self.next_id).0),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        self.next_id += 1;
         let channel = Arc::new(Channel::new(
             self.next_id,
             token,
@@ -356,14 +389,23 @@ impl EventLoop {
         Ok(())
     }
 
+    /// The slab slot `key` names, if its connection is still the one it was made for.
+    fn live(&self, key: Key) -> Option<usize> {
+        let conn = self.conns.get(key.slot())?;
+        (Key::new(key.slot(), conn.channel.id) == key).then_some(key.slot())
+    }
+
     fn conn_event(
         &mut self,
-        token: usize,
+        key: Key,
         readable: bool,
         read_closed: bool,
         writable: bool,
         error: bool,
     ) {
+        let Some(token) = self.live(key) else {
+            return;
+        };
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -400,14 +442,18 @@ impl EventLoop {
             return;
         };
         match conn.channel.flush() {
-            Ok(Flushed::All) => {
+            Ok((Flushed::All, _)) => {
                 conn.last_activity = self.now;
                 if matches!(conn.state, State::Closing) {
                     self.finish_close(token);
                     self.drive(token);
                 }
             }
-            Ok(Flushed::Blocked) => conn.last_activity = self.now,
+            Ok((Flushed::Blocked, progressed)) => {
+                if progressed {
+                    conn.last_activity = self.now;
+                }
+            }
             Err(e) => {
                 let busy = matches!(conn.state, State::Busy);
                 if self.cfg.log_socket_errors && !is_disconnect(&e) {
@@ -439,7 +485,8 @@ impl EventLoop {
             if reads == READS_PER_TURN {
                 // A fast sender must not monopolise the loop: finish next round (the
                 // edge was consumed, so nothing else would bring us back).
-                self.again.push(token);
+                let key = Key::new(token, conn.channel.id);
+                self.again.push(key);
                 return;
             }
             reads += 1;
@@ -719,8 +766,11 @@ impl EventLoop {
             .registry()
             .deregister(&mut SourceFd(&conn.channel.sock.as_raw_fd()));
         conn.channel.mark_closed();
+        // Python may still hold the channel (an environ kept in a reference cycle): the
+        // client must see the end now, not when the garbage collector runs.
+        let _ = conn.channel.sock.shutdown(std::net::Shutdown::Both);
         if self.accept_paused && self.conns.len() < self.cfg.connection_limit {
-            self.resume_accepting();
+            self.accept_due = true;
         }
     }
 
@@ -735,7 +785,7 @@ impl EventLoop {
         let mut done = std::mem::take(&mut self.done);
         self.completions.take(&mut done);
         for c in done.drain(..) {
-            let token = c.token;
+            let token = Some(c.token);
             self.guarded(token, |lp| lp.complete(c));
         }
         self.done = done;
@@ -797,7 +847,28 @@ impl EventLoop {
                 State::Head { .. } | State::Body { .. } | State::Closing => {
                     sweep && now.duration_since(c.last_activity) > timeout
                 }
-                State::Busy => false,
+                // The application waits on a client that reads nothing: give up on the
+                // client, which releases the worker (its write raises).
+                State::Busy => {
+                    if sweep
+                        && !c.channel.is_closed()
+                        && c.channel.stalled_for(now).is_some_and(|d| d > timeout)
+                    {
+                        let msg = format!(
+                            "closed connection from {}: no response bytes accepted for {} s",
+                            peer_text(&c.channel.peer),
+                            timeout.as_secs()
+                        );
+                        self.batch.push(Job::Log(LogRecord {
+                            level: LogLevel::Info,
+                            message: msg,
+                            queue: false,
+                        }));
+                        c.channel.mark_closed();
+                        let _ = c.channel.sock.shutdown(std::net::Shutdown::Both);
+                    }
+                    false
+                }
             };
             if close {
                 expired.push(token);

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::time::Instant;
 
 use socket2::Socket;
 
@@ -41,7 +42,12 @@ pub struct OutBuf {
     len: u64,
     /// Bytes pending in memory chunks.
     mem_len: usize,
+    /// When bytes were last queued into an empty buffer or taken by the socket.
+    progress: Option<Instant>,
 }
+
+/// Bytes written to one spill file before the next one starts.
+const SPILL_FILE_MAX: u64 = 16 << 20;
 
 /// Largest number of slices handed to one writev.
 const MAX_IOV: usize = 64;
@@ -55,13 +61,29 @@ impl OutBuf {
         self.len == 0
     }
 
+    /// How long pending bytes have waited without the socket taking any.
+    pub fn stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
+        if self.is_empty() {
+            return None;
+        }
+        self.progress.map(|p| now.saturating_duration_since(p))
+    }
+
     /// Queues the concatenation of `parts`, in memory or, past `overflow`, in a spill file.
     pub fn push(&mut self, parts: &[&[u8]], overflow: usize) -> io::Result<()> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total == 0 {
             return Ok(());
         }
-        let spill_tail = matches!(self.chunks.back(), Some(Chunk::File { spill: true, .. }));
+        if self.is_empty() {
+            self.progress = Some(Instant::now());
+        }
+        // A spill file is appended to until it holds SPILL_FILE_MAX bytes; then a new one
+        // starts, so a long stream to a slow client does not keep one ever-growing file.
+        let spill_tail = matches!(
+            self.chunks.back(),
+            Some(Chunk::File { spill: true, end, .. }) if *end < SPILL_FILE_MAX
+        );
         if spill_tail || self.mem_len + total > overflow {
             if !spill_tail {
                 let file = tempfile::tempfile()?;
@@ -93,6 +115,9 @@ impl OutBuf {
     /// Queues `len` bytes of `file` from `offset`; the file is closed once sent.
     pub fn push_file(&mut self, file: File, offset: u64, len: u64) {
         if len > 0 {
+            if self.is_empty() {
+                self.progress = Some(Instant::now());
+            }
             self.chunks.push_back(Chunk::File {
                 file,
                 offset,
@@ -105,6 +130,15 @@ impl OutBuf {
 
     /// Writes as much as the socket takes.
     pub fn flush(&mut self, sock: &Socket) -> io::Result<Flushed> {
+        let before = self.len;
+        let result = self.flush_inner(sock);
+        if self.len < before {
+            self.progress = Some(Instant::now());
+        }
+        result
+    }
+
+    fn flush_inner(&mut self, sock: &Socket) -> io::Result<Flushed> {
         while let Some(front) = self.chunks.front_mut() {
             match front {
                 Chunk::Mem { .. } => {

@@ -195,7 +195,7 @@ pub fn build<'py>(
     }
 
     env.set_item(k.wsgi_input.bind(py), Bound::new(py, Input::new(body))?)?;
-    let check = Bound::new(py, DisconnectedCheck::new(channel.clone()))?;
+    let check = Bound::new(py, DisconnectedCheck::new(channel))?;
     env.set_item(k.maitre_disconnected.bind(py), &check)?;
     env.set_item(k.waitress_disconnected.bind(py), check)?;
     Ok(env)

@@ -29,7 +29,9 @@ const DETACH_THRESHOLD: usize = 64 * 1024;
 #[pyclass(module = "maitre._maitre", name = "StartResponse")]
 pub struct Responder {
     ctx: Arc<WsgiContext>,
-    channel: Arc<Channel>,
+    /// Taken away when the request is done: a `write` kept by the application past
+    /// that point must not reach the connection (it may carry the next response).
+    channel: Option<Arc<Channel>>,
     version: Version,
     keep_alive: bool,
     is_head: bool,
@@ -82,7 +84,7 @@ impl Responder {
     ) -> Self {
         Responder {
             ctx,
-            channel,
+            channel: Some(channel),
             version,
             keep_alive,
             is_head,
@@ -317,8 +319,19 @@ impl Responder {
         self.transmit(py, &parts[..n])
     }
 
+    /// The request is over: later writes raise.
+    pub fn detach(&mut self) {
+        self.channel = None;
+    }
+
+    fn channel(&self) -> PyResult<&Arc<Channel>> {
+        self.channel
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("the response is already complete"))
+    }
+
     fn transmit(&self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
-        let channel = &self.channel;
+        let channel = self.channel()?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let sent = if total >= DETACH_THRESHOLD {
             py.detach(|| channel.send(parts))
@@ -329,7 +342,7 @@ impl Responder {
     }
 
     fn after_send(&self, py: Python<'_>, sent: std::io::Result<Sent>) -> PyResult<()> {
-        let channel = &self.channel;
+        let channel = self.channel()?;
         match sent {
             Ok(Sent::Ok) => Ok(()),
             Ok(Sent::OverWatermark) => {
@@ -378,7 +391,7 @@ impl Responder {
             return Ok(());
         }
         self.written += len;
-        let channel = &self.channel;
+        let channel = self.channel()?;
         let sent = py.detach(|| channel.send_file(file, offset, len));
         self.after_send(py, sent)
     }

@@ -195,18 +195,21 @@ impl Engine {
                 .map_err(|e| PyOSError::new_err(e.to_string()))?
         };
         let mut workers: Vec<JoinHandle<()>> = Vec::with_capacity(self.cfg.threads);
+        let mut spawn_error = None;
         for i in 0..self.cfg.threads {
             let (ctx, jobs, completions) = (self.ctx.clone(), jobs.clone(), completions.clone());
-            match std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("maitre-{i}"))
-                .spawn(move || worker_main(ctx, jobs, completions))
-            {
+                .spawn(move || worker_main(ctx, jobs, completions));
+            match spawned {
                 Ok(h) => workers.push(h),
                 Err(e) => {
-                    handle.stop();
-                    return Err(PyOSError::new_err(format!(
+                    // Stop what did start, through the normal shutdown below.
+                    spawn_error = Some(PyOSError::new_err(format!(
                         "cannot start worker thread: {e}"
                     )));
+                    handle.stop();
+                    break;
                 }
             }
         }
@@ -256,7 +259,7 @@ impl Engine {
             let _ = w.join();
         }
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
-        if let Some(e) = interrupted {
+        if let Some(e) = interrupted.or(spawn_error) {
             return Err(e);
         }
         outcome.map_err(PyRuntimeError::new_err)

@@ -4,7 +4,7 @@
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -23,19 +23,22 @@ use crate::wsgi::ClientDisconnected;
 /// `environ["maitre.client_disconnected"]`: true once the client is known to be gone.
 #[pyclass(module = "maitre._maitre", name = "ClientDisconnectedCheck", frozen)]
 pub struct DisconnectedCheck {
-    channel: Arc<Channel>,
+    /// Weak: an environ kept alive by the application must not keep the socket open.
+    channel: Weak<Channel>,
 }
 
 impl DisconnectedCheck {
-    pub fn new(channel: Arc<Channel>) -> Self {
-        DisconnectedCheck { channel }
+    pub fn new(channel: &Arc<Channel>) -> Self {
+        DisconnectedCheck {
+            channel: Arc::downgrade(channel),
+        }
     }
 }
 
 #[pymethods]
 impl DisconnectedCheck {
     fn __call__(&self) -> bool {
-        self.channel.is_closed()
+        self.channel.upgrade().map_or(true, |c| c.is_closed())
     }
 }
 
@@ -147,6 +150,7 @@ fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, req: Request) -> bool {
         // The application kept start_response busy on another thread; give up cleanly.
         return true;
     };
+    r.detach();
     let Err(err) = outcome else { return r.close };
     let path = String::from_utf8_lossy(head.target()).into_owned();
     if err.is_instance_of::<ClientDisconnected>(py) || channel.is_closed() {
@@ -303,6 +307,11 @@ fn send_file(
     wrapper: &FileWrapper,
     responder: &Bound<'_, Responder>,
 ) -> PyResult<bool> {
+    if responder.try_borrow()?.headers_sent {
+        // write() already sent part of the body, framed as the head said: the file must
+        // follow in the same framing, which iterating it gives.
+        return Ok(false);
+    }
     let f = wrapper.filelike.bind(py);
     let Ok(fd) = f.call_method0("fileno").and_then(|v| v.extract::<i32>()) else {
         return Ok(false);
