@@ -21,12 +21,20 @@ use crate::engine::body::Body;
 use crate::engine::channel::Channel;
 use crate::http::request::RequestHead;
 
-/// A request received whole, for a worker to run.
+/// A request received whole.
 #[derive(Debug)]
 pub struct Request {
     pub head: RequestHead,
     pub body: Body,
+}
+
+/// Requests of one connection for a worker to run in order: the one the loop parsed,
+/// and any complete requests pipelined behind it. Handing them over together costs one
+/// hand-off instead of one per request, and keeps the responses in order by construction.
+#[derive(Debug)]
+pub struct Requests {
     pub channel: Arc<Channel>,
+    pub requests: Vec<Request>,
 }
 
 /// Something the loop wants said through Python's `logging` (which it must not call
@@ -48,7 +56,7 @@ pub enum LogLevel {
 
 #[derive(Debug)]
 pub enum Job {
-    Request(Box<Request>),
+    Requests(Box<Requests>),
     Log(LogRecord),
 }
 

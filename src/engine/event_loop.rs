@@ -22,7 +22,7 @@ use crate::engine::body::{Body, BodyReceiver};
 use crate::engine::channel::{Channel, Peer};
 use crate::engine::config::Config;
 use crate::engine::dispatch::{
-    Completion, Completions, Job, JobQueue, LogLevel, LogRecord, Request,
+    Completion, Completions, Job, JobQueue, LogLevel, LogRecord, Request, Requests,
 };
 use crate::engine::outbuf::Flushed;
 use crate::http::request::{parse_head, BodyKind, RequestError, RequestHead, Version};
@@ -41,6 +41,8 @@ const READ_SIZE: usize = 64 * 1024;
 /// How long the queue must stay non-empty before a "Task queue depth" warning, and the
 /// least time between two of them.
 const QUEUE_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+/// Most requests pipelined behind one that go to the same worker in one job.
+const MAX_PIPELINED: usize = 64;
 /// Reads from one connection before the loop turns to the others.
 const READS_PER_TURN: usize = 16;
 /// How soon the loop looks again while jobs wait for a worker.
@@ -598,8 +600,8 @@ impl EventLoop {
                             pos += used;
                             match head.body {
                                 BodyKind::Empty => {
-                                    self.dispatch(token, head, Body::empty());
-                                    return pos;
+                                    return pos
+                                        + self.dispatch(token, head, Body::empty(), &input[pos..]);
                                 }
                                 BodyKind::Length(len) => {
                                     let continue_now = head.expect_continue;
@@ -649,7 +651,7 @@ impl EventLoop {
                                 unreachable!()
                             };
                             match body.finish() {
-                                Ok(body) => self.dispatch(token, *head, body),
+                                Ok(body) => pos += self.dispatch(token, *head, body, &input[pos..]),
                                 Err(e) => {
                                     let e = RequestError::BodyTooLarge(format!(
                                         "cannot store the request body: {e}"
@@ -680,20 +682,61 @@ impl EventLoop {
         }
     }
 
-    fn dispatch(&mut self, token: usize, head: RequestHead, body: Body) {
+    /// Hands a request to the workers, with the complete requests pipelined behind it in
+    /// `rest`; returns the bytes of `rest` those took.
+    fn dispatch(&mut self, token: usize, head: RequestHead, body: Body, rest: &[u8]) -> usize {
+        let mut requests = Vec::with_capacity(1);
+        let more = head.keep_alive;
+        requests.push(Request { head, body });
+        let used = if more {
+            self.pipelined(rest, &mut requests)
+        } else {
+            0
+        };
         let Some(conn) = self.conns.get_mut(token) else {
-            return;
+            return used;
         };
         conn.state = State::Busy;
         // Without further input the loop has nothing to do for this connection when the
-        // request is done; `conn_event` and `drive` say otherwise when there is some.
+        // requests are done; `conn_event` and `drive` say otherwise when there is some.
         conn.channel.set_awaited(false);
         let channel = conn.channel.clone();
-        self.batch.push(Job::Request(Box::new(Request {
-            head,
-            body,
-            channel,
-        })));
+        self.batch
+            .push(Job::Requests(Box::new(Requests { channel, requests })));
+        used
+    }
+
+    /// Takes the requests of `rest` that are complete (head, and body if it has a
+    /// Content-Length) up to the first that is not, or that closes the connection.
+    /// Anything else (a partial request, a chunked body, an error) is left for the
+    /// normal path once these are done, so an error is still answered in its turn.
+    fn pipelined(&self, rest: &[u8], out: &mut Vec<Request>) -> usize {
+        let mut pos = 0;
+        while out.len() < MAX_PIPELINED && pos < rest.len() {
+            let buf = &rest[pos..];
+            if !matches!(find_head_end(buf, 0), Ok(Some(_))) {
+                break;
+            }
+            let Ok(Some((head, used))) = parse_head(buf, &self.cfg.limits) else {
+                break;
+            };
+            let body = match head.body {
+                BodyKind::Empty => Body::empty(),
+                BodyKind::Length(n)
+                    if n <= (buf.len() - used) as u64 && n <= self.cfg.inbuf_overflow as u64 =>
+                {
+                    Body::Memory(buf[used..used + n as usize].to_vec())
+                }
+                _ => break,
+            };
+            pos += used + body.len() as usize;
+            let last = !head.keep_alive;
+            out.push(Request { head, body });
+            if last {
+                break;
+            }
+        }
+        pos
     }
 
     /// Answers a request that cannot be taken, and closes the connection after it: once

@@ -11,7 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::engine::channel::Channel;
-use crate::engine::dispatch::{Completion, Completions, Job, JobQueue, LogLevel, Request};
+use crate::engine::dispatch::{
+    Completion, Completions, Job, JobQueue, LogLevel, Request, Requests,
+};
 use crate::engine::event_loop::panic_message;
 use crate::http::response::error_response;
 use crate::wsgi::context::WsgiContext;
@@ -53,17 +55,27 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
             },
         };
         match job {
-            Job::Request(req) => {
-                let channel = req.channel.clone();
+            Job::Requests(job) => {
+                let Requests { channel, requests } = *job;
                 let (token, id) = (channel.token, channel.id);
-                let close = match catch_unwind(AssertUnwindSafe(|| serve(py, &ctx, *req))) {
-                    Ok(close) => close,
-                    Err(panic) => {
-                        let what = panic_message(&*panic);
-                        log(py, &ctx, "error", &format!("internal error while serving a request (connection closed): {what}"));
-                        true
+                let mut close = false;
+                for req in requests {
+                    // In order; after a response that closes the connection (an error,
+                    // Connection: close) nothing more on it runs.
+                    close = match catch_unwind(AssertUnwindSafe(|| serve(py, &ctx, &channel, req)))
+                    {
+                        Ok(close) => close,
+                        Err(panic) => {
+                            let what = panic_message(&*panic);
+                            log(py, &ctx, "error", &format!("internal error while serving a request (connection closed): {what}"));
+                            true
+                        }
+                    };
+                    if close || channel.is_closed() {
+                        close = true;
+                        break;
                     }
-                };
+                }
                 completions.push(Completion { token, id, close }, &channel);
             }
             Job::Log(record) => {
@@ -119,12 +131,8 @@ pub fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 }
 
 /// Runs one request; returns whether the connection must close.
-fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, req: Request) -> bool {
-    let Request {
-        head,
-        body,
-        channel,
-    } = req;
+fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, channel: &Arc<Channel>, req: Request) -> bool {
+    let Request { head, body } = req;
     let is_head = head.method() == b"HEAD";
     let responder = match Bound::new(
         py,
@@ -143,7 +151,7 @@ fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, req: Request) -> bool {
         }
     };
     let outcome = (|| -> PyResult<()> {
-        let env = environ::build(py, ctx, &head, &channel, body)?;
+        let env = environ::build(py, ctx, &head, channel, body)?;
         call_app(py, ctx, env, &responder)
     })();
     let Ok(mut r) = responder.try_borrow_mut() else {
