@@ -15,13 +15,14 @@ from typing import Any
 from .server import create_server
 from .utilities import logger
 
-__all__ = ["create_server", "serve", "serve_paste"]
+__all__ = ["create_server", "profile", "serve", "serve_paste"]
 
 
 def serve(app: Any, **kw: Any) -> None:
     """Serve ``app`` until Ctrl-C or SIGTERM; takes waitress's settings."""
     _server = kw.pop("_server", create_server)  # test shim, as in waitress
     _quiet = kw.pop("_quiet", False)
+    _profile = kw.pop("_profile", False)  # test shim, as in waitress
     if not _quiet:
         logging.basicConfig()  # idempotent if logging is already set up
         if logger.level == logging.NOTSET:
@@ -31,7 +32,10 @@ def serve(app: Any, **kw: Any) -> None:
         server.print_listen("Serving on http://{}:{}")
     previous = _stop_on_sigterm()
     try:
-        server.run()
+        if _profile:
+            profile("server.run()", globals(), locals(), (), False)
+        else:
+            server.run()
     except KeyboardInterrupt:
         logger.info("Shutting down")
     finally:
@@ -55,6 +59,33 @@ def _stop_on_sigterm() -> Any:
 
 
 def serve_paste(app: Any, global_conf: Any, **kw: Any) -> int:
-    """PasteDeploy server factory: ``[server:main] use = egg:maitre#main``."""
+    """PasteDeploy server runner: ``[server:main] use = egg:maitre#main`` (entry point
+    ``main`` of the group ``paste.server_runner``). The ini's values are strings,
+    converted by the same setting definitions as ``serve()``'s keywords;
+    ``global_conf`` is not used."""
     serve(app, **kw)
     return 0
+
+
+def profile(
+    cmd: str, globals: dict, locals: dict, sort_order: Any, callers: bool
+) -> None:  # pragma: no cover - waitress's profiling helper
+    """Run ``cmd`` under the profiler and print the statistics when it returns."""
+    import cProfile
+    import os
+    import pstats
+    import tempfile
+
+    fd, fn = tempfile.mkstemp()
+    os.close(fd)
+    try:
+        cProfile.runctx(cmd, globals, locals, fn)
+        stats = pstats.Stats(fn)
+        stats.strip_dirs()
+        stats.sort_stats(*(sort_order or ("cumulative", "calls", "time")))
+        if callers:
+            stats.print_callers(0.3)
+        else:
+            stats.print_stats(0.3)
+    finally:
+        os.remove(fn)

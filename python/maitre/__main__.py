@@ -1,3 +1,6 @@
+"""``python -m maitre [OPTIONS] MODULE:OBJECT``: the same as ``maitre-serve``."""
+
 from maitre.runner import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,8 @@ KNOWN_PROXY_HEADERS = frozenset(
 
 
 def asbool(s: Any) -> bool:
-    """True for ``t``, ``true``, ``y``, ``yes``, ``on``, ``1`` (any case), ``True``."""
+    """True for ``t``, ``true``, ``y``, ``yes``, ``on``, ``1`` (any case), ``True``;
+    False for anything else, ``None`` included."""
     if s is None:
         return False
     if isinstance(s, bool):
@@ -36,20 +37,22 @@ def asbool(s: Any) -> bool:
 
 
 def asoctal(s: Any) -> int:
-    """An octal string (``"600"``) or an int as is."""
-    if isinstance(s, int):
+    """An octal string (``"600"``), or an int taken as is (``0o600``)."""
+    if isinstance(s, int) and not isinstance(s, bool):
         return s
     return int(s, 8)
 
 
 def aslist_cronly(value: Any) -> list:
+    """A string split into its non-blank lines; other iterables as a list."""
     if isinstance(value, str):
         value = filter(None, [x.strip() for x in value.splitlines()])
     return list(value)
 
 
 def aslist(value: Any) -> list:
-    """Split a string on newlines and spaces; other iterables become lists."""
+    """Split a string on newlines and spaces; other iterables become lists (their
+    string items split on spaces too)."""
     result = []
     for item in aslist_cronly(value):
         result.extend(item.split())
@@ -72,8 +75,8 @@ def str_iftruthy(s: Any) -> str | None:
     return str(s) if s else None
 
 
-def as_socket_list(sockets: Any) -> list:
-    return [sock for sock in sockets if isinstance(sock, socket.socket)]
+def str_or_none(s: Any) -> str | None:
+    return None if s is None else str(s)
 
 
 def asint(s: Any) -> int:
@@ -82,63 +85,126 @@ def asint(s: Any) -> int:
     return int(s)
 
 
+def as_socket_list(sockets: Any) -> list:
+    """Listening sockets to serve on (socket activation).
+
+    ``socket.socket`` objects are taken as they are. File descriptor numbers (ints,
+    or a string such as ``"3 4"`` from the command line or an ini file) are wrapped
+    in socket objects that own them. Anything else is an error (waitress silently
+    drops it, which would then serve on no socket at all)."""
+    if isinstance(sockets, (str, int)):
+        sockets = aslist(str(sockets))
+    result = []
+    for item in sockets:
+        if isinstance(item, socket.socket):
+            result.append(item)
+            continue
+        if isinstance(item, str) and item.strip().isdigit():
+            item = int(item)
+        if not isinstance(item, int) or isinstance(item, bool):
+            raise ValueError(
+                f"expected socket objects or file descriptor numbers, got {item!r}"
+            )
+        try:
+            result.append(socket.socket(fileno=item))
+        except OSError as exc:
+            raise ValueError(
+                f"file descriptor {item} is not a usable socket ({exc})"
+            ) from None
+    return result
+
+
 class Setting(NamedTuple):
     name: str
     convert: Callable[[Any], Any]
     default: Any
     help: str
+    #: placeholder of the value in ``--help`` (booleans take none)
+    metavar: str = "INT"
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("host", str, "0.0.0.0", "Hostname or IP address to listen on."),
-    Setting("port", asint, 8080, "TCP port to listen on."),
-    Setting("ipv4", asbool, True, "Listen on IPv4 when resolving '*' and names."),
-    Setting("ipv6", asbool, True, "Listen on IPv6 when resolving '*' and names."),
+    Setting(
+        "host",
+        str,
+        "0.0.0.0",
+        "Host name or IP address to listen on. Not together with --listen.",
+        "ADDR",
+    ),
+    Setting(
+        "port",
+        asint,
+        8080,
+        "TCP port to listen on. Not together with --listen.",
+        "PORT",
+    ),
+    Setting(
+        "ipv4", asbool, True, "Listen on IPv4 when resolving '*' and host names.", ""
+    ),
+    Setting(
+        "ipv6", asbool, True, "Listen on IPv6 when resolving '*' and host names.", ""
+    ),
     Setting(
         "listen",
         aslist,
         ["0.0.0.0:8080"],
-        "host:port to listen on; repeat or space-separate for several. "
-        "'*:8080' listens on every enabled family, '[::1]:8080' on IPv6.",
+        "HOST:PORT to listen on; repeat the option (or separate with spaces) for "
+        "several sockets. '*:8080' listens on every enabled family, '[::1]:8080' "
+        "on an IPv6 address, a host name on each address it resolves to.",
+        "HOST:PORT",
     ),
-    Setting("threads", asint, 4, "Number of threads running the application."),
+    Setting("threads", asint, 4, "Number of worker threads running the application."),
     Setting(
         "trusted_proxy",
         str_iftruthy,
         None,
         "IP address of a proxy allowed to set proxy headers ('*' for any).",
+        "ADDR",
     ),
     Setting(
-        "trusted_proxy_count", asint, None, "How many trusted proxies are in front."
+        "trusted_proxy_count",
+        asint,
+        None,
+        "How many trusted proxies are in front (1 when trusted_proxy is set).",
     ),
     Setting(
         "trusted_proxy_headers",
         asset,
         set(),
-        "Proxy headers to trust: x-forwarded-for, x-forwarded-host, "
-        "x-forwarded-proto, x-forwarded-port, x-forwarded-by, forwarded.",
+        "Space-separated proxy headers to trust from trusted_proxy: "
+        "x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-forwarded-port, "
+        "x-forwarded-by, or forwarded (alone).",
+        "NAMES",
     ),
     Setting(
         "log_untrusted_proxy_headers",
         asbool,
         False,
         "Log proxy headers sent by untrusted peers.",
+        "",
     ),
     Setting(
         "clear_untrusted_proxy_headers",
         asbool,
         True,
         "Remove untrusted proxy headers from the environ.",
+        "",
     ),
-    Setting("url_scheme", str, "http", "Default wsgi.url_scheme."),
+    Setting("url_scheme", str, "http", "Default wsgi.url_scheme.", "SCHEME"),
     Setting(
         "url_prefix",
         slash_fixed_str,
         "",
         "Mount point: becomes SCRIPT_NAME and is stripped from PATH_INFO.",
+        "PATH",
     ),
-    Setting("backlog", asint, 1024, "listen() backlog."),
-    Setting("recv_bytes", asint, 8192, "Bytes read per recv() call."),
+    Setting(
+        "backlog",
+        asint,
+        1024,
+        "Backlog of listen(): connections waiting to be accepted.",
+    ),
+    Setting("recv_bytes", asint, 8192, "Bytes read from a socket at a time."),
     Setting("send_bytes", asint, 1, "Accepted for compatibility; has no effect."),
     Setting(
         "outbuf_overflow",
@@ -150,7 +216,8 @@ SETTINGS: tuple[Setting, ...] = (
         "outbuf_high_watermark",
         asint,
         16777216,
-        "An application writing faster than its client reads waits above this.",
+        "An application writing faster than its client reads waits above this many "
+        "bytes of pending output.",
     ),
     Setting(
         "inbuf_overflow",
@@ -173,37 +240,73 @@ SETTINGS: tuple[Setting, ...] = (
         120,
         "Seconds of inactivity after which a connection is closed.",
     ),
-    Setting("log_socket_errors", asbool, True, "Log socket errors."),
+    Setting(
+        "log_socket_errors",
+        asbool,
+        True,
+        "Log socket errors (such as clients disconnecting early).",
+        "",
+    ),
     Setting(
         "max_request_header_size",
         asint,
         262144,
-        "Largest request head accepted (bytes); larger gets 431.",
+        "Largest request head accepted, in bytes; larger gets 431.",
     ),
     Setting(
         "max_request_body_size",
         asint,
         1073741824,
-        "Largest request body accepted (bytes); larger gets 413.",
+        "Largest request body accepted, in bytes; larger gets 413.",
     ),
     Setting(
         "expose_tracebacks",
         asbool,
         False,
         "Show the traceback in the body of 500 responses.",
+        "",
     ),
     Setting(
-        "ident", str_iftruthy, "maitre", "Server header and SERVER_SOFTWARE value."
+        "ident",
+        str_iftruthy,
+        "maitre",
+        "Server header and SERVER_SOFTWARE value.",
+        "STR",
     ),
     Setting(
         "asyncore_loop_timeout", asint, 1, "Accepted for compatibility; no effect."
     ),
     Setting(
-        "asyncore_use_poll", asbool, False, "Accepted for compatibility; no effect."
+        "asyncore_use_poll",
+        asbool,
+        False,
+        "Accepted for compatibility; no effect.",
+        "",
     ),
-    Setting("unix_socket", str, None, "Path of a Unix domain socket to listen on."),
-    Setting("unix_socket_perms", asoctal, 0o600, "Octal permissions of unix_socket."),
-    Setting("sockets", as_socket_list, [], "Already bound sockets to serve on."),
+    Setting(
+        "unix_socket",
+        str_or_none,
+        None,
+        "Path of a Unix domain socket to listen on instead of TCP (a stale socket "
+        "file there is removed first).",
+        "PATH",
+    ),
+    Setting(
+        "unix_socket_perms",
+        asoctal,
+        0o600,
+        "Octal permissions of the unix_socket file.",
+        "OCTAL",
+    ),
+    Setting(
+        "sockets",
+        as_socket_list,
+        [],
+        "Already bound sockets to serve on (socket activation): socket objects "
+        "from Python, file descriptor numbers on the command line. Not together "
+        "with host, port, listen or unix_socket.",
+        "FD",
+    ),
     Setting(
         "channel_request_lookahead",
         asint,
@@ -214,24 +317,36 @@ SETTINGS: tuple[Setting, ...] = (
         "server_name",
         str,
         "maitre.invalid",
-        "SERVER_NAME of the environ.",
+        "SERVER_NAME of the environ when the request has no Host header.",
+        "NAME",
     ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
+#: settings that say where to listen; ``sockets`` excludes all the others
+_ADDRESS_SETTINGS = ("host", "port", "listen", "unix_socket")
+
+
+def _copy_default(value: Any) -> Any:
+    return type(value)(value) if isinstance(value, (list, set)) else value
+
 
 class Adjustments:
     """Validated settings. ``Adjustments(**kw)`` converts each value with its
-    setting's conversion and rejects unknown names and bad combinations."""
+    setting's conversion and rejects unknown names, bad values and bad
+    combinations with a ``ValueError`` naming the setting.
+
+    Every setting is also a class attribute holding its default, as in waitress."""
+
+    # waitress's names for the table: (name, conversion) pairs, and by name
+    _params = tuple((s.name, s.convert) for s in SETTINGS)
+    _param_map = dict(_params)
 
     def __init__(self, **kw: Any) -> None:
         _check_combinations(kw)
         for setting in SETTINGS:
-            default = setting.default
-            if isinstance(default, (list, set)):
-                default = type(default)(default)
-            setattr(self, setting.name, default)
+            setattr(self, setting.name, _copy_default(setting.default))
         for name, value in kw.items():
             setting = SETTINGS_BY_NAME.get(name)
             if setting is None:
@@ -250,13 +365,22 @@ class Adjustments:
         self._check_values()
         if "listen" not in kw:
             self.listen = [f"{self.host}:{self.port}"]
-        self.listen = self._resolve(self.listen) if not self.unix_socket else []
+        if self.unix_socket or "sockets" in kw:
+            # Nothing is listened on by address: only the values are checked.
+            self.listen = []
+        else:
+            self.listen = self._resolve(self.listen)
         self._check_proxy()
+        if "sockets" in kw and not self.sockets:
+            raise ValueError("sockets was set but holds no socket")
+        self.check_sockets(self.sockets)
 
     def _check_values(self) -> None:
         for name in ("threads", "connection_limit", "recv_bytes"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+                raise ValueError(
+                    f"{name} must be at least 1, not {getattr(self, name)}"
+                )
         for name in (
             "backlog",
             "outbuf_overflow",
@@ -269,32 +393,31 @@ class Adjustments:
             "channel_request_lookahead",
         ):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if not 0 < self.port < 65536 and self.port != 0:
+                raise ValueError(
+                    f"{name} must not be negative, not {getattr(self, name)}"
+                )
+        if not 0 <= self.port < 65536:
             raise ValueError(f"port must be between 0 and 65535, not {self.port}")
+        count = self.trusted_proxy_count
+        if count is not None and count < 1:
+            raise ValueError(f"trusted_proxy_count must be at least 1, not {count}")
+
+    def _families(self) -> int:
+        if self.ipv4 and not self.ipv6:
+            return socket.AF_INET
+        if self.ipv6 and not self.ipv4:
+            return socket.AF_INET6
+        if not self.ipv4 and not self.ipv6:
+            raise ValueError("ipv4 and ipv6 are both disabled: nothing to listen on")
+        return socket.AF_UNSPEC
 
     def _resolve(self, listen: list) -> list:
         """(family, socktype, proto, sockaddr) for every address to bind."""
-        if not self.ipv4 and not self.ipv6:
-            raise ValueError("ipv4 and ipv6 are both disabled: nothing to listen on")
-        families = socket.AF_UNSPEC
-        if self.ipv4 and not self.ipv6:
-            families = socket.AF_INET
-        elif self.ipv6 and not self.ipv4:
-            families = socket.AF_INET6
+        families = self._families()
         wanted = []
         seen = set()
         for item in listen:
-            if ":" in item:
-                host, port = item.rsplit(":", 1)
-                if "]" in port:
-                    host, port = item, str(self.port)
-            else:
-                host, port = item, str(self.port)
-            if host.startswith("[") and host.endswith("]"):
-                host = host[1:-1]
-            if host == "*":
-                host = None
+            host, port = _split_listen(item, self.port)
             try:
                 infos = socket.getaddrinfo(
                     host,
@@ -309,6 +432,8 @@ class Adjustments:
                     f"Invalid host/port specified in listen: {item!r} ({e})"
                 ) from None
             for family, socktype, proto, _, sockaddr in infos:
+                # getaddrinfo may repeat itself; a zone index does not make an
+                # address different. Port 0 binds a new port each time.
                 key = (sockaddr[0].split("%", 1)[0], sockaddr[1])
                 if sockaddr[1] == 0 or key not in seen:
                     wanted.append((family, socktype, proto, sockaddr))
@@ -342,19 +467,51 @@ class Adjustments:
                 and self.trusted_proxy_headers - {"forwarded"}
             ):
                 raise ValueError(
-                    "The Forwarded proxy header and the "
+                    "trusted_proxy_headers: The Forwarded proxy header and the "
                     "X-Forwarded-{By,Host,Proto,Port,For} headers are mutually "
                     "exclusive. Can't trust both!"
                 )
         elif self.trusted_proxy is not None:
+            warnings.warn(
+                "No proxy headers were marked as trusted, but trusted_proxy was set. "
+                "Implicitly trusting X-Forwarded-Proto for compatibility with "
+                "waitress; set trusted_proxy_headers to say which headers to trust.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             self.trusted_proxy_headers = {"x-forwarded-proto"}
+
+    @classmethod
+    def check_sockets(cls, sockets: list) -> None:
+        """Sockets given in ``sockets`` must be stream sockets, all Internet or all
+        Unix."""
+        inet = unix = False
+        for sock in sockets:
+            if sock.type != socket.SOCK_STREAM:
+                raise ValueError(
+                    "sockets: only Internet or UNIX stream sockets may be used."
+                )
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                inet = True
+            elif sock.family == getattr(socket, "AF_UNIX", None):
+                unix = True
+            else:
+                raise ValueError(
+                    "sockets: only Internet or UNIX stream sockets may be used."
+                )
+        if inet and unix:
+            raise ValueError("sockets: Internet and UNIX sockets may not be mixed.")
 
     @classmethod
     def parse_args(cls, argv: list[str]) -> tuple[dict, list[str]]:
         """Command-line flags to keyword arguments (values still strings), plus the
         positional arguments. ``--flag``/``--no-flag`` for booleans, ``--name=value``
-        otherwise; ``--listen`` may repeat."""
-        long_opts = ["help", "call"]
+        otherwise; ``--listen`` may repeat; options may come before or after the
+        positional arguments. ``help`` and ``call`` are always in the
+        result; ``app`` only when ``--app=MODULE:OBJECT`` was given.
+
+        Raises ``getopt.GetoptError`` for an unknown or malformed option."""
+        long_opts = ["help", "call", "app="]
         for s in SETTINGS:
             opt = s.name.replace("_", "-")
             if s.convert is asbool:
@@ -362,13 +519,18 @@ class Adjustments:
             else:
                 long_opts.append(opt + "=")
         kw: dict[str, Any] = {"help": False, "call": False}
-        opts, args = getopt.getopt(argv, "", long_opts)
+        # Options may also follow the application (waitress stops at it).
+        opts, args = getopt.gnu_getopt(argv, "", long_opts)
         for opt, value in opts:
-            param = opt.lstrip("-").replace("-", "_")
+            param = opt[2:].replace("-", "_")
             if param == "listen":
                 kw["listen"] = "{} {}".format(kw.get("listen", ""), value).strip()
             elif param in ("help", "call"):
                 kw[param] = True
+            elif param == "app":
+                if "app" in kw:
+                    raise getopt.GetoptError("option --app given more than once", "app")
+                kw["app"] = value
             elif param.startswith("no_") and param[3:] in SETTINGS_BY_NAME:
                 kw[param[3:]] = "false"
             elif SETTINGS_BY_NAME[param].convert is asbool:
@@ -378,15 +540,40 @@ class Adjustments:
         return kw, args
 
 
+for _setting in SETTINGS:
+    setattr(Adjustments, _setting.name, _copy_default(_setting.default))
+del _setting
+
+
+def _split_listen(item: str, default_port: int) -> tuple[str | None, str]:
+    """``host:port`` (``[v6]:port``, ``*:port``, or a bare host) to the arguments of
+    getaddrinfo; a numeric port outside 0-65535 is refused (getaddrinfo would
+    silently take it modulo 65536)."""
+    if ":" in item:
+        host, port = item.rsplit(":", 1)
+        if "]" in port:  # "[::1]" with no port: the colon was the address's
+            host, port = item, str(default_port)
+    else:
+        host, port = item, str(default_port)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if port.isdigit() and int(port) > 65535:
+        raise ValueError(
+            f"Invalid host/port specified in listen: {item!r} "
+            "(port must be between 0 and 65535)"
+        )
+    return (None if host == "*" else host), port
+
+
 def _check_combinations(kw: dict) -> None:
     if "listen" in kw and ("host" in kw or "port" in kw):
         raise ValueError("host or port may not be set if listen is set.")
-    if "listen" in kw and "sockets" in kw:
-        raise ValueError("socket may not be set if listen is set.")
-    if "sockets" in kw and ("host" in kw or "port" in kw):
-        raise ValueError("host or port may not be set if sockets is set.")
-    if "sockets" in kw and "unix_socket" in kw:
-        raise ValueError("unix_socket may not be set if sockets is set")
+    if "sockets" in kw:
+        others = [name for name in _ADDRESS_SETTINGS if name in kw]
+        if others:
+            raise ValueError(
+                f"{' and '.join(others)} may not be set if sockets is set."
+            )
     if "unix_socket" in kw and ("host" in kw or "port" in kw):
         raise ValueError("unix_socket may not be set if host or port is set")
     if "unix_socket" in kw and "listen" in kw:

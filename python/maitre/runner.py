@@ -1,6 +1,11 @@
 """The command line: ``maitre-serve [OPTIONS] MODULE:OBJECT`` (also
-``python -m maitre``), with waitress-serve's flags, generated from the settings
-table."""
+``python -m maitre``), with every flag of waitress-serve, generated from the settings
+table so that no setting can be missing.
+
+Usage errors (no application, two applications, an unknown option, a bad value, an
+application that cannot be imported) exit with status 2 after a short usage message
+and the error; ``--help`` lists every option with its default.
+"""
 
 from __future__ import annotations
 
@@ -9,98 +14,193 @@ import os
 import pkgutil
 import sys
 import textwrap
+import traceback
 from typing import IO, Any
 
-from .adjustments import SETTINGS, Adjustments, asbool
+from .adjustments import SETTINGS, Adjustments, Setting, asbool
 
 USAGE = """\
-Usage:
+Usage: {0} [OPTIONS] MODULE:OBJECT
+       {0} [OPTIONS] --app=MODULE:OBJECT
+"""
 
-    {0} [OPTIONS] MODULE:OBJECT
+HELP = """\
+Serve the WSGI application OBJECT of MODULE, e.g. myapp:app or pkg.module:obj.attr.
+The current directory is put on sys.path first, so a module there is found.
 
-Serve the WSGI application OBJECT from MODULE (e.g. myapp:app or
-pkg.module:factory with --call). The current directory is put on sys.path.
-
-Standard options:
+Options:
 
     --help
-        Show this information.
+        Show this help and exit.
+
+    --app=MODULE:OBJECT
+        The application, instead of the MODULE:OBJECT argument.
 
     --call
-        Call OBJECT to get the WSGI application (an application factory).
+        Call OBJECT (with no arguments) to get the WSGI application: for
+        application factories.
 
-Settings (each is also a keyword of maitre.serve()):
+Settings (each is also a keyword argument of maitre.serve() and a key of a
+PasteDeploy [server:...] section, with the same name in snake_case):
+
 """
+
+
+def _format_default(setting: Setting) -> str:
+    value = setting.default
+    if setting.convert is asbool:
+        return "on" if value else "off"
+    if setting.name == "unix_socket_perms":
+        return format(value, "o")
+    if value is None:
+        return "unset"
+    if isinstance(value, (list, set, tuple)):
+        return " ".join(sorted(map(str, value))) if value else "none"
+    if value == "":
+        return "'' (empty)"
+    return str(value)
 
 
 def _options_help() -> str:
     lines = []
     for s in SETTINGS:
-        if s.name == "sockets":
-            continue  # only meaningful from Python
         flag = s.name.replace("_", "-")
         if s.convert is asbool:
-            head = f"    --{flag}, --no-{flag}"
+            lines.append(f"    --{flag}, --no-{flag}")
         else:
-            head = f"    --{flag}=VALUE"
-        default = s.default
-        if isinstance(default, int) and s.name == "unix_socket_perms":
-            default = oct(default)[2:]
-        lines.append(head)
-        body = f"{s.help} Default: {default!r}."
+            lines.append(f"    --{flag}={s.metavar}")
         lines.extend(
-            textwrap.wrap(body, 72, initial_indent=" " * 8, subsequent_indent=" " * 8)
+            textwrap.wrap(
+                s.help,
+                80,
+                initial_indent=" " * 8,
+                subsequent_indent=" " * 8,
+                break_on_hyphens=False,
+            )
         )
+        lines.append(f"        Default: {_format_default(s)}")
         lines.append("")
     return "\n".join(lines)
 
 
 def show_help(stream: IO[str], name: str, error: str | None = None) -> None:
-    if error is not None:
-        print(f"Error: {error}\n", file=stream)
-    print(USAGE.format(name) + "\n" + _options_help(), file=stream)
+    """The whole help text; with ``error``, the short usage and the error instead
+    (one screen, the error last where it is seen)."""
+    if error is None:
+        print(USAGE.format(name) + "\n" + HELP + _options_help(), file=stream)
+        return
+    print(USAGE.format(name), file=stream)
+    print(f"Run '{name} --help' for every option.\n", file=stream)
+    print(f"Error: {error}", file=stream)
+
+
+def _describe_exception(exc: BaseException) -> str:
+    """``Type: message``, and where it was raised when that is in the user's code
+    (not in the import machinery)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SyntaxError):
+        return text  # its message already names the file and line
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "importlib" not in f.filename
+        and os.path.basename(f.filename) != "pkgutil.py"
+        and f.filename != __file__
+    ]
+    if frames:
+        text += f" (at {frames[-1].filename}, line {frames[-1].lineno})"
+    return text
+
+
+def _program_name(argv: list[str]) -> str:
+    if not argv:
+        return "maitre-serve"
+    name = os.path.basename(argv[0])
+    if name in ("__main__.py", "-m", "-c", ""):
+        return "python -m maitre"
+    return name
 
 
 def run(argv: list[str] | None = None, _serve: Any = None) -> int:
-    """Run the command line; returns the exit status (2 for usage errors)."""
-    from . import serve
+    """Run the command line (``argv`` is ``sys.argv`` by default); returns the exit
+    status: 0 after serving, 2 for a usage error, 1 if the server could not start
+    (e.g. the address is in use)."""
+    if argv is None:
+        argv = sys.argv
+    if _serve is None:
+        from . import serve as _serve
+    name = _program_name(argv)
 
-    argv = sys.argv if argv is None else argv
-    _serve = _serve or serve
-    name = os.path.basename(argv[0]) if argv else "maitre-serve"
-    if name == "__main__.py":
-        name = "python -m maitre"
-    try:
-        kw, args = Adjustments.parse_args(argv[1:])
-    except getopt.GetoptError as exc:
-        show_help(sys.stderr, name, str(exc))
+    def usage_error(message: str) -> int:
+        show_help(sys.stderr, name, message)
         return 2
+
+    try:
+        kw, args = Adjustments.parse_args(list(argv[1:]))
+    except getopt.GetoptError as exc:
+        return usage_error(str(exc))
     if kw.pop("help"):
         show_help(sys.stdout, name)
         return 0
     call = kw.pop("call")
-    if len(args) != 1:
-        show_help(sys.stderr, name, "Specify one application only")
-        return 2
-    sys.path.insert(0, os.getcwd())
-    try:
-        app = pkgutil.resolve_name(args[0])
-    except Exception as exc:  # the user's module may raise anything on import
-        show_help(
-            sys.stderr,
-            name,
-            f"cannot import {args[0]!r}: {type(exc).__name__}: {exc}",
+    if "app" in kw:
+        args.insert(0, kw.pop("app"))
+    if not args:
+        return usage_error("no application given: specify one as MODULE:OBJECT")
+    if len(args) > 1:
+        return usage_error(
+            "specify one application only, not " + " and ".join(map(repr, args))
         )
-        return 2
+    target = args[0]
+    # The settings first: a bad value is reported before any user code runs.
+    try:
+        adj = Adjustments(**kw)
+    except ValueError as exc:
+        return usage_error(str(exc))
+    if "sockets" in kw:
+        kw["sockets"] = adj.sockets  # socket objects now owning the descriptors
+
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        app = pkgutil.resolve_name(target)
+    except Exception as exc:  # the user's module may raise anything on import
+        return usage_error(
+            f"cannot import the application {target!r}: {_describe_exception(exc)}"
+        )
     if call:
-        app = app()
+        if not callable(app):
+            return usage_error(f"--call: {target!r} is not callable")
+        try:
+            app = app()
+        except Exception as exc:
+            return usage_error(
+                f"--call: calling {target!r} failed: {_describe_exception(exc)}"
+            )
+    if not callable(app):
+        return usage_error(
+            f"{target!r} is not a WSGI application: a {type(app).__name__} "
+            "is not callable"
+        )
+
     try:
         _serve(app, **kw)
     except ValueError as exc:
-        show_help(sys.stderr, name, str(exc))
-        return 2
+        # a bad setting value or combination: refused before anything is served
+        return usage_error(str(exc))
+    except OSError as exc:
+        print(f"Error: cannot listen: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def main() -> None:
-    sys.exit(run())
+    """Entry point of the ``maitre-serve`` console script."""
+    try:
+        code = run()
+    except BrokenPipeError:  # e.g. --help | head: not an error worth a traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
