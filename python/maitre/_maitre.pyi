@@ -41,3 +41,28 @@ class StartResponse:
 
 class ClientDisconnectedCheck:
     def __call__(self) -> bool: ...
+
+class RequestParser:
+    completed: bool
+    head_complete: bool
+    error: tuple[int, str] | None
+    method: str | None
+    target: str | None
+    version: str | None
+    headers: dict[str, str]
+    body_kind: str | None
+    content_length: int
+    keep_alive: bool
+    expect_continue: bool
+    header_bytes: int
+    body_bytes: int
+    body_length: int | None
+    def __init__(
+        self, max_header_size: int, max_body_size: int, inbuf_overflow: int
+    ) -> None: ...
+    def received(self, data: bytes) -> int: ...
+    def take_body(self) -> InputStream: ...
+    def close(self) -> None: ...
+
+def split_uri(uri: bytes) -> list[str]: ...
+def crack_first_line(line: bytes) -> tuple[bytes, bytes, bytes, str | None]: ...

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _maitre
 from .adjustments import Adjustments
+from .proxy_headers import proxy_headers_middleware
 from .utilities import cleanup_unix_socket, logger
 
 
@@ -68,7 +69,8 @@ def _bind_tcp(adj: Adjustments) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 # '*' binds each family on its own socket.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(sockaddr)
+            host = f"[{sockaddr[0]}]" if family == socket.AF_INET6 else sockaddr[0]
+            _bind(sock, sockaddr, f"{host}:{sockaddr[1]}")
             sock.listen(adj.backlog)
     except BaseException:
         for s in bound:
@@ -77,11 +79,19 @@ def _bind_tcp(adj: Adjustments) -> list[socket.socket]:
     return bound
 
 
+def _bind(sock: socket.socket, address: Any, shown: str) -> None:
+    """bind(), with the address in the error (a start-up error should say which)."""
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, shown) from exc
+
+
 def _bind_unix(adj: Adjustments) -> socket.socket:
     cleanup_unix_socket(adj.unix_socket)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(adj.unix_socket)
+        _bind(sock, adj.unix_socket, adj.unix_socket)
         os.chmod(adj.unix_socket, adj.unix_socket_perms)
         sock.listen(adj.backlog)
     except BaseException:
@@ -128,11 +138,20 @@ def _engine_settings(adj: Adjustments) -> dict:
     )
     settings = {name: getattr(adj, name) for name in names}
     settings["ident"] = adj.ident or ""
-    # With no trusted proxy, proxy headers can only be spoofed: the engine drops them.
+    # With no trusted proxy, proxy headers can only be spoofed: the engine drops them
+    # (unless they are to be logged: then the proxy headers middleware does it).
     settings["clear_proxy_headers"] = bool(
-        adj.clear_untrusted_proxy_headers and not adj.trusted_proxy
+        adj.clear_untrusted_proxy_headers and not _needs_proxy_middleware(adj)
     )
     return settings
+
+
+def _needs_proxy_middleware(adj: Adjustments) -> bool:
+    """Whether the app is wrapped in proxy_headers_middleware, as waitress does it."""
+    return bool(
+        adj.trusted_proxy
+        or (adj.clear_untrusted_proxy_headers and adj.log_untrusted_proxy_headers)
+    )
 
 
 class BaseWSGIServer:
@@ -141,6 +160,17 @@ class BaseWSGIServer:
     def __init__(
         self, application: Any, adj: Adjustments, sockets: list[socket.socket]
     ) -> None:
+        if _needs_proxy_middleware(adj):
+            # Here, not in create_server: a server class built directly gets it too.
+            application = proxy_headers_middleware(
+                application,
+                trusted_proxy=adj.trusted_proxy,
+                trusted_proxy_count=adj.trusted_proxy_count,
+                trusted_proxy_headers=adj.trusted_proxy_headers,
+                clear_untrusted=adj.clear_untrusted_proxy_headers,
+                log_untrusted=adj.log_untrusted_proxy_headers,
+                logger=logger,
+            )
         self.application = application
         self.adj = adj
         self.sockets = sockets
@@ -164,14 +194,18 @@ class BaseWSGIServer:
 
     def run(self) -> None:
         """Serve until ``close()`` is called (from another thread) or Ctrl-C."""
+        self._ran = True
         try:
             self._engine.run()
         finally:
             self._close_sockets()
 
     def close(self) -> None:
-        """Stop serving; ``run()`` returns once in-flight requests have finished."""
+        """Stop serving; ``run()`` returns once in-flight requests have finished.
+        A server that never ran releases its sockets at once."""
         self._engine.close()
+        if not getattr(self, "_ran", False):
+            self._close_sockets()
 
     def _close_sockets(self) -> None:
         for s in self.sockets:

@@ -4,6 +4,7 @@ pub mod context;
 pub mod environ;
 pub mod file_wrapper;
 pub mod input;
+pub mod parser;
 pub mod responder;
 pub mod server;
 pub mod worker;
@@ -23,6 +24,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<input::Input>()?;
     m.add_class::<responder::Responder>()?;
     m.add_class::<worker::DisconnectedCheck>()?;
+    parser::register(m)?;
     m.add(
         "ClientDisconnected",
         m.py().get_type::<ClientDisconnected>(),
