@@ -2,7 +2,7 @@
 //! memory or from its temporary file.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, Read};
+use std::io::{BufRead, BufReader, Cursor};
 
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -18,16 +18,32 @@ enum Source {
 #[pyclass(module = "maitre._maitre", name = "InputStream")]
 pub struct Input {
     source: Source,
+    /// Bytes of the body not yet read.
+    remaining: u64,
 }
 
 impl Input {
     pub fn new(body: Body) -> Self {
+        let remaining = body.len();
         let source = match body {
             Body::Memory(v) => Source::Memory(Cursor::new(v)),
             // Reads of a spilled body come in application-sized pieces; buffer them.
             Body::File(f, _) => Source::File(BufReader::with_capacity(64 * 1024, f)),
         };
-        Input { source }
+        Input { source, remaining }
+    }
+
+    /// Reads exactly `n` bytes (n <= remaining) straight into a new bytes object: for a
+    /// spilled body, one copy from the file instead of two.
+    fn read_exact_bytes<'py>(
+        &mut self,
+        py: Python<'py>,
+        n: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let reader = self.reader();
+        let bytes = PyBytes::new_with(py, n, |buf| reader.read_exact(buf).map_err(io_err))?;
+        self.remaining -= n as u64;
+        Ok(bytes)
     }
 
     fn reader(&mut self) -> &mut dyn BufRead {
@@ -35,19 +51,6 @@ impl Input {
             Source::Memory(c) => c,
             Source::File(f) => f,
         }
-    }
-
-    fn read_up_to(&mut self, limit: Option<usize>) -> std::io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        match limit {
-            None => {
-                self.reader().read_to_end(&mut out)?;
-            }
-            Some(n) => {
-                self.reader().take(n as u64).read_to_end(&mut out)?;
-            }
-        }
-        Ok(out)
     }
 
     fn read_line(&mut self, limit: Option<usize>) -> std::io::Result<Vec<u8>> {
@@ -93,17 +96,8 @@ fn io_err(e: std::io::Error) -> PyErr {
 impl Input {
     #[pyo3(signature = (size = -1))]
     fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        if let (Source::Memory(c), lim) = (&mut self.source, limit(size)) {
-            // Slice straight out of memory: one copy, into the bytes object.
-            let data = c.get_ref();
-            let pos = (c.position() as usize).min(data.len());
-            let end = lim.map_or(data.len(), |n| data.len().min(pos.saturating_add(n)));
-            let bytes = PyBytes::new(py, &data[pos..end]);
-            c.set_position(end as u64);
-            return Ok(bytes);
-        }
-        let data = self.read_up_to(limit(size)).map_err(io_err)?;
-        Ok(PyBytes::new(py, &data))
+        let n = limit(size).map_or(self.remaining, |l| self.remaining.min(l as u64)) as usize;
+        self.read_exact_bytes(py, n)
     }
 
     #[pyo3(signature = (size = -1))]
@@ -113,6 +107,7 @@ impl Input {
         size: Option<isize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let line = self.read_line(limit(size)).map_err(io_err)?;
+        self.remaining -= line.len() as u64;
         Ok(PyBytes::new(py, &line))
     }
 
@@ -131,6 +126,7 @@ impl Input {
                 break;
             }
             total += line.len();
+            self.remaining -= line.len() as u64;
             lines.append(PyBytes::new(py, &line))?;
             if hint.is_some_and(|h| total >= h) {
                 break;
@@ -149,6 +145,7 @@ impl Input {
 
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let line = self.read_line(None).map_err(io_err)?;
+        self.remaining -= line.len() as u64;
         Ok(if line.is_empty() {
             None
         } else {
