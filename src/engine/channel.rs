@@ -241,6 +241,13 @@ impl Channel {
         result.map(|f| (f, progressed))
     }
 
+    /// Holds back partial segments (TCP_CORK) while several responses are written in a
+    /// row, so that pipelined responses leave in full segments; uncorking sends the rest.
+    /// Best effort: a Unix socket has no cork.
+    pub fn cork(&self, on: bool) {
+        let _ = self.sock.set_tcp_cork(on);
+    }
+
     /// How long queued output has waited without the client taking any of it.
     pub fn stalled_for(&self, now: std::time::Instant) -> Option<Duration> {
         self.lock_out().stalled_for(now)

@@ -59,6 +59,10 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                 let Requests { channel, requests } = *job;
                 let (token, id) = (channel.token, channel.id);
                 let mut close = false;
+                let corked = requests.len() > 1;
+                if corked {
+                    channel.cork(true);
+                }
                 for req in requests {
                     // In order; after a response that closes the connection (an error,
                     // Connection: close) nothing more on it runs.
@@ -75,6 +79,9 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                         close = true;
                         break;
                     }
+                }
+                if corked {
+                    channel.cork(false);
                 }
                 completions.push(Completion { token, id, close }, &channel);
             }
