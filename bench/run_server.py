@@ -2,22 +2,46 @@
 
     python bench/run_server.py SERVER PORT [APP]
     python bench/run_server.py --check SERVER
+    python bench/run_server.py --version SERVER
 
-SERVER is maitre, waitress or bjoern; APP is a name from bench/apps.py (default
-hello).  Every server gets the same application object and listens only on
-127.0.0.1.  The thread pools (maitre, waitress) have THREADS workers (env var,
-default 4); bjoern is single-threaded.  ``--check`` only imports the server and
-exits 0, or exits 3 printing why it cannot be imported.
+SERVER is one of maitre, waitress, bjoern, gunicorn, granian, pyruvate; APP is
+a name from bench/apps.py (default hello).  Every server gets the same
+application and listens only on 127.0.0.1, in one process where it can (gunicorn
+and granian run a master process and one worker process).
+
+Settings are each server's defaults except:
+
+- THREADS (env, default 4) application threads: maitre and waitress
+  ``threads``, gunicorn ``-k gthread -w 1 --threads``, granian ``--workers 1
+  --blocking-threads``, pyruvate ``num_workers``.  bjoern is single-threaded.
+- MANY_CONNECTIONS (env, unset by default) for the idle-connections scenario:
+  every cap on open connections is raised to this number (maitre and waitress
+  ``connection_limit``, gunicorn ``worker_connections``, granian
+  ``backpressure`` and ``backlog``), waitress uses poll() since select() stops
+  at 1,024 descriptors, and idle keep-alive timeouts shorter than 120 s are
+  raised to 120 s (gunicorn ``keepalive``).
+- pyruvate runs with its defaults, so without keep-alive (it closes every
+  connection after one response).  Its keep-alive switch (``max_reuse_count``
+  > 0) is not used: with it, pyruvate 1.6.1 never answers a second request on
+  a connection; and ``chunked_transfer=True`` appends a last chunk
+  ``0\\r\\n\\r\\n`` to responses that have a Content-Length.
+- access logs off, log level WARNING.
+
+``--check`` only imports the server (exit 0, or 3 with the reason);
+``--version`` prints its installed version.
 """
 
 import logging
 import os
 import sys
+from importlib import metadata
+from pathlib import Path
 
-from apps import APPS  # bench/ is sys.path[0] when run as a script
+import apps  # bench/ is sys.path[0] when run as a script
 
 HOST = "127.0.0.1"
-SERVERS = ("maitre", "waitress", "bjoern")
+SERVERS = ("maitre", "waitress", "bjoern", "gunicorn", "granian", "pyruvate")
+IDLE_TIMEOUT = 120
 
 
 def _import(server):
@@ -30,24 +54,92 @@ def _import(server):
         raise SystemExit(3) from None
 
 
+def _maitre(module, app, port, threads, many):
+    extra = {"connection_limit": many} if many else {}
+    module.serve(app, host=HOST, port=port, threads=threads, **extra)
+
+
+def _waitress(module, app, port, threads, many):
+    extra = {"connection_limit": many, "asyncore_use_poll": True} if many else {}
+    module.serve(app, host=HOST, port=port, threads=threads, **extra)
+
+
+def _bjoern(module, app, port, threads, many):
+    module.run(app, HOST, port)
+
+
+def _gunicorn(module, app, port, threads, many):
+    from gunicorn.app.base import BaseApplication
+
+    options = {
+        "bind": f"{HOST}:{port}",
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": threads,
+        "loglevel": "warning",
+        "accesslog": None,
+    }
+    if many:
+        options["worker_connections"] = many
+        options["backlog"] = max(2048, many)
+        options["keepalive"] = IDLE_TIMEOUT
+
+    class Application(BaseApplication):
+        def load_config(self):
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app
+
+    Application().run()
+
+
+def _granian(module, app_name, port, threads, many):
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    extra = {"backpressure": many, "backlog": max(1024, many)} if many else {}
+    Granian(
+        f"apps:{app_name}",
+        address=HOST,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=1,
+        blocking_threads=threads,
+        log_level=LogLevels.warning,
+        working_dir=Path(__file__).resolve().parent,
+        **extra,
+    ).serve()
+
+
+def _pyruvate(module, app, port, threads, many):
+    module.serve(app, f"{HOST}:{port}", threads)
+
+
 def main(argv):
-    if len(argv) == 2 and argv[0] == "--check":
+    if len(argv) == 2 and argv[0] in ("--check", "--version"):
         _import(argv[1])
+        if argv[0] == "--version":
+            print(metadata.version(argv[1]))
         return 0
     if len(argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
     server, port = argv[0], int(argv[1])
-    app = APPS[argv[2] if len(argv) == 3 else "hello"]
+    app_name = argv[2] if len(argv) == 3 else "hello"
+    app = apps.load(app_name)
     threads = int(os.environ.get("THREADS", "4"))
+    many = int(os.environ.get("MANY_CONNECTIONS") or 0)
     module = _import(server)
     # Servers log "serving on ..." and queue-depth warnings: keep them, quietly.
     logging.basicConfig(level=logging.WARNING)
-    print(f"{server} pid {os.getpid()} on {HOST}:{port}", flush=True)
-    if server == "bjoern":
-        module.run(app, HOST, port)
+    print(f"{server} pid {os.getpid()} on {HOST}:{port} app {app_name}", flush=True)
+    if server == "granian":
+        _granian(module, app_name, port, threads, many)
     else:
-        module.serve(app, host=HOST, port=port, threads=threads)
+        globals()[f"_{server}"](module, app, port, threads, many)
     return 0
 
 

@@ -1,0 +1,1 @@
+-- No request logic of its own: wrk's default GET / on every connection.

@@ -1,0 +1,274 @@
+"""Turn a bench/run.sh result into tables.
+
+    python bench/summarize.py bench/results/bench-STAMP
+
+Reads STAMP.tsv (one row per server, scenario and round) and STAMP.meta
+(machine, versions, settings), prints the per-scenario table (median of the
+rounds, errors summed over the rounds, highest peak RSS) and the maitre/other
+ratios, and writes the same as Markdown to STAMP.md (the README's table).
+"""
+
+import csv
+import statistics
+import sys
+
+SCENARIOS = {
+    "hello": "1. hello world, 13 B",
+    "flask": "2. Flask hello world",
+    "big": "3. 1 MiB response",
+    "stream": "4. 16 MiB chunked stream",
+    "file": "5. file_wrapper",
+    "upload": "6. 8 MiB upload, read fully",
+    "pipeline": "7. pipelining",
+    "slow": "8. slow app (10 ms sleep)",
+    "idle": "9. hello + idle connections",
+}
+SLOW_SECONDS = 0.01
+
+
+def load(prefix):
+    meta = {}
+    with open(f"{prefix}.meta") as f:
+        for line in f:
+            key, _, value = line.rstrip("\n").partition("=")
+            meta[key] = value
+    with open(f"{prefix}.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return meta, rows
+
+
+def summarize(meta, rows):
+    """{scenario: {server: cell}} where cell has median/errors/rss/status/notes."""
+    out = {}
+    for row in rows:
+        cell = out.setdefault(row["scenario"], {}).setdefault(
+            row["server"],
+            {"values": [], "errors": 0, "rss_kb": 0, "fail": "", "notes": set()},
+        )
+        if row["status"] != "ok":
+            cell["fail"] = cell["fail"] or row["note"]
+            continue
+        cell["values"].append(float(row["value"]))
+        cell["errors"] += int(row["errors"])
+        cell["rss_kb"] = max(cell["rss_kb"], int(row["peak_rss_kb"]))
+        if row["note"]:
+            cell["notes"].add(row["note"])
+    for cells in out.values():
+        for cell in cells.values():
+            ok = cell["values"] and not cell["fail"]
+            cell["median"] = statistics.median(cell["values"]) if ok else None
+    return out
+
+
+def fmt(value):
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def ratio(mine, other):
+    if mine is None or other is None or other <= 0:
+        return "n/a"
+    return f"{mine / other:.2f}x"
+
+
+def header_lines(meta):
+    versions = ", ".join(
+        f"{s} {meta.get('version.' + s, '?')}" for s in meta["servers"].split()
+    )
+    lines = [
+        f"date: {meta['date']}; load average at start {meta.get('load', '?')}, "
+        f"at the end {meta.get('load_end', '?')}",
+        f"machine: {meta['nproc']} CPUs, {meta['cpu']}, {meta['kernel']}, "
+        f"Python {meta['python']}, wrk {meta['wrk']}",
+        f"servers: {versions} (maitre built from {meta.get('maitre_source', '?')})",
+        f"{meta['rounds']} round(s) of {meta['duration']} s, median shown; "
+        f"servers on CPU {meta['server_cpu']}, wrk -t1 on CPU {meta['client_cpu']}; "
+        f"{meta['threads']} app threads (bjoern: 1)",
+        f"connections: {meta['connections']} (file and upload: "
+        f"{meta['big_connections']}, slow: {meta['slow_connections']}; idle: "
+        f"{meta['connections']} busy + {meta['idle_connections']} idle); "
+        f"pipeline depth {meta['pipeline_depth']}; file {meta['file_mib']} MiB",
+    ]
+    for key, value in meta.items():
+        if key.startswith("skipped."):
+            lines.append(f"not measured: {key[8:]}: {value}")
+    return lines
+
+
+def scenario_title(scenario, meta):
+    title = SCENARIOS[scenario]
+    if scenario == "file":
+        title += f" {meta['file_mib']} MiB"
+    if scenario == "pipeline":
+        title += f" x{meta['pipeline_depth']}"
+    if scenario == "idle":
+        title = f"9. hello + {int(meta['idle_connections']):,} idle"
+    return title
+
+
+def ceiling(meta):
+    return int(meta["threads"]) / SLOW_SECONDS
+
+
+def text_report(meta, table, units):
+    servers = meta["servers"].split()
+    lines = header_lines(meta) + [""]
+    lines.append(
+        f"{'scenario':<30} {'server':<9} {'median':>10} {'unit':<6} "
+        f"{'errors':>7} {'RSS MiB':>8} {'maitre/x':>9}"
+    )
+    footnotes = []
+    for scenario in SCENARIOS:
+        if scenario not in table:
+            continue
+        cells = table[scenario]
+        mine = cells.get("maitre", {}).get("median")
+        title = scenario_title(scenario, meta)
+        for server in servers:
+            cell = cells.get(server)
+            if cell is None:
+                continue
+            if cell["median"] is None:
+                value, errors, rss = "fails", "", ""
+                footnotes.append(f"{scenario} / {server} fails: {cell['fail']}")
+            else:
+                value = fmt(cell["median"])
+                errors = str(cell["errors"])
+                rss = f"{cell['rss_kb'] / 1024:.1f}"
+            rel = "-" if server == "maitre" else ratio(mine, cell["median"])
+            lines.append(
+                f"{title:<30} {server:<9} {value:>10} {units[scenario]:<6} "
+                f"{errors:>7} {rss:>8} {rel:>9}"
+            )
+            title = ""
+            for note in sorted(cell["notes"]):
+                footnotes.append(f"{scenario} / {server}: {note}")
+        if scenario == "slow":
+            parts = [
+                f"{s} {cells[s]['median'] / ceiling(meta):.0%}"
+                for s in servers
+                if s in cells and cells[s]["median"] is not None
+            ]
+            lines.append(
+                f"{'':<30} of the thread ceiling ({meta['threads']} threads / "
+                f"10 ms = {ceiling(meta):.0f} req/s): {', '.join(parts)}"
+            )
+        lines.append("")
+    others = [s for s in servers if s != "maitre"]
+    if "maitre" in servers and others:
+        lines.append("maitre / other (median over median; >1 means maitre is faster)")
+        lines.append(f"{'scenario':<30}" + "".join(f"{s:>10}" for s in others))
+        for scenario in SCENARIOS:
+            if scenario not in table:
+                continue
+            cells = table[scenario]
+            mine = cells.get("maitre", {}).get("median")
+            lines.append(
+                f"{scenario_title(scenario, meta):<30}"
+                + "".join(
+                    f"{ratio(mine, cells.get(s, {}).get('median')):>10}" for s in others
+                )
+            )
+        lines.append("")
+    if footnotes:
+        lines.append("notes:")
+        lines.extend(f"  {note}" for note in footnotes)
+    return "\n".join(lines)
+
+
+def markdown_report(meta, table, units):
+    servers = meta["servers"].split()
+    others = [s for s in servers if s != "maitre"]
+    out = [f"- {line}" for line in header_lines(meta)] + [""]
+    out.append("| scenario | unit | " + " | ".join(servers) + " |")
+    out.append("|---|---|" + "---:|" * len(servers))
+    footnotes = []
+    for scenario in SCENARIOS:
+        if scenario not in table:
+            continue
+        cells = table[scenario]
+        row = []
+        for server in servers:
+            cell = cells.get(server)
+            if cell is None:
+                row.append("")
+            elif cell["median"] is None:
+                footnotes.append(f"{scenario} / {server} fails: {cell['fail']}")
+                row.append(f"fails [{len(footnotes)}]")
+            else:
+                text = fmt(cell["median"])
+                if cell["errors"]:
+                    text += f" ({cell['errors']} err)"
+                row.append(text)
+        out.append(
+            f"| {scenario_title(scenario, meta)} | {units[scenario]} | "
+            + " | ".join(row)
+            + " |"
+        )
+    if "maitre" in servers and others:
+        out += ["", "maitre / other (> 1: maitre faster):", ""]
+        out.append("| scenario | " + " | ".join(others) + " |")
+        out.append("|---|" + "---:|" * len(others))
+        for scenario in SCENARIOS:
+            if scenario not in table:
+                continue
+            cells = table[scenario]
+            mine = cells.get("maitre", {}).get("median")
+            out.append(
+                f"| {scenario_title(scenario, meta)} | "
+                + " | ".join(
+                    ratio(mine, cells.get(s, {}).get("median")) for s in others
+                )
+                + " |"
+            )
+    out += ["", "Peak RSS (MiB, VmHWM summed over the server's processes):", ""]
+    out.append("| scenario | " + " | ".join(servers) + " |")
+    out.append("|---|" + "---:|" * len(servers))
+    for scenario in SCENARIOS:
+        if scenario not in table:
+            continue
+        cells = table[scenario]
+        out.append(
+            f"| {scenario_title(scenario, meta)} | "
+            + " | ".join(
+                f"{cells[s]['rss_kb'] / 1024:.1f}"
+                if s in cells and cells[s]["median"] is not None
+                else ""
+                for s in servers
+            )
+            + " |"
+        )
+    if "slow" in table:
+        cells = table["slow"]
+        parts = [
+            f"{s} {cells[s]['median'] / ceiling(meta):.0%}"
+            for s in servers
+            if s in cells and cells[s]["median"] is not None
+        ]
+        out += [
+            "",
+            f"Slow app, share of the thread ceiling ({meta['threads']} threads / "
+            f"10 ms = {ceiling(meta):.0f} req/s): {', '.join(parts)}.",
+        ]
+    if footnotes:
+        out.append("")
+        out.extend(f"[{i}] {note}  " for i, note in enumerate(footnotes, 1))
+    return "\n".join(out) + "\n"
+
+
+def main(argv):
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    meta, rows = load(argv[0])
+    table = summarize(meta, rows)
+    units = {row["scenario"]: row["unit"] for row in rows}
+    print()
+    print(text_report(meta, table, units))
+    with open(f"{argv[0]}.md", "w") as f:
+        f.write(markdown_report(meta, table, units))
+    print(f"\nraw results: {argv[0]}.tsv; Markdown table: {argv[0]}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
