@@ -7,9 +7,11 @@ process can create a server, fork, and run it in the child.
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sys
+import weakref
 from typing import Any
 
 from . import _maitre
@@ -154,6 +156,18 @@ def _needs_proxy_middleware(adj: Adjustments) -> bool:
     )
 
 
+#: Servers inside run(). A program that exits with one still running (in a daemon
+#: thread) has it closed before the interpreter finalizes: its threads must be gone by
+#: then.
+_running: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_running_servers() -> None:
+    for server in list(_running):
+        server.close()
+
+
 class BaseWSGIServer:
     """Serves one WSGI application on one or more listening sockets."""
 
@@ -195,9 +209,11 @@ class BaseWSGIServer:
     def run(self) -> None:
         """Serve until ``close()`` is called (from another thread) or Ctrl-C."""
         self._ran = True
+        _running.add(self)
         try:
             self._engine.run()
         finally:
+            _running.discard(self)
             self._close_sockets()
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 pub mod context;
 pub mod environ;
 pub mod file_wrapper;
+pub mod gil;
 pub mod input;
 pub mod parser;
 pub mod responder;

@@ -334,7 +334,7 @@ impl Responder {
         let channel = self.channel()?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let sent = if total >= DETACH_THRESHOLD {
-            py.detach(|| channel.send(parts))
+            crate::wsgi::gil::detach(py, || channel.send(parts))
         } else {
             channel.send(parts)
         };
@@ -347,7 +347,7 @@ impl Responder {
             Ok(Sent::Ok) => Ok(()),
             Ok(Sent::OverWatermark) => {
                 // The client reads slower than the application writes: wait for it.
-                if py.detach(|| channel.wait_writable()) {
+                if crate::wsgi::gil::detach(py, || channel.wait_writable()) {
                     Ok(())
                 } else {
                     Err(ClientDisconnected::new_err("client disconnected"))
@@ -392,7 +392,7 @@ impl Responder {
         }
         self.written += len;
         let channel = self.channel()?;
-        let sent = py.detach(|| channel.send_file(file, offset, len));
+        let sent = crate::wsgi::gil::detach(py, || channel.send_file(file, offset, len));
         self.after_send(py, sent)
     }
 

@@ -32,6 +32,10 @@ type Finished = Arc<(Mutex<Option<Result<(), String>>>, Condvar)>;
 #[pyclass(module = "maitre._maitre", name = "Engine")]
 pub struct Engine {
     state: Mutex<State>,
+    /// Signalled when `run()` has returned (state back to `Closed`).
+    stopped: Condvar,
+    /// The thread inside `run()`, which `close()` must not wait for.
+    run_thread: Mutex<Option<std::thread::ThreadId>>,
     cfg: Arc<Config>,
     ctx: Arc<WsgiContext>,
 }
@@ -150,6 +154,8 @@ impl Engine {
         let ctx = WsgiContext::new(py, app, templates, logger, opts);
         Ok(Engine {
             state: Mutex::new(State::Ready(socks)),
+            stopped: Condvar::new(),
+            run_thread: Mutex::new(None),
             cfg: Arc::new(cfg),
             ctx: Arc::new(ctx),
         })
@@ -172,6 +178,8 @@ impl Engine {
                 EventLoop::new(listeners, self.cfg.clone(), jobs.clone())
                     .map_err(|e| PyOSError::new_err(e.to_string()))?;
             *state = State::Running(handle.clone());
+            *self.run_thread.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::thread::current().id());
             (ev, handle, completions)
         };
 
@@ -218,7 +226,7 @@ impl Engine {
         // (they only run on the main thread, between bytecodes).
         let mut interrupted = None;
         let outcome = loop {
-            let done = py.detach(|| {
+            let done = crate::wsgi::gil::detach(py, || {
                 let (lock, cv) = &*finished;
                 let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
                 let (guard, _) = cv
@@ -241,7 +249,7 @@ impl Engine {
         drop(abandoned);
         // Workers finish the request they are running; wait a while, as waitress does.
         let deadline = Instant::now() + Duration::from_secs(5);
-        py.detach(|| {
+        crate::wsgi::gil::detach(py, || {
             while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -259,19 +267,39 @@ impl Engine {
             let _ = w.join();
         }
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
+        self.stopped.notify_all();
         if let Some(e) = interrupted.or(spawn_error) {
             return Err(e);
         }
         outcome.map_err(PyRuntimeError::new_err)
     }
 
-    /// Stops a running server (from any thread); a server not yet running never will.
-    fn close(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match &*state {
-            State::Running(h) => h.stop(),
-            State::Ready(_) => *state = State::Closed,
-            State::Closed => {}
+    /// Stops a running server (from any thread) and waits, without the GIL, until
+    /// `run()` has returned (at most 10 s): a program may exit right after `close()`, and
+    /// nothing of the server must still be running then. A server not yet running never
+    /// will. From a worker or from the thread in `run()` it cannot wait, and does not.
+    fn close(&self, py: Python<'_>) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            match &*state {
+                State::Running(h) => h.stop(),
+                State::Ready(_) => *state = State::Closed,
+                State::Closed => return,
+            }
         }
+        let me = std::thread::current().id();
+        let on_run_thread = *self.run_thread.lock().unwrap_or_else(|p| p.into_inner()) == Some(me);
+        if on_run_thread || crate::wsgi::worker::on_worker_thread() {
+            return;
+        }
+        crate::wsgi::gil::detach(py, || {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = self
+                .stopped
+                .wait_timeout_while(state, Duration::from_secs(10), |s| {
+                    matches!(s, State::Running(_))
+                })
+                .unwrap_or_else(|p| p.into_inner());
+        });
     }
 }

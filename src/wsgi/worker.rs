@@ -44,12 +44,22 @@ impl DisconnectedCheck {
     }
 }
 
+thread_local! {
+    static WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one of the worker threads.
+pub fn on_worker_thread() -> bool {
+    WORKER.with(|w| w.get())
+}
+
 pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<Completions>) {
+    WORKER.with(|w| w.set(true));
     jobs.add_worker();
     Python::attach(|py| loop {
         let job = match jobs.try_pop() {
             Some(job) => job,
-            None => match py.detach(|| jobs.pop_wait()) {
+            None => match crate::wsgi::gil::detach(py, || jobs.pop_wait()) {
                 Some(job) => job,
                 None => return,
             },
