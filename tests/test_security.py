@@ -620,3 +620,29 @@ def test_interpreter_exit_with_server_thread_does_not_abort(how):
             proc.returncode,
             proc.stderr[-500:],
         )
+
+
+@maitre_only("waitress waits for the end of a head before looking at it")
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        # the start of a TLS ClientHello sent to a plain-HTTP port
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"GET / HTTP/1.1\r\nX: \x00",
+        b"GET / HTTP/1.1\r\nHost: x\r\n folded",
+    ],
+    ids=["tls-client-hello", "nul-in-field", "obs-fold"],
+)
+def test_garbage_head_refused_before_it_ends(serve_app, garbage):
+    """A head that is already invalid is refused at once, without waiting for an end
+    that may never come (or for channel_timeout)."""
+    app = Recorder()
+    srv = serve_app(app, channel_timeout=30)
+    with srv.connect() as conn:
+        conn.send(garbage)
+        started = time.monotonic()
+        resp = conn.read_response()
+        assert resp.status == 400, (resp.status, resp.body)
+        assert time.monotonic() - started < 5
+        assert conn.is_closed()
+    assert app.calls == []

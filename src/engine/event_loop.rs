@@ -578,6 +578,14 @@ impl EventLoop {
                     match find_head_end(buf, *scanned) {
                         Err(e) => return self.reject(token, e, Version::Http10, input.len()),
                         Ok(None) => {
+                            // The first bytes of a head are checked at once, so that a TLS
+                            // handshake or other garbage is refused now rather than at a
+                            // timeout; later reads only look for the end (linear time).
+                            if *scanned == 0 {
+                                if let Err(e) = parse_head(buf, &self.cfg.limits) {
+                                    return self.reject(token, e, Version::Http10, input.len());
+                                }
+                            }
                             if buf.len() > self.cfg.limits.max_header_size {
                                 let e = RequestError::HeaderTooLarge(format!(
                                     "exceeds max_header of {}",
