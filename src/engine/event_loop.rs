@@ -261,11 +261,7 @@ impl EventLoop {
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
-        self.batch.push(Job::Log(LogRecord {
-            level,
-            message,
-            queue: false,
-        }));
+        self.batch.push(log_job(level, message));
     }
 
     /// Like waitress's `maitre.queue` logger: requests wait for a free thread. Said when
@@ -888,11 +884,7 @@ impl EventLoop {
                         peer_text(&c.channel.peer),
                         timeout.as_secs()
                     );
-                    self.batch.push(Job::Log(LogRecord {
-                        level: LogLevel::Info,
-                        message: msg,
-                        queue: false,
-                    }));
+                    self.batch.push(log_job(LogLevel::Info, msg));
                     true
                 }
                 State::Head { .. } | State::Body { .. } | State::Closing => {
@@ -910,11 +902,7 @@ impl EventLoop {
                             peer_text(&c.channel.peer),
                             timeout.as_secs()
                         );
-                        self.batch.push(Job::Log(LogRecord {
-                            level: LogLevel::Info,
-                            message: msg,
-                            queue: false,
-                        }));
+                        self.batch.push(log_job(LogLevel::Info, msg));
                         c.channel.mark_closed();
                         let _ = c.channel.sock.shutdown(std::net::Shutdown::Both);
                     }
@@ -961,6 +949,15 @@ fn await_completion(channel: &Channel, recheck: &mut bool) {
         std::sync::atomic::fence(Ordering::SeqCst);
         *recheck = true;
     }
+}
+
+/// A message for the `maitre` logger, said by a worker.
+fn log_job(level: LogLevel, message: String) -> Job {
+    Job::Log(LogRecord {
+        level,
+        message,
+        queue: false,
+    })
 }
 
 /// The text of a panic payload.

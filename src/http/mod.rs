@@ -10,3 +10,25 @@ pub mod date;
 pub mod request;
 pub mod response;
 pub mod scan;
+
+/// RFC 9110 `tchar`: the bytes of a token (method, header name, coding, extension).
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}

@@ -2,6 +2,7 @@
 //! (Content-Length, chunked or close-delimited; keep-alive or close) and serialisation.
 
 use crate::http::date::with_http_date;
+use crate::http::is_tchar;
 use crate::http::request::Version;
 
 /// Headers an application may not set (RFC 9110 section 7.6.1, PEP 3333): the server
@@ -19,13 +20,6 @@ const HOP_BY_HOP: [&[u8]; 8] = [
 
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
-
-/// RFC 9110 `tchar`.
-pub fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
 }
 
 /// Checks a WSGI status such as `200 OK` and returns its code.

@@ -469,7 +469,7 @@ fn crack_first_line<'py>(
             let has_target = parts.next().is_some_and(|rest| !rest.is_empty());
             let error = (has_target
                 && !method.is_empty()
-                && method.iter().all(|&b| crate::http::response::is_tchar(b))
+                && method.iter().all(|&b| crate::http::is_tchar(b))
                 && method.iter().any(u8::is_ascii_lowercase))
             .then(|| e.message().to_owned());
             let empty = PyBytes::new(py, b"");
