@@ -460,6 +460,22 @@ class ServerProcess:
                 pytest.fail(f"no {count} x {text!r} in {self.timeout}s:\n{self.stderr}")
             time.sleep(0.02)
 
+    def wait_for_line(self, text: str) -> str:
+        """The first stderr line containing ``text`` (see ``wait_for_lines``)."""
+        return self.wait_for_lines(text)[0]
+
+    def wait(self) -> int:
+        """Wait for the process to exit on its own; its exit status."""
+        import subprocess
+
+        try:
+            code = self.proc.wait(self.timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"process did not exit in {self.timeout}s:\n{self.stderr}")
+        for t in self._threads:
+            t.join(5)
+        return code
+
     def stop(self, signum=None) -> int:
         """Send ``signum`` (SIGTERM by default) and wait for the exit status."""
         import signal

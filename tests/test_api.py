@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 from apps import hello_app
@@ -19,6 +18,7 @@ from helpers import (
     HOST,
     TARGET,
     RawConnection,
+    ServerProcess,
     create_server,
     free_port,
     get,
@@ -27,87 +27,6 @@ from helpers import (
 )
 
 PROCESS_TIMEOUT = 30
-
-
-class ServerProcess:
-    """A child Python process running a server; stderr collected in a thread."""
-
-    def __init__(self, args, cwd=None):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.stderr_lines = []
-        self.stdout_lines = []
-        self._threads = [
-            threading.Thread(
-                target=self._pump,
-                args=(self.proc.stderr, self.stderr_lines),
-                daemon=True,
-            ),
-            threading.Thread(
-                target=self._pump,
-                args=(self.proc.stdout, self.stdout_lines),
-                daemon=True,
-            ),
-        ]
-        for t in self._threads:
-            t.start()
-
-    @staticmethod
-    def _pump(stream, lines):
-        for line in iter(stream.readline, b""):
-            lines.append(line.decode("utf-8", "replace").rstrip("\n"))
-
-    @property
-    def stderr(self) -> str:
-        return "\n".join(self.stderr_lines)
-
-    @property
-    def stdout(self) -> str:
-        return "\n".join(self.stdout_lines)
-
-    def wait_for_line(self, text, timeout=PROCESS_TIMEOUT) -> str:
-        """The first stderr line containing ``text``; fails on exit/timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.stderr_lines):
-                if text in line:
-                    return line
-            if self.proc.poll() is not None:
-                time.sleep(0.1)  # let the pump threads drain
-                for line in list(self.stderr_lines):
-                    if text in line:
-                        return line
-                pytest.fail(
-                    f"process exited ({self.proc.returncode}) before logging "
-                    f"{text!r}:\n{self.stderr}"
-                )
-            time.sleep(0.02)
-        pytest.fail(f"no {text!r} within {timeout}s; stderr:\n{self.stderr}")
-
-    def wait(self, timeout=PROCESS_TIMEOUT) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"process did not exit within {timeout}s:\n{self.stderr}")
-        for t in self._threads:
-            t.join(5)
-        return code
-
-    def kill(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        for t in self._threads:
-            t.join(5)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
 
 
 def run_python(code: str, timeout=PROCESS_TIMEOUT) -> subprocess.CompletedProcess:
