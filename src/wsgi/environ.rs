@@ -158,7 +158,7 @@ pub fn build<'py>(
     }
 
     let mut keybuf = Vec::with_capacity(64);
-    for h in &head.headers {
+    for (i, h) in head.headers.iter().enumerate() {
         let name = head.header_name(h);
         // The body reaches the application decoded: its framing headers would mislead.
         if name.eq_ignore_ascii_case(b"transfer-encoding")
@@ -178,13 +178,20 @@ pub fn build<'py>(
             }
         };
         // Repeated fields are joined with ", " (RFC 9110 section 5.3), as waitress does.
-        match env.get_item(key)? {
-            Some(prev) if head.headers.len() > 1 => {
+        // Whether a field repeats is decided on the bytes: most requests have none, and
+        // then no dict lookup is made.
+        let repeated = head.headers[..i].iter().any(|p| {
+            let other = head.header_name(p);
+            other.len() == name.len() && other.eq_ignore_ascii_case(name)
+        });
+        if repeated {
+            if let Some(prev) = env.get_item(key)? {
                 let joined = format!("{}, {}", prev.extract::<String>()?, value.to_str()?);
                 env.set_item(key, joined)?;
+                continue;
             }
-            _ => env.set_item(key, value)?,
         }
+        env.set_item(key, value)?;
     }
     if chunked {
         let mut b = itoa::Buffer::new();
