@@ -479,16 +479,9 @@ class ServerProcess:
     def stop(self, signum=None) -> int:
         """Send ``signum`` (SIGTERM by default) and wait for the exit status."""
         import signal
-        import subprocess
 
         os.kill(self.proc.pid, signal.SIGTERM if signum is None else signum)
-        try:
-            code = self.proc.wait(self.timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"process did not exit in {self.timeout}s:\n{self.stderr}")
-        for t in self._threads:
-            t.join(5)
-        return code
+        return self.wait()
 
     def kill(self):
         import signal

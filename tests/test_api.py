@@ -213,15 +213,19 @@ def test_cli_demo_app():
         proc.kill()
 
 
-def test_cli_bad_option_shows_usage():
-    """An unknown CLI option: an error naming it and the usage text."""
-    result = subprocess.run(
+def run_bad_option() -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", TARGET, "--no-such-flag=1", "x:app"],
         capture_output=True,
         text=True,
         timeout=PROCESS_TIMEOUT,
         stdin=subprocess.DEVNULL,
     )
+
+
+def test_cli_bad_option_shows_usage():
+    """An unknown CLI option: an error naming it and the usage text."""
+    result = run_bad_option()
     assert "no-such-flag" in result.stderr
     assert "usage" in result.stderr.lower()
 
@@ -229,13 +233,7 @@ def test_cli_bad_option_shows_usage():
 @maitre_only("waitress's python -m waitress exits 0 after a usage error")
 def test_cli_bad_option_exit_code():
     """The CLI exits with status 2 on a usage error."""
-    result = subprocess.run(
-        [sys.executable, "-m", TARGET, "--no-such-flag=1", "x:app"],
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_bad_option()
     assert result.returncode == 2, result.stderr
 
 

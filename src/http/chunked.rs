@@ -617,13 +617,7 @@ mod tests {
     #[test]
     fn no_panics() {
         let alphabet = b"\r\n \t;=\"\\:0123456789aAfFgx-\x00\x7f\xff";
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::http::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for _ in 0..20_000 {
             let len = (next() % 40) as usize;
             let mut input = Vec::new();

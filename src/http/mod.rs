@@ -32,3 +32,14 @@ pub fn is_tchar(b: u8) -> bool {
                 | b'~'
         )
 }
+
+/// A small deterministic generator (xorshift64) for the randomized parser tests.
+#[cfg(test)]
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}

@@ -1226,13 +1226,7 @@ mod tests {
         let alphabet =
             b"\r\n \t:_,;=\"\\/*?#@[]0123456789aAcCeEhHkKlLnNoOsStT-.\x00\x0b\x7f\x80\xff";
         let prefix = b"POST / HTTP/1.1\r\nHost: a\r\n";
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::http::xorshift(0x2545_f491_4f6c_dd1du64);
         for _ in 0..20_000 {
             let len = (next() % 64) as usize;
             let mut input = if next() % 2 == 0 {
