@@ -144,3 +144,33 @@ def test_many_concurrent_clients(serve_app):
         assert bodies == [
             f"/c{n}:".encode() + f"{n}-{i}".encode() * (i + 1) for i in range(10)
         ]
+
+
+def test_queue_backlog_is_logged(serve_app, caplog):
+    """Requests waiting for a thread for a while are reported on the ``<server>.queue``
+    logger as "Task queue depth is N" (waitress warns per queued task, maitre once the
+    queue has not emptied for a second, at most once a second)."""
+    from helpers import TARGET
+
+    def slow(environ, start_response):
+        time.sleep(0.1)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    srv = serve_app(slow, threads=1)
+
+    def client(_):
+        with srv.connect() as conn:
+            return conn.request(get("/")).status
+
+    with caplog.at_level("WARNING", logger=f"{TARGET}.queue"):
+        with ThreadPoolExecutor(25) as pool:
+            statuses = list(pool.map(client, range(25)))
+    assert statuses == [200] * 25
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == f"{TARGET}.queue" and r.levelname == "WARNING"
+    ]
+    assert warnings, "no queue-depth warning"
+    assert all(m.startswith("Task queue depth is ") for m in warnings)

@@ -552,3 +552,37 @@ def test_high_watermark_pauses_a_fast_writer(serve_app):
     head_len = len(b"HTTP/1.1 200 OK\r\n")  # at least
     assert received >= len(block) * blocks + head_len
     assert wait_for(lambda: progress and progress[-1][1] == len(block) * blocks)
+
+
+@maitre_only("waitress counts its own sockets against connection_limit")
+def test_slot_freed_mid_round_is_not_reused_by_the_waiting_client(serve_app):
+    """Regression: with accepting paused at connection_limit, closing one connection
+    used to accept the next client on the spot, in the middle of the loop's work on the
+    old one, so the new client inherited the old one's parser state (a panic here).
+    Now the waiting client is accepted at the end of the round and served cleanly."""
+    srv = serve_app(hello_app, connection_limit=1)
+    a = socket.create_connection((srv.host, srv.port), timeout=10)
+    b = None
+    try:
+        a.sendall(b"GET / HTTP/1.1\r\n")  # a partial head, held by the server
+        time.sleep(0.2)
+        b = socket.create_connection((srv.host, srv.port), timeout=10)  # waits
+        b.sendall(b"GET /hello HTT")
+        time.sleep(0.3)
+        a.sendall(b"Bad\x00Header: x\r\n\r\n")  # 400, and the server closes a
+        a.shutdown(socket.SHUT_WR)
+        assert a.recv(4096).startswith(b"HTTP/1.0 400 ")
+        time.sleep(0.3)
+        b.sendall(b"P/1.1\r\n")
+        time.sleep(0.3)
+        b.sendall(b"Host: x\r\n\r\n")
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = b.recv(4096)
+            assert chunk, reply
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply
+    finally:
+        a.close()
+        if b is not None:
+            b.close()

@@ -281,6 +281,23 @@ mod tests {
     }
 
     #[test]
+    fn spill_files_rotate() {
+        let mut out = OutBuf::default();
+        let block = vec![1u8; 1 << 20];
+        for _ in 0..40 {
+            out.push(&[&block], 0).unwrap();
+        }
+        let files = out
+            .chunks
+            .iter()
+            .filter(|c| matches!(c, Chunk::File { spill: true, .. }))
+            .count();
+        // 40 MiB in files of at most SPILL_FILE_MAX (16 MiB): three of them.
+        assert_eq!(files, 3);
+        assert_eq!(out.len(), 40 << 20);
+    }
+
+    #[test]
     fn blocks_when_the_peer_does_not_read() {
         let (sock, _peer) = pair();
         let mut out = OutBuf::default();
