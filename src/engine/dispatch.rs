@@ -112,14 +112,6 @@ impl JobQueue {
         inner.jobs.len()
     }
 
-    pub fn push(&self, job: Job) {
-        let mut inner = self.lock();
-        inner.jobs.push_back(job);
-        if inner.idle > 0 {
-            self.ready.notify_one();
-        }
-    }
-
     /// Takes a job if one is queued, without waiting.
     pub fn try_pop(&self) -> Option<Job> {
         self.lock().jobs.pop_front()
@@ -139,10 +131,6 @@ impl JobQueue {
             inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
             inner.idle -= 1;
         }
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        self.lock().stopping
     }
 
     /// Makes every worker return from `pop_wait`; returns the jobs never started.

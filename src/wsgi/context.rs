@@ -20,7 +20,6 @@ pub struct Keys {
     pub waitress_disconnected: Py<PyString>,
     pub http10: Py<PyString>,
     pub http11: Py<PyString>,
-    pub close: Py<PyString>,
     pub empty: Py<PyString>,
 }
 
@@ -145,7 +144,6 @@ impl WsgiContext {
             waitress_disconnected: i("waitress.client_disconnected"),
             http10: i("HTTP/1.0"),
             http11: i("HTTP/1.1"),
-            close: i("close"),
             empty: i(""),
         };
         let mut buf = Vec::new();
