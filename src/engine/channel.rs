@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -48,6 +49,59 @@ pub enum Sent {
     /// More is queued than `outbuf_high_watermark`: wait with [`Channel::wait_writable`]
     /// before producing more.
     OverWatermark,
+    /// ([`WhenFull::Return`] only) The socket filled after this many bytes; nothing was
+    /// queued.
+    Full(usize),
+}
+
+/// What [`Channel::send`] does with bytes the socket does not take at once.
+#[derive(Debug)]
+pub enum WhenFull<'a> {
+    /// Queue them for the loop.
+    Queue,
+    /// Wait for room while the budget allows (the client reads about as fast as the
+    /// application writes), then queue. Blocks: call without the GIL.
+    Wait(&'a mut DirectBudget),
+    /// Return [`Sent::Full`] so that the caller can release the GIL before it waits.
+    Return,
+}
+
+/// How long a worker may wait for room in a full socket during one response.
+///
+/// Queueing what the socket does not take keeps a slow client from holding a worker, but
+/// costs a copy, and past `outbuf_overflow` a trip through a temporary file: for a client
+/// that reads as fast as the application writes (a local proxy, a fast network) that is
+/// the bulk of the cost of a large response. So a worker first waits for the socket, as
+/// long as the client keeps earning it: [`BASE_WAIT`], plus the time the bytes it has
+/// taken since the socket first filled would need at [`MIN_RATE`] bytes per
+/// microsecond. A client slower than that runs out of budget and gets the queue, as
+/// before; the worker is then free.
+#[derive(Debug, Default)]
+pub struct DirectBudget {
+    waited: Duration,
+    /// Bytes written straight to the socket after it first filled.
+    earned: u64,
+    filled: bool,
+}
+
+const BASE_WAIT: Duration = Duration::from_millis(20);
+/// Bytes per microsecond (8 MB/s) a client must take for a worker to keep waiting.
+const MIN_RATE: u64 = 8;
+/// Longest single wait (a closed connection is noticed by the next write).
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
+impl DirectBudget {
+    /// How long the next wait may last (zero: queue instead).
+    pub fn remaining(&self) -> Duration {
+        let allowed = BASE_WAIT + Duration::from_micros(self.earned / MIN_RATE);
+        allowed.saturating_sub(self.waited).min(MAX_WAIT)
+    }
+
+    fn wrote(&mut self, n: usize) {
+        if self.filled {
+            self.earned += n as u64;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -122,15 +176,15 @@ impl Channel {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends the concatenation of `parts`: straight to the socket while nothing is queued,
-    /// the remainder queued for the loop.
+    /// Sends the concatenation of `parts`: straight to the socket while nothing is queued;
+    /// what the socket does not take is handled as `when_full` says.
     ///
     /// The remainder is queued a slice at a time, releasing the lock in between (the loop
     /// flushes under the same lock), and once the queue passes the high watermark this
     /// waits for the client to catch up: one huge body item neither stalls the loop nor
-    /// lands in memory whole. Only sends of more than `QUEUE_SLICE` bytes can wait, and
-    /// the caller makes those without the GIL.
-    pub fn send(&self, parts: &[&[u8]]) -> io::Result<Sent> {
+    /// lands in memory whole. Only sends of more than `QUEUE_SLICE` bytes, or with
+    /// [`WhenFull::Wait`], can wait, and the caller makes those without the GIL.
+    pub fn send(&self, parts: &[&[u8]], mut when_full: WhenFull<'_>) -> io::Result<Sent> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut done = 0;
         let mut rest: Vec<&[u8]> = Vec::new();
@@ -140,8 +194,29 @@ impl Channel {
                 return Err(disconnected());
             }
             if out.is_empty() {
-                done += write_direct(&self.sock, parts, done)
+                let n = write_direct(&self.sock, parts, done)
                     .inspect_err(|_| self.closed.store(true, Ordering::Release))?;
+                done += n;
+                if done < total {
+                    match &mut when_full {
+                        WhenFull::Queue => {}
+                        WhenFull::Return => return Ok(Sent::Full(done)),
+                        WhenFull::Wait(budget) => {
+                            budget.wrote(n);
+                            budget.filled = true;
+                            let wait = budget.remaining();
+                            if !wait.is_zero() {
+                                drop(out);
+                                let start = std::time::Instant::now();
+                                poll_writable(&self.sock, wait);
+                                budget.waited += start.elapsed();
+                                continue;
+                            }
+                        }
+                    }
+                } else if let WhenFull::Wait(budget) = &mut when_full {
+                    budget.wrote(n);
+                }
             }
             if done < total {
                 let take = (total - done).min(QUEUE_SLICE);
@@ -258,6 +333,19 @@ impl Channel {
     }
 }
 
+/// Waits until `sock` has room for more output, or `timeout` passes. Errors and hang-ups
+/// also end the wait: the next write reports them.
+fn poll_writable(sock: &Socket, timeout: Duration) {
+    let mut fds = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd for the duration of the call; EINTR only ends the wait early.
+    unsafe { libc::poll(&mut fds, 1, ms) };
+}
+
 fn disconnected() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "client disconnected")
 }
@@ -266,7 +354,7 @@ fn disconnected() -> io::Error {
 const QUEUE_SLICE: usize = 1 << 20;
 
 /// The slices of `parts` covering `len` bytes from offset `start` of their concatenation.
-fn sub_parts<'a>(parts: &[&'a [u8]], start: usize, len: usize, out: &mut Vec<&'a [u8]>) {
+pub fn sub_parts<'a>(parts: &[&'a [u8]], start: usize, len: usize, out: &mut Vec<&'a [u8]>) {
     out.clear();
     let (mut skip, mut left) = (start, len);
     for p in parts {
@@ -318,6 +406,67 @@ fn write_direct(sock: &Socket, parts: &[&[u8]], start: usize) -> io::Result<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn channel_pair() -> (Channel, std::os::unix::net::UnixStream) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let sock = Socket::from(std::os::fd::OwnedFd::from(a));
+        (
+            Channel::new(1, 0, 0, sock, Peer::Unix, 1 << 20, 16 << 20),
+            b,
+        )
+    }
+
+    #[test]
+    fn a_client_that_reads_gets_everything_without_queueing() {
+        use std::io::Read;
+        let (channel, mut peer) = channel_pair();
+        let body = vec![5u8; 32 << 20];
+        let reader = std::thread::spawn(move || {
+            let mut total = 0;
+            let mut buf = vec![0u8; 1 << 16];
+            while total < 32 << 20 {
+                total += peer.read(&mut buf).unwrap();
+            }
+            total
+        });
+        let mut budget = DirectBudget::default();
+        for piece in body.chunks(1 << 16) {
+            let sent = channel.send(&[piece], WhenFull::Wait(&mut budget)).unwrap();
+            assert_eq!(sent, Sent::Ok);
+            assert!(
+                !channel.has_pending_output(),
+                "queued for a client that reads"
+            );
+        }
+        assert_eq!(reader.join().unwrap(), 32 << 20);
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_gets_the_queue_after_the_base_wait() {
+        let (channel, _peer) = channel_pair();
+        let body = vec![5u8; 4 << 20];
+        let mut budget = DirectBudget::default();
+        let start = std::time::Instant::now();
+        for piece in body.chunks(1 << 16) {
+            channel.send(&[piece], WhenFull::Wait(&mut budget)).unwrap();
+        }
+        let took = start.elapsed();
+        assert!(channel.has_pending_output());
+        assert!(budget.remaining().is_zero());
+        assert!(took >= BASE_WAIT && took < BASE_WAIT * 10, "{took:?}");
+    }
+
+    #[test]
+    fn return_mode_reports_a_full_socket_without_queueing() {
+        let (channel, _peer) = channel_pair();
+        let body = vec![5u8; 4 << 20];
+        match channel.send(&[&body], WhenFull::Return).unwrap() {
+            Sent::Full(n) => assert!(n > 0 && n < body.len()),
+            other => panic!("{other:?}"),
+        }
+        assert!(!channel.has_pending_output());
+    }
 
     #[test]
     fn sub_parts_cover_any_range() {

@@ -19,7 +19,7 @@ use slab::Slab;
 use socket2::{SockAddr, Socket};
 
 use crate::engine::body::{Body, BodyReceiver};
-use crate::engine::channel::{Channel, Peer};
+use crate::engine::channel::{Channel, Peer, WhenFull};
 use crate::engine::config::Config;
 use crate::engine::dispatch::{
     Completion, Completions, Job, JobQueue, LogLevel, LogRecord, Request, Requests,
@@ -679,7 +679,7 @@ impl EventLoop {
         };
         if conn
             .channel
-            .send(&[b"HTTP/1.1 100 Continue\r\n\r\n"])
+            .send(&[b"HTTP/1.1 100 Continue\r\n\r\n"], WhenFull::Queue)
             .is_err()
         {
             self.close(token);
@@ -764,7 +764,7 @@ impl EventLoop {
             err.message(),
             &self.cfg.ident,
         );
-        let sent = conn.channel.send(&[&response]);
+        let sent = conn.channel.send(&[&response], WhenFull::Queue);
         let msg = format!(
             "{} {} from {}: {}",
             err.status(),

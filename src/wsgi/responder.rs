@@ -13,7 +13,7 @@ use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyValueError
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
-use crate::engine::channel::{Channel, Sent};
+use crate::engine::channel::{sub_parts, Channel, DirectBudget, Sent, WhenFull};
 use crate::engine::event_loop::is_disconnect;
 use crate::http::request::Version;
 use crate::http::response::{
@@ -51,6 +51,7 @@ pub struct Responder {
     pub close: bool,
     warned_excess: bool,
     warned_no_body: bool,
+    budget: DirectBudget,
 }
 
 /// The latin-1 bytes of a `str` (PEP 3333 "native strings").
@@ -105,6 +106,7 @@ impl Responder {
             close: false,
             warned_excess: false,
             warned_no_body: false,
+            budget: DirectBudget::default(),
         }
     }
 
@@ -330,13 +332,27 @@ impl Responder {
             .ok_or_else(|| PyRuntimeError::new_err("the response is already complete"))
     }
 
-    fn transmit(&self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
-        let channel = self.channel()?;
+    fn transmit(&mut self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
+        let channel = self
+            .channel
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("the response is already complete"))?;
+        let budget = &mut self.budget;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let sent = if total >= DETACH_THRESHOLD {
-            crate::wsgi::gil::detach(py, || channel.send(parts))
+            crate::wsgi::gil::detach(py, || channel.send(parts, WhenFull::Wait(budget)))
+        } else if budget.remaining().is_zero() {
+            channel.send(parts, WhenFull::Queue)
         } else {
-            channel.send(parts)
+            // Small writes keep the GIL unless the socket is full.
+            match channel.send(parts, WhenFull::Return) {
+                Ok(Sent::Full(done)) => {
+                    let mut rest = Vec::with_capacity(parts.len());
+                    sub_parts(parts, done, total - done, &mut rest);
+                    crate::wsgi::gil::detach(py, || channel.send(&rest, WhenFull::Wait(budget)))
+                }
+                other => other,
+            }
         };
         self.after_send(py, sent)
     }
@@ -344,7 +360,7 @@ impl Responder {
     fn after_send(&self, py: Python<'_>, sent: std::io::Result<Sent>) -> PyResult<()> {
         let channel = self.channel()?;
         match sent {
-            Ok(Sent::Ok) => Ok(()),
+            Ok(Sent::Ok | Sent::Full(_)) => Ok(()),
             Ok(Sent::OverWatermark) => {
                 // The client reads slower than the application writes: wait for it.
                 if crate::wsgi::gil::detach(py, || channel.wait_writable()) {

@@ -10,7 +10,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
-use crate::engine::channel::Channel;
+use crate::engine::channel::{Channel, WhenFull};
 use crate::engine::dispatch::{
     Completion, Completions, Job, JobQueue, LogLevel, Request, Requests,
 };
@@ -202,7 +202,7 @@ fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, channel: &Arc<Channel>, req: Re
             &ctx.opts.ident,
         );
         r.headers_sent = true;
-        let _ = channel.send(&[&response]);
+        let _ = channel.send(&[&response], WhenFull::Queue);
     }
     // Headers already out: closing is the only way to tell the client the body is cut.
     true
