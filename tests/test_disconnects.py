@@ -47,6 +47,11 @@ def _assert_fds_back(child: ChildServer, baseline: int):
     assert ok, f"{child.fds()} descriptors open, {baseline} before: {child.fd_kinds()}"
 
 
+# maitre keeps up to this many temporary files of finished request bodies open,
+# to reuse them for later ones (POOLED_FILES in src/engine/body.rs).
+POOLED_BODY_FILES = 8 if TARGET == "maitre" else 0
+
+
 # --------------------------------------------------------------- mid-upload
 
 
@@ -61,14 +66,17 @@ def test_client_gone_mid_upload_frees_everything(reset):
         )
         baseline = child.fds()
         chunk = b"u" * MIB
-        for _ in range(20):
-            sock = _connect(child.port)
-            sock.sendall(
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (50 * MIB)
-            )
-            sock.sendall(chunk)
-            _close(sock, reset)
-        _assert_fds_back(child, baseline)
+        # Two rounds: what is kept for reuse is bounded, and does not grow.
+        for _ in range(2):
+            for _ in range(20):
+                sock = _connect(child.port)
+                sock.sendall(
+                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                    % (50 * MIB)
+                )
+                sock.sendall(chunk)
+                _close(sock, reset)
+            _assert_fds_back(child, baseline + POOLED_BODY_FILES)
         resp = _assert_serves(
             child.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
         )

@@ -3,7 +3,9 @@
 //! temporary file beyond.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
 
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::RequestError;
@@ -12,8 +14,115 @@ use crate::http::request::RequestError;
 #[derive(Debug)]
 pub enum Body {
     Memory(Vec<u8>),
-    /// A temporary file positioned at its start, and its length.
-    File(File, u64),
+    File(BodyFile),
+}
+
+/// Temporary files for bodies are reused: a new file costs the filesystem a block
+/// reservation and fresh page-cache pages for every byte, and closing it frees them
+/// again, which made an 8 MiB upload spend about three times as long in its file as in
+/// writing and reading the bytes (2.6 ms against 0.8 ms per 8 MiB here). A reused file
+/// is overwritten in place. Only request bodies are pooled: response spill files are
+/// sent with sendfile, whose pages may still be in flight when the file is dropped.
+const POOLED_FILES: usize = 8;
+/// Files that grew larger than this are closed rather than kept.
+const POOLED_EXTENT: u64 = 16 << 20;
+
+struct Pool {
+    /// The process the files belong to: after a fork, parent and child share the open
+    /// files, so a child must not reuse what it inherited.
+    pid: u32,
+    files: Vec<File>,
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    pid: 0,
+    files: Vec::new(),
+});
+
+fn lock_pool() -> std::sync::MutexGuard<'static, Pool> {
+    // A file list stays valid whatever panicked while it was held.
+    POOL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A temporary file for one body, from the pool when there is one; back to the pool
+/// when dropped. Bytes past what this body wrote may be a previous body's: readers are
+/// bounded by the body's length ([`BodyFile`]).
+#[derive(Debug)]
+pub struct SpillFile {
+    file: Option<File>,
+    /// How far any body has written into the file.
+    extent: u64,
+}
+
+impl SpillFile {
+    pub fn new() -> io::Result<SpillFile> {
+        let pid = std::process::id();
+        let pooled = {
+            let mut pool = lock_pool();
+            if pool.pid == pid {
+                pool.files.pop()
+            } else {
+                None
+            }
+        };
+        let (file, extent) = match pooled {
+            Some(f) => (f, POOLED_EXTENT),
+            None => (tempfile::tempfile()?, 0),
+        };
+        Ok(SpillFile {
+            file: Some(file),
+            extent,
+        })
+    }
+
+    fn file(&self) -> &File {
+        self.file.as_ref().expect("present until dropped")
+    }
+
+    pub fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.file().write_all_at(data, offset)?;
+        self.extent = self.extent.max(offset + data.len() as u64);
+        Ok(())
+    }
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let Some(file) = self.file.take() else { return };
+        if self.extent > POOLED_EXTENT {
+            return;
+        }
+        let pid = std::process::id();
+        let mut pool = lock_pool();
+        if pool.pid != pid {
+            pool.files.clear();
+            pool.pid = pid;
+        }
+        if pool.files.len() < POOLED_FILES {
+            pool.files.push(file);
+        }
+    }
+}
+
+/// A body stored in a [`SpillFile`], read from its start and never past its length.
+#[derive(Debug)]
+pub struct BodyFile {
+    file: SpillFile,
+    pos: u64,
+    len: u64,
+}
+
+impl Read for BodyFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len - self.pos;
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = self.file.file().read_at(&mut buf[..n], self.pos)?;
+        self.pos += got as u64;
+        Ok(got)
+    }
 }
 
 impl Body {
@@ -24,7 +133,7 @@ impl Body {
     pub fn len(&self) -> u64 {
         match self {
             Body::Memory(v) => v.len() as u64,
-            Body::File(_, len) => *len,
+            Body::File(f) => f.len,
         }
     }
 
@@ -37,7 +146,7 @@ impl Body {
 #[derive(Debug)]
 pub struct BodyBuffer {
     mem: Vec<u8>,
-    file: Option<File>,
+    file: Option<SpillFile>,
     len: u64,
     overflow: usize,
 }
@@ -67,13 +176,13 @@ impl BodyBuffer {
             return Ok(());
         }
         if self.file.is_none() && self.mem.len() + data.len() > self.overflow {
-            let mut file = tempfile::tempfile()?;
-            file.write_all(&self.mem)?;
+            let mut file = SpillFile::new()?;
+            file.write_at(&self.mem, 0)?;
             self.mem = Vec::new();
             self.file = Some(file);
         }
         match &mut self.file {
-            Some(f) => f.write_all(data)?,
+            Some(f) => f.write_at(data, self.len)?,
             None => self.mem.extend_from_slice(data),
         }
         self.len += data.len() as u64;
@@ -82,10 +191,11 @@ impl BodyBuffer {
 
     pub fn finish(self) -> io::Result<Body> {
         Ok(match self.file {
-            Some(mut f) => {
-                f.seek(SeekFrom::Start(0))?;
-                Body::File(f, self.len)
-            }
+            Some(file) => Body::File(BodyFile {
+                file,
+                pos: 0,
+                len: self.len,
+            }),
             None => Body::Memory(self.mem),
         })
     }
@@ -171,7 +281,6 @@ fn io_error(e: io::Error) -> RequestError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn stays_in_memory_below_overflow() {
@@ -189,13 +298,31 @@ mod tests {
         b.extend(b"abc").unwrap();
         b.extend(b"defgh").unwrap();
         match b.finish().unwrap() {
-            Body::File(mut f, len) => {
-                assert_eq!(len, 8);
+            Body::File(mut f) => {
+                assert_eq!(f.len, 8);
                 let mut s = Vec::new();
                 f.read_to_end(&mut s).unwrap();
                 assert_eq!(s, b"abcdefgh");
             }
             other => panic!("expected file, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reused_file_never_shows_the_previous_body() {
+        // Whatever the pool holds, a short body after a long one reads back short.
+        for _ in 0..3 {
+            let mut long = BodyBuffer::new(4, None);
+            long.extend(&[b'x'; 10_000]).unwrap();
+            drop(long.finish().unwrap());
+            let mut short = BodyBuffer::new(4, None);
+            short.extend(b"short body").unwrap();
+            let Body::File(mut f) = short.finish().unwrap() else {
+                panic!("expected a file")
+            };
+            let mut s = Vec::new();
+            f.read_to_end(&mut s).unwrap();
+            assert_eq!(s, b"short body");
         }
     }
 

@@ -1,18 +1,17 @@
 //! `wsgi.input`: the request body, complete before the application runs, read from
 //! memory or from its temporary file.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor};
 
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::engine::body::Body;
+use crate::engine::body::{Body, BodyFile};
 
 enum Source {
     Memory(Cursor<Vec<u8>>),
-    File(BufReader<File>),
+    File(BufReader<BodyFile>),
 }
 
 #[pyclass(module = "maitre._maitre", name = "InputStream")]
@@ -28,7 +27,7 @@ impl Input {
         let source = match body {
             Body::Memory(v) => Source::Memory(Cursor::new(v)),
             // Reads of a spilled body come in application-sized pieces; buffer them.
-            Body::File(f, _) => Source::File(BufReader::with_capacity(64 * 1024, f)),
+            Body::File(f) => Source::File(BufReader::with_capacity(64 * 1024, f)),
         };
         Input { source, remaining }
     }

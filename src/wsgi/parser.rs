@@ -503,7 +503,7 @@ mod tests {
         use std::io::Read;
         match p.take_body() {
             Body::Memory(v) => v,
-            Body::File(mut f, _) => {
+            Body::File(mut f) => {
                 let mut v = Vec::new();
                 f.read_to_end(&mut v).unwrap();
                 v
