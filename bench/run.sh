@@ -14,8 +14,9 @@
 # Every run: the server (bench/run_server.py SERVER PORT APP) pinned to CPU
 # $SERVER_CPU, its answer checked by bench/check.py, then `wrk -t1` pinned to CPU
 # $CLIENT_CPU for $DURATION s, peak RSS (VmHWM, summed over the server's
-# processes) read before the server is stopped by PID.  Rounds alternate the
-# servers; the table shows the median of the rounds.
+# processes) read before the server is stopped by PID.  Around the wrk run it also
+# reads the server's CPU time (summed over its processes) and how busy the client's
+# core was.  Rounds alternate the servers; the table shows the median of the rounds.
 #
 # Environment (defaults in brackets):
 #   SCENARIOS    comma- or space-separated subset of
@@ -302,7 +303,7 @@ META="$OUT.meta"
 } >"$META"
 printf 'scenario\tround\tserver\tstatus\tvalue\tunit\trequests\tbytes\tseconds' >"$TSV"
 printf '\terrors\tconnect\tread\twrite\ttimeout\tnon2xx\tpeak_rss_kb' >>"$TSV"
-printf '\tp50_ms\tp99_ms\tnote\n' >>"$TSV"
+printf '\tp50_ms\tp99_ms\tnote\tserver_cpu_ms\tclient_busy_pct\n' >>"$TSV"
 
 # ---------------------------------------------------------------- one run
 NEXT_PORT="$BASE_PORT"
@@ -336,16 +337,52 @@ tree_hwm() {
     echo "$total"
 }
 
-# record SCENARIO ROUND SERVER STATUS NOTE [wrk-output RSS]
+# tree_cpu_ticks PID: CPU time (utime + stime, fields 14 and 15 of /proc/PID/stat,
+# in clock ticks) summed over PID and its descendants.  A process that exits
+# between two readings takes its CPU time with it (a gunicorn or granian worker
+# that dies and is replaced during a run), so the difference then undercounts;
+# acceptable for a benchmark where the workers live as long as the server.
+CLK_TCK="$(getconf CLK_TCK)"
+tree_cpu_ticks() {
+    local total=0 p stat fields
+    for p in "$1" $(descendants "$1"); do
+        stat="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
+        # After the last ')' (the command name may hold spaces): field 3 onwards.
+        read -ra fields <<<"${stat##*) }"
+        total=$((total + ${fields[11]:-0} + ${fields[12]:-0}))
+    done
+    echo "$total"
+}
+
+# core_ticks CPU: "BUSY TOTAL" clock ticks of core CPU so far, from its cpuN line
+# in /proc/stat: TOTAL is user..steal (guest time is already in user and nice),
+# BUSY is TOTAL minus idle and iowait.  Nothing when there is no such core.
+core_ticks() {
+    awk -v cpu="cpu$1" '$1 == cpu {
+        total = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9
+        print total - $5 - $6, total
+    }' /proc/stat
+}
+
+# busy_pct "BUSY TOTAL" "BUSY TOTAL": the core's busy share between two
+# core_ticks readings, in percent with one decimal (empty without readings).
+busy_pct() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (split(a, x, " ") == 2 && split(b, y, " ") == 2 && y[2] > x[2])
+            printf "%.1f", 100 * (y[1] - x[1]) / (y[2] - x[2])
+    }'
+}
+
+# record SCENARIO ROUND SERVER STATUS NOTE [wrk-output RSS SERVER-CPU-MS CLIENT-BUSY-%]
 record() {
     local scenario="$1" round="$2" server="$3" status="$4" note="$5"
-    local out="${6:-}" rss="${7:-0}" line=""
+    local out="${6:-}" rss="${7:-0}" cpu_ms="${8:-}" busy="${9:-}" line=""
     if [ -n "$out" ]; then
         line="$(grep -m1 '^BENCH ' "$out" || true)"
     fi
     NOTE="$note" LINE="$line" awk -v OFS='\t' -v sc="$scenario" -v rd="$round" \
         -v sv="$server" -v st="$status" -v unit="${UNIT[$scenario]}" -v rss="$rss" \
-        -v upload="$((8 * 1024 * 1024))" 'BEGIN {
+        -v cpu_ms="$cpu_ms" -v busy="$busy" -v upload="$((8 * 1024 * 1024))" 'BEGIN {
         n = split(ENVIRON["LINE"], kv, " ")
         for (i = 2; i <= n; i++) { split(kv[i], p, "="); v[p[1]] = p[2] + 0 }
         secs = v["duration_us"] / 1e6
@@ -358,15 +395,17 @@ record() {
         errors = v["connect"] + v["read"] + v["write"] + v["timeout"] + v["status"]
         note = ENVIRON["NOTE"]; gsub(/[\t\n]/, " ", note)
         print sc, rd, sv, st, sprintf("%.1f", value), unit, v["requests"] + 0,
-            v["bytes"] + 0, sprintf("%.2f", secs), errors, v["connect"] + 0,
+            sprintf("%.0f", v["bytes"]), sprintf("%.2f", secs), errors, v["connect"] + 0,
             v["read"] + 0, v["write"] + 0, v["timeout"] + 0, v["status"] + 0, rss,
             sprintf("%.2f", v["p50_us"] / 1000), sprintf("%.2f", v["p99_us"] / 1000),
-            note
+            note, cpu_ms, busy
     }' >>"$TSV"
     if [ "$status" = ok ]; then
         tail -n 1 "$TSV" | awk -F'\t' '{
-            printf "  %-8s round %s  %-9s %12s %-5s  errors %s  peak RSS %.1f MiB%s\n",
-                $1, $2, $3, $5, $6, $10, $16 / 1024, ($19 != "" ? "  (" $19 ")" : "")
+            printf "  %-8s round %s  %-9s %12s %-5s  errors %s  peak RSS %.1f MiB" \
+                "  server CPU %s ms  client core %s%% busy%s\n",
+                $1, $2, $3, $5, $6, $10, $16 / 1024, $20, $21,
+                ($19 != "" ? "  (" $19 ")" : "")
         }'
     else
         printf '  %-8s round %s  %-9s fails: %s\n' "$scenario" "$round" "$server" "$note"
@@ -381,6 +420,7 @@ run_one() {
     local log="$LOGS/$scenario-$server-$round.server.log"
     local out="$LOGS/$scenario-$server-$round.wrk.txt"
     local many="" note check rss ready="" idle_out="$LOGS/$scenario-$server-$round.idle.txt"
+    local ticks0 ticks1 core0 cpu_ms busy
     local _ args=()
 
     if ! pick_port; then
@@ -451,9 +491,16 @@ run_one() {
     if [ "$scenario" = pipeline ]; then
         args=(-- "$PIPELINE_DEPTH")
     fi
+    # The server's CPU time and the client core's ticks, just before and just
+    # after wrk: server_cpu_ms and client_busy_pct cover the wrk run only.
+    ticks0="$(tree_cpu_ticks "$SERVER_PID")"
+    core0="$(core_ticks "$CLIENT_CPU")"
     timeout "$((DURATION + 90))" "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" \
         -d"${DURATION}s" --timeout "$WRK_TIMEOUT" -s "$WORK/${LUA[$scenario]}.lua" \
         "http://127.0.0.1:$PORT/" "${args[@]}" >"$out" 2>&1 || true
+    busy="$(busy_pct "$core0" "$(core_ticks "$CLIENT_CPU")")"
+    ticks1="$(tree_cpu_ticks "$SERVER_PID")"
+    cpu_ms=$(((ticks1 - ticks0) * 1000 / CLK_TCK))
 
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         stop_idle
@@ -481,7 +528,7 @@ run_one() {
             stop_server
             record "$scenario" "$round" "$server" fail \
                 "afterwards only ${served:-?} of ${sample:-?} sampled idle connections were served (${closed:-?} found closed by the server)" \
-                "$out" "$rss"
+                "$out" "$rss" "$cpu_ms" "$busy"
             FAILED[$scenario.$server]=1
             return
         fi
@@ -497,11 +544,12 @@ run_one() {
     fi
     if grep -q '^BENCH requests=0 ' "$out"; then
         record "$scenario" "$round" "$server" fail \
-            "no response completed in ${DURATION} s ($(grep -m1 '^BENCH' "$out"))" "$out" "$rss"
+            "no response completed in ${DURATION} s ($(grep -m1 '^BENCH' "$out"))" \
+            "$out" "$rss" "$cpu_ms" "$busy"
         FAILED[$scenario.$server]=1
         return
     fi
-    record "$scenario" "$round" "$server" ok "$note" "$out" "$rss"
+    record "$scenario" "$round" "$server" ok "$note" "$out" "$rss" "$cpu_ms" "$busy"
 }
 
 # ---------------------------------------------------------------- rounds

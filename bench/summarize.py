@@ -4,13 +4,16 @@
 
 Reads STAMP.tsv (one row per server, scenario and round) and STAMP.meta
 (machine, versions, settings), prints the per-scenario table (median of the
-rounds, errors summed over the rounds, highest peak RSS) and the maitre/other
-ratios, and writes the same as Markdown to STAMP.md (the README's table).
+rounds, errors summed over the rounds, highest peak RSS), the maitre/other
+ratios and the server CPU per unit of work with how busy the client core was
+("n/a" for results recorded before run.sh measured them), and writes the same as
+Markdown to STAMP.md (the README's table).
 """
 
 import csv
 import statistics
 import sys
+import textwrap
 
 SCENARIOS = {
     "hello": "1. hello world, 13 B",
@@ -24,6 +27,12 @@ SCENARIOS = {
     "idle": "9. hello + idle connections",
 }
 SLOW_SECONDS = 0.01
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+# What run.sh's `record` counts per request of the upload scenario (wrk's bytes
+# are the responses, a few bytes each).
+UPLOAD_BYTES = 8 * MIB
+WORK_UNITS = {"req/s": "µs/req", "MiB/s": "ms/GiB"}
 
 
 def load(prefix):
@@ -37,13 +46,45 @@ def load(prefix):
     return meta, rows
 
 
+def optional_float(row, key):
+    """A column that older result files lack: None when missing or empty."""
+    text = row.get(key) or ""
+    return float(text) if text else None
+
+
+def cpu_per_unit(row):
+    """Server CPU time per unit of work of one run: microseconds per request
+    (req/s scenarios) or milliseconds per GiB transferred (MiB/s scenarios)."""
+    cpu_ms = optional_float(row, "server_cpu_ms")
+    if cpu_ms is None:
+        return None
+    requests = float(row["requests"])
+    if row["unit"] == "req/s":
+        return cpu_ms * 1000 / requests if requests else None
+    if row["scenario"] == "upload":
+        size = requests * UPLOAD_BYTES
+    else:
+        size = float(row["bytes"])
+    return cpu_ms / (size / GIB) if size else None
+
+
 def summarize(meta, rows):
-    """{scenario: {server: cell}} where cell has median/errors/rss/status/notes."""
+    """{scenario: {server: cell}} where cell has median/errors/rss/status/notes,
+    and cpu_median (server CPU per unit of work) and busy_median (client core
+    busy %), None when failed or not recorded."""
     out = {}
     for row in rows:
         cell = out.setdefault(row["scenario"], {}).setdefault(
             row["server"],
-            {"values": [], "errors": 0, "rss_kb": 0, "fail": "", "notes": set()},
+            {
+                "values": [],
+                "cpu": [],
+                "busy": [],
+                "errors": 0,
+                "rss_kb": 0,
+                "fail": "",
+                "notes": set(),
+            },
         )
         if row["status"] != "ok":
             cell["fail"] = cell["fail"] or row["note"]
@@ -51,12 +92,21 @@ def summarize(meta, rows):
         cell["values"].append(float(row["value"]))
         cell["errors"] += int(row["errors"])
         cell["rss_kb"] = max(cell["rss_kb"], int(row["peak_rss_kb"]))
+        for key, value in (
+            ("cpu", cpu_per_unit(row)),
+            ("busy", optional_float(row, "client_busy_pct")),
+        ):
+            if value is not None:
+                cell[key].append(value)
         if row["note"]:
             cell["notes"].add(row["note"])
     for cells in out.values():
         for cell in cells.values():
             ok = cell["values"] and not cell["fail"]
             cell["median"] = statistics.median(cell["values"]) if ok else None
+            for key in ("cpu", "busy"):
+                values = cell[key] if ok else []
+                cell[f"{key}_median"] = statistics.median(values) if values else None
     return out
 
 
@@ -68,6 +118,38 @@ def ratio(mine, other):
     if mine is None or other is None or other <= 0:
         return "n/a"
     return f"{mine / other:.2f}x"
+
+
+def work_rows(meta, table, units):
+    """The rows of the server CPU table: per scenario, (title, unit, one text per
+    server) for the server CPU per unit of work, then the client core's busy %."""
+    servers = meta["servers"].split()
+    rows = []
+    for scenario in SCENARIOS:
+        if scenario not in table:
+            continue
+        cells = table[scenario]
+        cpu, busy = [], []
+        for server in servers:
+            cell = cells.get(server, {})
+            value = cell.get("cpu_median")
+            cpu.append("n/a" if value is None else fmt(value))
+            value = cell.get("busy_median")
+            busy.append("n/a" if value is None else f"{value:.1f}%")
+        unit = WORK_UNITS.get(units[scenario], "?")
+        rows.append((scenario_title(scenario, meta), unit, cpu))
+        rows.append(("", "client busy", busy))
+    return rows
+
+
+def client_note(meta):
+    return (
+        "µs/req: server CPU time (user + system, all its processes) per request; "
+        "ms/GiB: per GiB transferred; client busy: how busy wrk's core (CPU "
+        f"{meta['client_cpu']}) was during the run. When the client core is near "
+        "100% busy, the scenario measures the client more than the servers, and "
+        "server CPU per unit of work is the figure that compares them."
+    )
 
 
 def header_lines(meta):
@@ -169,6 +251,13 @@ def text_report(meta, table, units):
                 )
             )
         lines.append("")
+    lines.append("Server CPU per unit of work (median of the rounds)")
+    lines.append(
+        f"{'scenario':<30} {'unit':<11}" + "".join(f"{s:>10}" for s in servers)
+    )
+    for title, unit, texts in work_rows(meta, table, units):
+        lines.append(f"{title:<30} {unit:<11}" + "".join(f"{t:>10}" for t in texts))
+    lines += textwrap.wrap(client_note(meta), 88) + [""]
     if footnotes:
         lines.append("notes:")
         lines.extend(f"  {note}" for note in footnotes)
@@ -249,6 +338,16 @@ def markdown_report(meta, table, units):
             f"Slow app, share of the thread ceiling ({meta['threads']} threads / "
             f"10 ms = {ceiling(meta):.0f} req/s): {', '.join(parts)}.",
         ]
+    out += [
+        "",
+        "Server CPU per unit of work (median of the rounds):",
+        "",
+        "| scenario | unit | " + " | ".join(servers) + " |",
+        "|---|---|" + "---:|" * len(servers),
+    ]
+    for title, unit, texts in work_rows(meta, table, units):
+        out.append(f"| {title} | {unit} | " + " | ".join(texts) + " |")
+    out += ["", client_note(meta)]
     if footnotes:
         out.append("")
         out.extend(f"[{i}] {note}  " for i, note in enumerate(footnotes, 1))
