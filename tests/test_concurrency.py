@@ -92,6 +92,48 @@ def test_slow_reader_does_not_block_other_clients(serve_app):
     assert srv.request(get("/quick")).body == b"quick"
 
 
+def test_trickle_reader_does_not_hold_a_worker(serve_app):
+    """A client that keeps reading its streamed response, but slowly (16 KiB
+    every 10 ms, 1.6 MB/s), does not keep the only worker thread: the server
+    waits for a fast client's socket instead of queueing, but not for one this
+    slow, and another client is served meanwhile."""
+    chunk = bytes(range(256)) * 256  # 64 KiB
+    chunks = 128  # 8 MiB
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        if environ["PATH_INFO"] == "/quick":
+            return [b"quick"]
+        return (chunk for _ in range(chunks))
+
+    srv = serve_app(app, threads=1)
+    stop = threading.Event()
+    received = []
+
+    def trickle(sock):
+        while not stop.is_set():
+            data = sock.recv(16384)
+            if not data:
+                return
+            received.append(len(data))
+            time.sleep(0.01)
+
+    with srv.connect() as slow:
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        slow.send(get("/stream"))
+        reader = threading.Thread(target=trickle, args=(slow.sock,), daemon=True)
+        reader.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        resp = srv.request(get("/quick"))
+        elapsed = time.monotonic() - t0
+        stop.set()
+        reader.join(5)
+    assert resp.body.endswith(b"quick")
+    assert elapsed < 1.0, elapsed
+    assert sum(received) > 0
+
+
 def test_slow_uploader_does_not_hold_a_worker(serve_app):
     """A client that sends its body slowly does not occupy the only worker:
     the body is received before the app runs."""
