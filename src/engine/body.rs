@@ -50,8 +50,11 @@ fn lock_pool() -> std::sync::MutexGuard<'static, Pool> {
 #[derive(Debug)]
 pub struct SpillFile {
     file: Option<File>,
-    /// How far any body has written into the file.
+    /// At least as far as any body has written into the file.
     extent: u64,
+    /// The process that took the file: a child forked while a body is being received
+    /// shares it with its parent, and must not pool it.
+    pid: u32,
 }
 
 impl SpillFile {
@@ -72,6 +75,7 @@ impl SpillFile {
         Ok(SpillFile {
             file: Some(file),
             extent,
+            pid,
         })
     }
 
@@ -80,19 +84,19 @@ impl SpillFile {
     }
 
     pub fn write_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
-        self.file().write_all_at(data, offset)?;
+        // Counted first: a write that fails half-way may still have grown the file.
         self.extent = self.extent.max(offset + data.len() as u64);
-        Ok(())
+        self.file().write_all_at(data, offset)
     }
 }
 
 impl Drop for SpillFile {
     fn drop(&mut self) {
         let Some(file) = self.file.take() else { return };
-        if self.extent > POOLED_EXTENT {
+        let pid = std::process::id();
+        if self.extent > POOLED_EXTENT || self.pid != pid {
             return;
         }
-        let pid = std::process::id();
         let mut pool = lock_pool();
         if pool.pid != pid {
             pool.files.clear();

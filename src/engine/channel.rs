@@ -62,8 +62,18 @@ pub enum WhenFull<'a> {
     /// Wait for room while the budget allows (the client reads about as fast as the
     /// application writes), then queue. Blocks: call without the GIL.
     Wait(&'a mut DirectBudget),
-    /// Return [`Sent::Full`] so that the caller can release the GIL before it waits.
-    Return,
+    /// Return [`Sent::Full`] so that the caller can release the GIL before it waits
+    /// (then sends the rest with `Wait` and the same budget).
+    Return(&'a mut DirectBudget),
+}
+
+impl WhenFull<'_> {
+    fn budget(&mut self) -> Option<&mut DirectBudget> {
+        match self {
+            WhenFull::Queue => None,
+            WhenFull::Wait(b) | WhenFull::Return(b) => Some(b),
+        }
+    }
 }
 
 /// How long a worker may wait for room in a full socket during one response.
@@ -75,13 +85,17 @@ pub enum WhenFull<'a> {
 /// long as the client keeps earning it: [`BASE_WAIT`], plus the time the bytes it has
 /// taken since the socket first filled would need at [`MIN_RATE`] bytes per
 /// microsecond. A client slower than that runs out of budget and gets the queue, as
-/// before; the worker is then free.
+/// before; the worker is then free. A client that stops reading altogether gets the
+/// queue after one wait without room ([`MAX_WAIT`] at most), whatever it had earned:
+/// from then on `channel_timeout` judges it, as any client with queued output.
 #[derive(Debug, Default)]
 pub struct DirectBudget {
     waited: Duration,
     /// Bytes written straight to the socket after it first filled.
     earned: u64,
     filled: bool,
+    /// A wait ended without room: no more waiting in this response.
+    stalled: bool,
 }
 
 const BASE_WAIT: Duration = Duration::from_millis(20);
@@ -93,6 +107,9 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 impl DirectBudget {
     /// How long the next wait may last (zero: queue instead).
     pub fn remaining(&self) -> Duration {
+        if self.stalled {
+            return Duration::ZERO;
+        }
         let allowed = BASE_WAIT + Duration::from_micros(self.earned / MIN_RATE);
         allowed.saturating_sub(self.waited).min(MAX_WAIT)
     }
@@ -197,25 +214,25 @@ impl Channel {
                 let n = write_direct(&self.sock, parts, done)
                     .inspect_err(|_| self.closed.store(true, Ordering::Release))?;
                 done += n;
-                if done < total {
-                    match &mut when_full {
-                        WhenFull::Queue => {}
-                        WhenFull::Return => return Ok(Sent::Full(done)),
-                        WhenFull::Wait(budget) => {
-                            budget.wrote(n);
-                            budget.filled = true;
-                            let wait = budget.remaining();
-                            if !wait.is_zero() {
-                                drop(out);
-                                let start = std::time::Instant::now();
-                                poll_writable(&self.sock, wait);
-                                budget.waited += start.elapsed();
-                                continue;
-                            }
+                if let Some(budget) = when_full.budget() {
+                    budget.wrote(n);
+                    budget.filled |= done < total;
+                }
+                match &mut when_full {
+                    _ if done == total => {}
+                    WhenFull::Queue => {}
+                    WhenFull::Return(_) => return Ok(Sent::Full(done)),
+                    WhenFull::Wait(budget) => {
+                        let wait = budget.remaining();
+                        if !wait.is_zero() {
+                            drop(out);
+                            let start = std::time::Instant::now();
+                            let room = poll_writable(&self.sock, wait);
+                            budget.waited += start.elapsed();
+                            budget.stalled |= !room;
+                            continue;
                         }
                     }
-                } else if let WhenFull::Wait(budget) = &mut when_full {
-                    budget.wrote(n);
                 }
             }
             if done < total {
@@ -333,17 +350,19 @@ impl Channel {
     }
 }
 
-/// Waits until `sock` has room for more output, or `timeout` passes. Errors and hang-ups
-/// also end the wait: the next write reports them.
-fn poll_writable(sock: &Socket, timeout: Duration) {
+/// Waits until `sock` has room for more output (true), or `timeout` passes (false).
+/// Errors and hang-ups also end the wait with true: the next write reports them.
+fn poll_writable(sock: &Socket, timeout: Duration) -> bool {
     let mut fds = libc::pollfd {
         fd: sock.as_raw_fd(),
         events: libc::POLLOUT,
         revents: 0,
     };
     let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd for the duration of the call; EINTR only ends the wait early.
-    unsafe { libc::poll(&mut fds, 1, ms) };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut fds, 1, ms) };
+    // EINTR (n < 0) ends the wait early; it is not a stalled client.
+    n != 0
 }
 
 fn disconnected() -> io::Error {
@@ -407,6 +426,10 @@ fn write_direct(sock: &Socket, parts: &[&[u8]], start: usize) -> io::Result<usiz
 mod tests {
     use super::*;
 
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
     fn channel_pair() -> (Channel, std::os::unix::net::UnixStream) {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
@@ -421,25 +444,55 @@ mod tests {
     fn a_client_that_reads_gets_everything_without_queueing() {
         use std::io::Read;
         let (channel, mut peer) = channel_pair();
-        let body = vec![5u8; 32 << 20];
+        let body = pattern(32 << 20);
         let reader = std::thread::spawn(move || {
-            let mut total = 0;
-            let mut buf = vec![0u8; 1 << 16];
-            while total < 32 << 20 {
-                total += peer.read(&mut buf).unwrap();
-            }
-            total
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            got
         });
         let mut budget = DirectBudget::default();
-        for piece in body.chunks(1 << 16) {
-            let sent = channel.send(&[piece], WhenFull::Wait(&mut budget)).unwrap();
+        // Pieces of odd sizes, alternating the two ways a responder sends.
+        for (i, piece) in body.chunks(100_003).enumerate() {
+            let sent = if i % 2 == 0 {
+                channel.send(&[piece], WhenFull::Wait(&mut budget)).unwrap()
+            } else {
+                match channel
+                    .send(&[piece], WhenFull::Return(&mut budget))
+                    .unwrap()
+                {
+                    Sent::Full(done) => channel
+                        .send(&[&piece[done..]], WhenFull::Wait(&mut budget))
+                        .unwrap(),
+                    other => other,
+                }
+            };
             assert_eq!(sent, Sent::Ok);
             assert!(
                 !channel.has_pending_output(),
                 "queued for a client that reads"
             );
         }
-        assert_eq!(reader.join().unwrap(), 32 << 20);
+        drop(channel);
+        let got = reader.join().unwrap();
+        assert!(got == body, "bytes lost, repeated or out of order");
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_gets_the_queue_despite_its_credit() {
+        let (channel, _peer) = channel_pair();
+        let mut budget = DirectBudget {
+            earned: 1 << 40,
+            filled: true,
+            ..DirectBudget::default()
+        };
+        let body = vec![5u8; 4 << 20];
+        let start = std::time::Instant::now();
+        for piece in body.chunks(1 << 16) {
+            channel.send(&[piece], WhenFull::Wait(&mut budget)).unwrap();
+        }
+        assert!(channel.has_pending_output());
+        assert!(budget.remaining().is_zero());
+        assert!(start.elapsed() < MAX_WAIT * 5, "{:?}", start.elapsed());
     }
 
     #[test]
@@ -461,7 +514,11 @@ mod tests {
     fn return_mode_reports_a_full_socket_without_queueing() {
         let (channel, _peer) = channel_pair();
         let body = vec![5u8; 4 << 20];
-        match channel.send(&[&body], WhenFull::Return).unwrap() {
+        let mut budget = DirectBudget::default();
+        match channel
+            .send(&[&body], WhenFull::Return(&mut budget))
+            .unwrap()
+        {
             Sent::Full(n) => assert!(n > 0 && n < body.len()),
             other => panic!("{other:?}"),
         }

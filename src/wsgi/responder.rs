@@ -345,7 +345,7 @@ impl Responder {
             channel.send(parts, WhenFull::Queue)
         } else {
             // Small writes keep the GIL unless the socket is full.
-            match channel.send(parts, WhenFull::Return) {
+            match channel.send(parts, WhenFull::Return(&mut *budget)) {
                 Ok(Sent::Full(done)) => {
                     let mut rest = Vec::with_capacity(parts.len());
                     sub_parts(parts, done, total - done, &mut rest);
