@@ -98,7 +98,10 @@ pub struct DirectBudget {
     stalled: bool,
 }
 
-const BASE_WAIT: Duration = Duration::from_millis(20);
+/// Long enough for a client busy with many other connections to come back to this one:
+/// wrk reading 50 full sockets at 2.5 GB/s comes round every ~50 ms; with 20 ms, waits
+/// timed out, the output went to spill files, which kept the client busier still.
+const BASE_WAIT: Duration = Duration::from_millis(100);
 /// Bytes per microsecond (8 MB/s) a client must take for a worker to keep waiting.
 const MIN_RATE: u64 = 8;
 /// Longest single wait (a closed connection is noticed by the next write).
@@ -507,7 +510,7 @@ mod tests {
         let took = start.elapsed();
         assert!(channel.has_pending_output());
         assert!(budget.remaining().is_zero());
-        assert!(took >= BASE_WAIT && took < BASE_WAIT * 10, "{took:?}");
+        assert!(took >= BASE_WAIT && took < BASE_WAIT * 5, "{took:?}");
     }
 
     #[test]
