@@ -120,6 +120,19 @@ def ratio(mine, other):
     return f"{mine / other:.2f}x"
 
 
+def ratio_rows(meta, table, others):
+    """Per scenario measured: (title, maitre's median over each other server's)."""
+    rows = []
+    for scenario in SCENARIOS:
+        if scenario not in table:
+            continue
+        cells = table[scenario]
+        mine = cells.get("maitre", {}).get("median")
+        ratios = [ratio(mine, cells.get(s, {}).get("median")) for s in others]
+        rows.append((scenario_title(scenario, meta), ratios))
+    return rows
+
+
 def work_rows(meta, table, units):
     """The rows of the server CPU table: per scenario, (title, unit, one text per
     server) for the server CPU per unit of work, then the client core's busy %."""
@@ -239,17 +252,8 @@ def text_report(meta, table, units):
     if "maitre" in servers and others:
         lines.append("maitre / other (median over median; >1 means maitre is faster)")
         lines.append(f"{'scenario':<30}" + "".join(f"{s:>10}" for s in others))
-        for scenario in SCENARIOS:
-            if scenario not in table:
-                continue
-            cells = table[scenario]
-            mine = cells.get("maitre", {}).get("median")
-            lines.append(
-                f"{scenario_title(scenario, meta):<30}"
-                + "".join(
-                    f"{ratio(mine, cells.get(s, {}).get('median')):>10}" for s in others
-                )
-            )
+        for title, ratios in ratio_rows(meta, table, others):
+            lines.append(f"{title:<30}" + "".join(f"{r:>10}" for r in ratios))
         lines.append("")
     lines.append("Server CPU per unit of work (median of the rounds)")
     lines.append(
@@ -297,18 +301,8 @@ def markdown_report(meta, table, units):
         out += ["", "maitre / other (> 1: maitre faster):", ""]
         out.append("| scenario | " + " | ".join(others) + " |")
         out.append("|---|" + "---:|" * len(others))
-        for scenario in SCENARIOS:
-            if scenario not in table:
-                continue
-            cells = table[scenario]
-            mine = cells.get("maitre", {}).get("median")
-            out.append(
-                f"| {scenario_title(scenario, meta)} | "
-                + " | ".join(
-                    ratio(mine, cells.get(s, {}).get("median")) for s in others
-                )
-                + " |"
-            )
+        for title, ratios in ratio_rows(meta, table, others):
+            out.append(f"| {title} | " + " | ".join(ratios) + " |")
     out += ["", "Peak RSS (MiB, VmHWM summed over the server's processes):", ""]
     out.append("| scenario | " + " | ".join(servers) + " |")
     out.append("|---|" + "---:|" * len(servers))
