@@ -36,15 +36,17 @@ const LISTENER_BASE: usize = usize::MAX - 1;
 const TICK: Duration = Duration::from_secs(1);
 /// How long a closing connection may keep sending before we stop reading it.
 const LINGER: Duration = Duration::from_secs(2);
-/// Size of the loop's read buffer.
-const READ_SIZE: usize = 64 * 1024;
+/// Size of the loop's read buffer (one per loop). Large request bodies arrive in reads
+/// of this size, each then written to the body's buffer or file: 256 KiB takes a
+/// quarter of the system calls 64 KiB did, and small reads touch only what arrived.
+const READ_SIZE: usize = 256 * 1024;
 /// How long the queue must stay non-empty before a "Task queue depth" warning, and the
 /// least time between two of them.
 const QUEUE_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// Most requests pipelined behind one that go to the same worker in one job.
 const MAX_PIPELINED: usize = 64;
-/// Reads from one connection before the loop turns to the others.
-const READS_PER_TURN: usize = 16;
+/// Reads from one connection before the loop turns to the others (up to 1 MiB).
+const READS_PER_TURN: usize = 4;
 /// How soon the loop looks again while jobs wait for a worker.
 const BACKLOG_CHECK: Duration = Duration::from_millis(1);
 
