@@ -327,16 +327,12 @@ impl Responder {
     }
 
     fn channel(&self) -> PyResult<&Arc<Channel>> {
-        self.channel
-            .as_ref()
-            .ok_or_else(|| PyRuntimeError::new_err("the response is already complete"))
+        live(&self.channel)
     }
 
     fn transmit(&mut self, py: Python<'_>, parts: &[&[u8]]) -> PyResult<()> {
-        let channel = self
-            .channel
-            .as_ref()
-            .ok_or_else(|| PyRuntimeError::new_err("the response is already complete"))?;
+        // Borrowed field by field: the budget is lent out while the channel is in use.
+        let channel = live(&self.channel)?;
         let budget = &mut self.budget;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let sent = if total >= DETACH_THRESHOLD {
@@ -433,6 +429,13 @@ impl Responder {
         }
         Ok(())
     }
+}
+
+/// The connection of a response still in progress.
+fn live(channel: &Option<Arc<Channel>>) -> PyResult<&Arc<Channel>> {
+    channel
+        .as_ref()
+        .ok_or_else(|| PyRuntimeError::new_err("the response is already complete"))
 }
 
 #[pymethods]
