@@ -120,13 +120,15 @@ def ratio(mine, other):
     return f"{mine / other:.2f}x"
 
 
+def measured(table):
+    """(scenario, cells) for each scenario of the run, in the report's order."""
+    return [(s, table[s]) for s in SCENARIOS if s in table]
+
+
 def ratio_rows(meta, table, others):
     """Per scenario measured: (title, maitre's median over each other server's)."""
     rows = []
-    for scenario in SCENARIOS:
-        if scenario not in table:
-            continue
-        cells = table[scenario]
+    for scenario, cells in measured(table):
         mine = cells.get("maitre", {}).get("median")
         ratios = [ratio(mine, cells.get(s, {}).get("median")) for s in others]
         rows.append((scenario_title(scenario, meta), ratios))
@@ -138,10 +140,7 @@ def work_rows(meta, table, units):
     server) for the server CPU per unit of work, then the client core's busy %."""
     servers = meta["servers"].split()
     rows = []
-    for scenario in SCENARIOS:
-        if scenario not in table:
-            continue
-        cells = table[scenario]
+    for scenario, cells in measured(table):
         cpu, busy = [], []
         for server in servers:
             cell = cells.get(server, {})
@@ -212,10 +211,7 @@ def text_report(meta, table, units):
         f"{'errors':>7} {'RSS MiB':>8} {'maitre/x':>9}"
     )
     footnotes = []
-    for scenario in SCENARIOS:
-        if scenario not in table:
-            continue
-        cells = table[scenario]
+    for scenario, cells in measured(table):
         mine = cells.get("maitre", {}).get("median")
         title = scenario_title(scenario, meta)
         for server in servers:
@@ -275,10 +271,7 @@ def markdown_report(meta, table, units):
     out.append("| scenario | unit | " + " | ".join(servers) + " |")
     out.append("|---|---|" + "---:|" * len(servers))
     footnotes = []
-    for scenario in SCENARIOS:
-        if scenario not in table:
-            continue
-        cells = table[scenario]
+    for scenario, cells in measured(table):
         row = []
         for server in servers:
             cell = cells.get(server)
@@ -306,10 +299,7 @@ def markdown_report(meta, table, units):
     out += ["", "Peak RSS (MiB, VmHWM summed over the server's processes):", ""]
     out.append("| scenario | " + " | ".join(servers) + " |")
     out.append("|---|" + "---:|" * len(servers))
-    for scenario in SCENARIOS:
-        if scenario not in table:
-            continue
-        cells = table[scenario]
+    for scenario, cells in measured(table):
         out.append(
             f"| {scenario_title(scenario, meta)} | "
             + " | ".join(
