@@ -350,6 +350,37 @@ def test_request_body_spills_to_a_temp_file(serve_app, size, spills):
     assert holding == (1 if spills else 0), holding
 
 
+def test_spilled_bodies_never_show_an_earlier_body(serve_app):
+    """Bodies above inbuf_overflow, each shorter than the one before: whether
+    read whole, by line or by iteration, the app gets exactly its own body and
+    nothing of an earlier, longer one (maitre reuses their temporary files)."""
+
+    def app(environ, start_response):
+        stream = environ["wsgi.input"]
+        how = environ["PATH_INFO"]
+        if how == "/read":
+            body = stream.read()
+        elif how == "/readlines":
+            body = b"".join(stream.readlines())
+        else:
+            body = b"".join(iter(stream.readline, b""))
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    srv = serve_app(app, inbuf_overflow=10_000)
+    for size in (400_000, 300_000, 200_000, 100_000, 20_000):
+        for how in ("/read", "/readlines", "/readline"):
+            lines = b"".join(b"%d-%d\n" % (size, i) for i in range(size // 12))
+            payload = lines[:size]
+            resp = srv.request(
+                b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                % (how.encode(), len(payload))
+                + payload
+            )
+            assert resp.status == 200
+            assert resp.body == payload, (size, how, len(resp.body))
+
+
 def test_response_spills_to_a_temp_file(serve_app):
     """Output the client does not take yet, beyond outbuf_overflow, is held in a
     temporary file, not in memory; the client gets every byte in order."""
