@@ -61,6 +61,11 @@ SPEC_DEFAULTS = {
 
 IDENTITY = {"ident", "server_name"}
 
+#: SPEC section 5: maitre's own settings (not in waitress), with their defaults
+MAITRE_DEFAULTS = {
+    "shutdown_timeout": 30,
+}
+
 
 def inet4(host, port):
     return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, (host, port))
@@ -86,17 +91,29 @@ def flag_argv(params) -> list:
 
 
 def test_same_settings_as_waitress():
-    """maitre has every waitress setting, and no other, in waitress's order."""
-    assert [name for name, _ in madj.Adjustments._params] == [
-        name for name, _ in wadj.Adjustments._params
-    ]
-    assert [s.name for s in madj.SETTINGS] == [n for n, _ in wadj.Adjustments._params]
+    """maitre has every waitress setting in waitress's order, and otherwise only its
+    own (SPEC section 5)."""
+    waitress_names = [n for n, _ in wadj.Adjustments._params]
+    assert [
+        name for name, _ in madj.Adjustments._params if name not in MAITRE_DEFAULTS
+    ] == waitress_names
+    assert [
+        s.name for s in madj.SETTINGS if s.name not in MAITRE_DEFAULTS
+    ] == waitress_names
 
 
 def test_spec_table_is_complete():
-    """The SPEC table above names every setting (listen checked apart)."""
+    """The SPEC tables above name every setting (listen checked apart)."""
     names = {name for name, _ in Adjustments._params}
-    assert names == set(SPEC_DEFAULTS) | {"listen"}
+    own = set(MAITRE_DEFAULTS) if TARGET == "maitre" else set()
+    assert names == set(SPEC_DEFAULTS) | {"listen"} | own
+
+
+@maitre_only("maitre's own settings")
+@pytest.mark.parametrize("name", sorted(MAITRE_DEFAULTS))
+def test_maitre_defaults(name):
+    assert getattr(Adjustments(), name) == MAITRE_DEFAULTS[name]
+    assert getattr(Adjustments, name) == MAITRE_DEFAULTS[name]
 
 
 def test_boolean_settings_match_waitress():

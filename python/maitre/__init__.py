@@ -8,8 +8,6 @@ replacement for waitress.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from typing import Any
 
 from .server import create_server
@@ -30,32 +28,17 @@ def serve(app: Any, **kw: Any) -> None:
     server = _server(app, **kw)
     if not _quiet:
         server.print_listen("Serving on http://{}:{}")
-    previous = _stop_on_sigterm()
+    # In the main thread, run() stops gracefully on SIGTERM/SIGINT (at once on a
+    # second one or on SIGQUIT) and returns.
     try:
         if _profile:
             profile("server.run()", globals(), locals(), (), False)
         else:
             server.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before run() had its handlers in place
         logger.info("Shutting down")
     finally:
         server.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _stop_on_sigterm() -> Any:
-    """Make SIGTERM stop ``serve()`` cleanly, like Ctrl-C (main thread only, and only
-    if nobody installed a handler of their own)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def serve_paste(app: Any, global_conf: Any, **kw: Any) -> int:
