@@ -11,8 +11,8 @@ many seconds. Each process counts the distinct connections it served; they are
 reported per round, with the largest distance from the mean in percent (the target
 is 15 %). ``--supervised`` attaches each process to a supervisor pipe
 (``attach_supervisor``), as under a master; ``--stop-one`` stops the first process
-(SIGSTOP) during the load, to see how long the others make clients wait. Only 127.0.0.1 is used; every process
-started is stopped by its PID.
+(SIGSTOP) during the load, to see how long the others make clients wait. Only
+127.0.0.1 is used; every process started is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -169,7 +169,8 @@ def main() -> None:
         mean = sum(counts) / len(counts)
         off = max(abs(c - mean) / mean * 100 for c in counts) if mean else 0.0
         worst = max(worst, off)
-        print(f"round {i + 1}: connections per process {sorted(counts)}, off {off:.0f} %")
+        print(f"round {i + 1}: connections per process {sorted(counts)}", end="")
+        print(f", off {off:.0f} %")
         sys.stdout.flush()
     print(f"worst: {worst:.0f} % from the mean (target: 15 %)")
 
