@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -297,6 +298,49 @@ def test_attach_supervisor_ready_heartbeat_max_requests():
         thread.join(10)
         os.close(r)
     assert not thread.is_alive()
+
+
+_BUSY_EXIT_SCRIPT = """
+import os, signal, socket, threading, time
+from maitre import create_server
+
+def app(environ, start_response):
+    started = time.monotonic()
+    while time.monotonic() - started < 60:  # a Python loop, never done in time
+        pass
+    start_response("200 OK", [])
+    return [b""]
+
+server = create_server(app, host="127.0.0.1", port=0, shutdown_timeout=0.3)
+
+def client():
+    s = socket.create_connection(("127.0.0.1", server.effective_port))
+    s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    s.recv(100)
+
+threading.Thread(target=client, daemon=True).start()
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+server.run()
+print("returned", flush=True)
+"""
+
+
+def test_program_exits_after_abandoning_a_busy_request():
+    """A program whose server abandons a request stuck in a Python loop
+    (shutdown_timeout) exits at once and normally after run() returns: the
+    abandoned thread must not take the GIL back while the interpreter finalizes
+    (SIGABRT). Three runs, as that depends on timing."""
+    for _ in range(3):
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-c", _BUSY_EXIT_SCRIPT],
+            capture_output=True,
+            timeout=60,
+        )
+        assert (proc.returncode, proc.stdout) == (0, b"returned\n"), proc.stderr[-800:]
+        assert b"Traceback" not in proc.stderr, proc.stderr[-800:]
+        assert b"abandoning 1 request(s)" in proc.stderr, proc.stderr[-800:]
+        assert time.monotonic() - started < 10
 
 
 def test_shutdown_timeout_setting():
