@@ -108,11 +108,13 @@ INTERNAL: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 #: Tests that fail against maitre because of a deliberate difference: strict xfail,
-#: the reason naming the RFC section or README "Differences from waitress" item. The
-#: README lists exactly these reasons.
+#: the reason naming the RFC section or the README item it rests on. README.md's
+#: "Differences from waitress" lists exactly these reasons, between its
+#: ``waitress-suite`` markers (checked at the start of the run).
 DIFFERENCES: list[tuple[str, tuple[str, ...]]] = [
     (
-        "identity strings: the Server header says maitre, not waitress (README)",
+        "Identity strings: the Server header and SERVER_SOFTWARE say maitre, not "
+        "waitress (the ident setting).",
         (
             "test_functional.py::*EchoTests::test_date_and_server",
             "test_functional.py::*EchoTests::test_bad_host_header",
@@ -120,8 +122,8 @@ DIFFERENCES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
-        "a chunked response keeps an HTTP/1.1 connection alive (RFC 9112 "
-        "section 9.3); waitress closes it (README)",
+        "A chunked response keeps an HTTP/1.1 connection alive (RFC 9112 "
+        "section 9.3); waitress closes it.",
         (
             "test_functional.py::*NoContentLengthTests::test_http11_generator",
             "test_functional.py::*NoContentLengthTests::test_http11_listlentwo",
@@ -129,16 +131,16 @@ DIFFERENCES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
-        "an application that writes str gets a clean 500 (PEP 3333: bodies are "
-        "bytes); waitress has sent its 200 head already (README)",
+        "An application that writes str gets a clean 500 (PEP 3333: bodies are "
+        "bytes); waitress has already sent its 200 head and closes.",
         (
             "test_functional.py::*InternalServerErrorTests::test_after_write_cb",
             "test_functional.py::*InternalServerErrorTests::test_in_generator",
         ),
     ),
     (
-        "a request whose version is not HTTP/1.x (here HTTP/8.4) gets 400 "
-        "(RFC 9110 section 2.5; README)",
+        "A request whose version is not HTTP/1.x (waitress's tests send HTTP/8.4) "
+        "gets 400 (RFC 9110 section 2.5); HTTP/1.2 to 1.9 are served as HTTP/1.1.",
         (
             "test_parser.py::TestHTTPRequestParser::test_received_cl_too_large",
             "test_parser.py::TestHTTPRequestParser::"
@@ -147,18 +149,18 @@ DIFFERENCES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
-        "blank lines before a request line are skipped (RFC 9112 section 2.2), "
-        "not parsed as an empty request (README)",
+        "Blank lines before a request line are skipped (RFC 9112 section 2.2): "
+        "maitre.parser does not report them as an empty request.",
         ("test_parser.py::TestHTTPRequestParser::test_received_nonsense_nothing",),
     ),
     (
         "sockets: anything but a socket or a file descriptor number is refused at "
-        "start, not silently dropped (README)",
+        "start, not silently dropped.",
         ("test_adjustments.py::Test_as_socket_list::test_not_only_sockets_in_list",),
     ),
     (
-        "maitre-serve: a usage error exits with status 2 and maitre's usage text, "
-        "--help prints maitre's help (README)",
+        "maitre-serve: a usage error exits with status 2 and maitre's usage text; "
+        "--help prints maitre's help.",
         (
             "test_runner.py::Test_run::test_bad",
             "test_runner.py::Test_run::test_help",
@@ -441,7 +443,27 @@ def _find(table, short: str):
 _state: dict = {"internal": 0, "unused": []}
 
 
+README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.md")
+_BEGIN, _END = "<!-- waitress-suite: begin -->", "<!-- waitress-suite: end -->"
+
+
+def readme_reasons(text: str) -> set:
+    """The bullets between the waitress-suite markers, each joined on one line."""
+    block = text.split(_BEGIN, 1)[1].split(_END, 1)[0]
+    bullets = re.split(r"\n- ", "\n" + block.strip())
+    return {" ".join(b.split()).replace("`", "") for b in bullets if b.strip()}
+
+
 def pytest_configure(config):
+    with open(README, encoding="utf-8") as f:
+        listed = readme_reasons(f.read())
+    reasons = {" ".join(reason.split()) for reason, _ in DIFFERENCES}
+    if listed != reasons:
+        raise pytest.UsageError(
+            "README.md's waitress-suite list and DIFFERENCES differ:\n"
+            f"  only in README: {sorted(listed - reasons)}\n"
+            f"  only in the adapter: {sorted(reasons - listed)}"
+        )
     config.addinivalue_line(
         "markers", "waitress_add_host: add Host to the test's raw HTTP/1.1 requests"
     )
