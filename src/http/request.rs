@@ -159,7 +159,12 @@ pub fn parse_head(
         // highest one we know. httparse knows 1.0 and 1.1 only, so only a refused head
         // is looked at again (the common path pays nothing).
         Err(e) => match as_http11(head) {
-            Some(head) => build_any(&head, limits)?,
+            Some(copy) => {
+                let mut parsed = build_any(&copy, limits)?;
+                // The head as received (its ranges are the same): only `version` says 1.1.
+                parsed.buf = head.to_vec();
+                parsed
+            }
             None => return Err(e),
         },
     };
@@ -1052,6 +1057,7 @@ mod tests {
             input[14] = minor;
             let (head, used) = complete(&input);
             assert_eq!(used, input.len());
+            assert_eq!(head.buf, input, "the head as received");
             assert_eq!(head.version, Version::Http11);
             assert_eq!(head.target(), b"/a");
             assert!(head.keep_alive);
