@@ -152,6 +152,29 @@ def test_mistake_before_output_gives_500_and_a_log(serve_app, logs, broken):
     assert_still_serving(srv)
 
 
+def _deep_helper():
+    raise LookupError("deep-marker")
+
+
+def raise_in_a_helper(environ, start_response):
+    return _deep_helper()
+
+
+def test_logged_exception_carries_its_traceback(serve_app, logs):
+    """The log record's exc_info is the whole (type, value, traceback): error
+    trackers and formatters that read records get the application's stack (on
+    Python 3.9 to 3.11 the exception value alone does not carry it)."""
+    srv = serve_app(ok_or(raise_in_a_helper))
+    assert srv.request(get("/broken")).status == 500
+    record = logs.wait("Exception while serving /broken", logging.ERROR)
+    exc_type, exc, tb = record.exc_info
+    assert exc_type is LookupError and str(exc) == "deep-marker"
+    assert tb is not None
+    text = logging.Formatter().formatException(record.exc_info)
+    assert "in raise_in_a_helper" in text and "in _deep_helper" in text, text
+    assert text.rstrip().endswith("LookupError: deep-marker"), text
+
+
 # --------------------------------------------------------- non-bytes items
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import maitre
 import maitre.runner
 import pytest
 from helpers import HOST, RawConnection, ServerProcess, free_port, get, maitre_only
@@ -312,15 +313,28 @@ USAGE_ERRORS = [
 ]
 
 
+#: applications whose import (or factory) raises in the user's code
+USER_CODE_RAISES = {
+    "broken:app",
+    "syntaxerr:app",
+    "needsdep:app",
+    "cliapp:failing_factory",
+}
+
+
 @pytest.mark.parametrize(
     "args,expected", [e[1:] for e in USAGE_ERRORS], ids=[e[0] for e in USAGE_ERRORS]
 )
 def test_usage_error(appdir, args, expected):
-    """Exit status 2, the short usage and the error (no option list, no
-    traceback), on stderr; nothing on stdout."""
+    """Exit status 2, the short usage and the error (no option list), on stderr;
+    nothing on stdout. Only when the user's code raised is a traceback shown, before
+    the usage (test_import_failure_shows_the_user_traceback)."""
     result = run_cli(python_m(), args, appdir)
     assert result.returncode == 2, (result.returncode, result.stderr)
     err = result.stderr
+    if args and args[-1] in USER_CODE_RAISES:
+        assert err.startswith(("Traceback", "  File")), err
+        err = err[err.index("Usage: ") :]
     assert "Traceback" not in err, err
     assert "Usage: python -m maitre [OPTIONS] MODULE:OBJECT" in err
     assert expected in err, err
@@ -345,6 +359,40 @@ def test_usage_error_import_shows_where(appdir):
     result = run_cli(python_m(), ["broken:app"], appdir)
     assert result.returncode == 2
     assert f"{appdir / 'broken.py'}, line 2" in result.stderr, result.stderr
+
+
+def test_import_failure_shows_the_user_traceback(appdir):
+    """An application that fails to import shows the traceback of the user's code
+    (every frame of it, not the innermost one, which is often in the standard
+    library), without the import machinery's frames; then the usage error."""
+    (appdir / "deepapp.py").write_text(
+        "import deephelper\n\napp = deephelper.build()\n"
+    )
+    (appdir / "deephelper.py").write_text(
+        "import json\n\n\ndef build():\n    return json.loads('{not json')\n"
+    )
+    result = run_cli(python_m(), ["deepapp:app"], appdir)
+    assert result.returncode == 2
+    err = result.stderr
+    tb, usage = err.split("Usage: ", 1)
+    assert tb.startswith("Traceback (most recent call last):"), err
+    assert f'File "{appdir / "deepapp.py"}", line 3, in <module>' in tb, tb
+    assert f'File "{appdir / "deephelper.py"}", line 5, in build' in tb, tb
+    assert "json.decoder.JSONDecodeError" in tb
+    assert "importlib" not in tb and "maitre" not in tb, tb
+    assert "Error: cannot import the application 'deepapp:app'" in usage
+
+
+def test_version(appdir):
+    """--version prints maitre's version (the package's metadata, one source:
+    pyproject.toml) and exits 0; maitre.__version__ is the same."""
+    from importlib.metadata import version
+
+    result = run_cli(python_m(), ["--version"], appdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"maitre {version('maitre')}\n"
+    assert maitre.__version__ == version("maitre")
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", maitre.__version__)
 
 
 def test_usage_error_console_script_name(appdir):
@@ -374,7 +422,7 @@ def test_help_lists_every_setting(command, appdir):
     result = run_cli(command(), ["--help"], appdir)
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    expected = {"help", "call", "app"}
+    expected = {"help", "call", "version", "app"}
     for s in SETTINGS:
         flag = s.name.replace("_", "-")
         expected.add(flag)
@@ -446,7 +494,7 @@ def test_run_passes_settings_as_strings(appdir, monkeypatch):
     [(app, kw)] = calls
     assert app.__module__ == "cliapp" and app.__name__ == "app"
     assert kw == {
-        "listen": "127.0.0.1:1 127.0.0.2:2",
+        "listen": " 127.0.0.1:1 127.0.0.2:2",  # as waitress builds it
         "ipv6": "false",
         "expose_tracebacks": "true",
         "threads": "9",

@@ -617,10 +617,11 @@ ROWS = [
     Row(
         "version-1-2",
         get(HOST, b"GET /g HTTP/1.2"),
-        400,
-        True,
-        "RFC 9112 2.3",
-        maitre_only="waitress answers any HTTP/d.d version",
+        200,
+        False,
+        "RFC 9110 2.5: a higher minor version is served as the highest one known",
+        b"GET /g|",
+        maitre_only="waitress serves it as HTTP/1.0 and closes",
     ),
     Row(
         "version-two-digit-minor",

@@ -614,7 +614,8 @@ def test_slot_freed_mid_round_is_not_reused_by_the_waiting_client(serve_app):
         time.sleep(0.3)
         a.sendall(b"Bad\x00Header: x\r\n\r\n")  # 400, and the server closes a
         a.shutdown(socket.SHUT_WR)
-        assert a.recv(4096).startswith(b"HTTP/1.0 400 ")
+        # (maitre answers in the request's version, waitress in HTTP/1.0)
+        assert re.match(rb"HTTP/1\.[01] 400 ", a.recv(4096))
         time.sleep(0.3)
         b.sendall(b"P/1.1\r\n")
         time.sleep(0.3)

@@ -16,6 +16,19 @@ from .utilities import logger
 __all__ = ["create_server", "profile", "serve", "serve_paste"]
 
 
+def _package_version() -> str:
+    # One source: the version in pyproject.toml, as installed in the metadata.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("maitre")
+    except PackageNotFoundError:  # imported from a source tree that is not installed
+        return "0+unknown"
+
+
+__version__ = _package_version()
+
+
 def serve(app: Any, **kw: Any) -> None:
     """Serve ``app`` until Ctrl-C or SIGTERM; takes waitress's settings."""
     _server = kw.pop("_server", create_server)  # test shim, as in waitress
@@ -38,7 +51,10 @@ def serve(app: Any, **kw: Any) -> None:
     except KeyboardInterrupt:  # Ctrl-C before run() had its handlers in place
         logger.info("Shutting down")
     finally:
-        server.close()
+        # A ``_server`` factory's object (waitress's test shim) may have no close().
+        close = getattr(server, "close", None)
+        if close is not None:
+            close()
 
 
 def serve_paste(app: Any, global_conf: Any, **kw: Any) -> int:

@@ -527,10 +527,11 @@ class Adjustments:
         positional arguments. ``--flag``/``--no-flag`` for booleans, ``--name=value``
         otherwise; ``--listen`` may repeat; options may come before or after the
         positional arguments. ``help`` and ``call`` are always in the
-        result; ``app`` only when ``--app=MODULE:OBJECT`` was given.
+        result; ``app`` only when ``--app=MODULE:OBJECT`` was given, ``version`` only
+        with ``--version``.
 
         Raises ``getopt.GetoptError`` for an unknown or malformed option."""
-        long_opts = ["help", "call", "app="]
+        long_opts = ["help", "call", "version", "app="]
         for s in SETTINGS:
             opt = s.name.replace("_", "-")
             if s.convert is asbool:
@@ -543,9 +544,13 @@ class Adjustments:
         for opt, value in opts:
             param = opt[2:].replace("-", "_")
             if param == "listen":
-                kw["listen"] = "{} {}".format(kw.get("listen", ""), value).strip()
+                # As waitress builds it (a leading space included): a space-separated
+                # list, one entry per --listen.
+                kw["listen"] = "{} {}".format(kw.get("listen", ""), value)
             elif param in ("help", "call"):
                 kw[param] = True
+            elif param == "version":  # maitre's own flag: only there when given
+                kw["version"] = True
             elif param == "app":
                 if "app" in kw:
                     raise getopt.GetoptError("option --app given more than once", "app")

@@ -88,12 +88,19 @@ class HTTPRequestParser:
         self.adj = adj
         self.headers: dict[str, str] = {}
         self.url_scheme = adj.url_scheme
-        self._parser = _maitre.RequestParser(
-            adj.max_request_header_size,
-            adj.max_request_body_size,
-            adj.inbuf_overflow,
-        )
+        self._parser: Any = None
         self._stream: Any = None
+
+    def _engine_parser(self) -> Any:
+        # Made on the first bytes, as waitress reads its limits from ``adj`` then.
+        if self._parser is None:
+            adj = self.adj
+            self._parser = _maitre.RequestParser(
+                adj.max_request_header_size,
+                adj.max_request_body_size,
+                adj.inbuf_overflow,
+            )
+        return self._parser
 
     def received(self, data: bytes) -> int:
         """Feed received bytes; returns how many were used. The call that completes the
@@ -101,7 +108,7 @@ class HTTPRequestParser:
         after the body belong to the next request."""
         if self.completed:
             return 0
-        parser = self._parser
+        parser = self._engine_parser()
         consumed = parser.received(bytes(data))
         if not self.headers_finished and parser.head_complete:
             self._head_received()
@@ -149,14 +156,15 @@ class HTTPRequestParser:
         iteration), empty until the request is complete."""
         if self._stream is not None:
             return self._stream
-        stream = self._parser.take_body()
+        stream = self._engine_parser().take_body()
         if self.completed:
             self._stream = stream
         return stream
 
     def close(self) -> None:
         """Release the body (and its temporary file, if it spilled to one)."""
-        self._parser.close()
+        if self._parser is not None:
+            self._parser.close()
         if self._stream is not None:
             self._stream.close()
             self._stream = None
@@ -170,9 +178,11 @@ def split_uri(uri: bytes) -> tuple[str, str, str, str, str]:
 
 
 def crack_first_line(line: bytes) -> tuple[bytes, bytes, bytes]:
-    """``(method, uri, version)`` of a request line such as ``b"GET / HTTP/1.1"``, as
-    the server parses it; ``(b"", b"", b"")`` if the server would refuse it, and
-    ParsingError if that is for a lower-case method."""
+    """``(method, uri, version)`` of a request line such as ``b"GET / HTTP/1.1"``
+    (version ``b"1.1"``; ``b""`` when the line has none), split as waitress splits it:
+    ``(b"", b"", b"")`` if the line is not ``METHOD SP URI [SP HTTP/d.d]``, and
+    ParsingError for a lower-case method. Syntax only: the server itself serves
+    HTTP/1.0 and 1.1 (1.2-1.9 as 1.1) and answers any other version with 400."""
     method, uri, version, error = _maitre.crack_first_line(bytes(line))
     if error is not None:
         raise ParsingError(error)

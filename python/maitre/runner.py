@@ -4,7 +4,9 @@ table so that no setting can be missing.
 
 Usage errors (no application, two applications, an unknown option, a bad value, an
 application that cannot be imported) exit with status 2 after a short usage message
-and the error; ``--help`` lists every option with its default.
+and the error (preceded by the traceback of the user's code when importing the
+application raised); ``--help`` lists every option with its default, ``--version``
+prints the version. A server that cannot start (an address in use) exits with 1.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ Options:
 
     --help
         Show this help and exit.
+
+    --version
+        Show the version of maitre and exit.
 
     --app=MODULE:OBJECT
         The application, instead of the MODULE:OBJECT argument.
@@ -112,6 +117,28 @@ def _describe_exception(exc: BaseException) -> str:
     return text
 
 
+def _in_machinery(frame: traceback.FrameSummary) -> bool:
+    """A frame of the import machinery or of this module, not of the user's code."""
+    return (
+        "importlib" in frame.filename
+        or os.path.basename(frame.filename) == "pkgutil.py"
+        or frame.filename == __file__
+    )
+
+
+def _print_user_traceback(exc: BaseException) -> None:
+    """The traceback of an exception raised by the user's code (importing the
+    application, or calling its factory), without the frames of the import machinery;
+    nothing when no user code ran (a module or attribute that does not exist)."""
+    tb = traceback.TracebackException.from_exception(exc)
+    tb.stack = traceback.StackSummary.from_list(
+        [frame for frame in tb.stack if not _in_machinery(frame)]
+    )
+    if not tb.stack and not isinstance(exc, SyntaxError):
+        return
+    print("".join(tb.format()), file=sys.stderr)
+
+
 def _program_name(argv: list[str]) -> str:
     if not argv:
         return "maitre-serve"
@@ -142,6 +169,11 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
     if kw.pop("help"):
         show_help(sys.stdout, name)
         return 0
+    if kw.pop("version", False):
+        from . import __version__
+
+        print(f"maitre {__version__}")
+        return 0
     call = kw.pop("call")
     if "app" in kw:
         args.insert(0, kw.pop("app"))
@@ -166,6 +198,7 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
     try:
         app = pkgutil.resolve_name(target)
     except Exception as exc:  # the user's module may raise anything on import
+        _print_user_traceback(exc)
         return usage_error(
             f"cannot import the application {target!r}: {_describe_exception(exc)}"
         )
@@ -175,6 +208,7 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
         try:
             app = app()
         except Exception as exc:
+            _print_user_traceback(exc)
             return usage_error(
                 f"--call: calling {target!r} failed: {_describe_exception(exc)}"
             )

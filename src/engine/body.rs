@@ -217,6 +217,8 @@ pub enum BodyReceiver {
         buf: BodyBuffer,
         scratch: Vec<u8>,
         max: u64,
+        /// Bytes of the body as framed on the wire, received so far.
+        wire: u64,
     },
 }
 
@@ -234,6 +236,7 @@ impl BodyReceiver {
             buf: BodyBuffer::new(overflow, None),
             scratch: Vec::new(),
             max,
+            wire: 0,
         }
     }
 
@@ -252,11 +255,22 @@ impl BodyReceiver {
                 buf,
                 scratch,
                 max,
+                wire,
             } => {
                 scratch.clear();
-                let progress = decoder
-                    .decode(input, scratch)
-                    .map_err(|e| RequestError::BadRequest(e.0.to_string()))?;
+                let progress = match decoder.decode(input, scratch) {
+                    Ok(progress) => progress,
+                    // A client that has sent more than the limit is told 413 whatever
+                    // is wrong in what it sent, as waitress does (and as a too large
+                    // Content-Length is refused before its body is looked at).
+                    Err(_) if wire.saturating_add(input.len() as u64) > *max => {
+                        return Err(RequestError::BodyTooLarge(format!(
+                            "exceeds max_body of {max}"
+                        )));
+                    }
+                    Err(e) => return Err(RequestError::BadRequest(e.0.to_string())),
+                };
+                *wire = wire.saturating_add(progress.consumed as u64);
                 // Counted on the decoded body, and refused as soon as the limit is crossed.
                 if buf.len() + scratch.len() as u64 > *max {
                     return Err(RequestError::BodyTooLarge(format!(

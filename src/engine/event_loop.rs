@@ -27,7 +27,9 @@ use crate::engine::dispatch::{
 };
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::outbuf::Flushed;
-use crate::http::request::{parse_head, BodyKind, RequestError, RequestHead, Version};
+use crate::http::request::{
+    answer_version, parse_head, BodyKind, RequestError, RequestHead, Version,
+};
 use crate::http::response::error_response;
 use crate::http::scan::find_head_end;
 
@@ -624,14 +626,18 @@ impl EventLoop {
                     }
                     started.get_or_insert(self.now);
                     match find_head_end(buf, *scanned) {
-                        Err(e) => return self.reject(token, e, Version::Http10, input.len()),
+                        Err(e) => {
+                            let version = answer_version(buf, &e);
+                            return self.reject(token, e, version, input.len());
+                        }
                         Ok(None) => {
                             // The first bytes of a head are checked at once, so that a TLS
                             // handshake or other garbage is refused now rather than at a
                             // timeout; later reads only look for the end (linear time).
                             if *scanned == 0 {
                                 if let Err(e) = parse_head(buf, &self.cfg.limits) {
-                                    return self.reject(token, e, Version::Http10, input.len());
+                                    let version = answer_version(buf, &e);
+                                    return self.reject(token, e, version, input.len());
                                 }
                             }
                             if buf.len() > self.cfg.limits.max_header_size {
@@ -647,7 +653,12 @@ impl EventLoop {
                         Ok(Some(_)) => {}
                     }
                     match parse_head(buf, &self.cfg.limits) {
-                        Err(e) => return self.reject(token, e, Version::Http10, input.len()),
+                        Err(e) => {
+                            // In the request's own version when its request line was
+                            // understood (an HTTP/1.1 client expects HTTP/1.1).
+                            let version = answer_version(buf, &e);
+                            return self.reject(token, e, version, input.len());
+                        }
                         Ok(None) => {
                             *scanned = buf.len();
                             return pos;

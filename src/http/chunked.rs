@@ -32,10 +32,12 @@ const MAX_SIZE_DIGITS: u8 = 16;
 
 const INVALID_SIZE: ChunkError = ChunkError("Invalid chunk size");
 const SIZE_TOO_LARGE: ChunkError = ChunkError("Chunk size too large");
-const SIZE_CRLF: ChunkError = ChunkError("Missing CRLF after chunk size");
-const INVALID_EXT: ChunkError = ChunkError("Chunk extension is invalid");
+// The texts are waitress's where it has the same error (a size line not ended by CRLF
+// is, to waitress, a size with garbage in it).
+const SIZE_CRLF: ChunkError = ChunkError("Invalid chunk size");
+const INVALID_EXT: ChunkError = ChunkError("Invalid chunk extension");
 const EXT_TOO_LONG: ChunkError = ChunkError("Chunk extension too long");
-const DATA_CRLF: ChunkError = ChunkError("Missing CRLF after chunk data");
+const DATA_CRLF: ChunkError = ChunkError("Chunk not properly terminated");
 const INVALID_TRAILER: ChunkError = ChunkError("Invalid trailer");
 const TRAILER_TOO_LONG: ChunkError = ChunkError("Trailer section too long");
 

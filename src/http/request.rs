@@ -153,18 +153,86 @@ pub fn parse_head(
         return Ok(None);
     };
     let head = rest.get(..len).ok_or_else(malformed)?;
+    let parsed = match build_any(head, limits) {
+        Ok(parsed) => parsed,
+        // RFC 9110 section 2.5: a higher minor version of HTTP/1 is handled as the
+        // highest one we know. httparse knows 1.0 and 1.1 only, so only a refused head
+        // is looked at again (the common path pays nothing).
+        Err(e) => match as_http11(head) {
+            Some(copy) => {
+                let mut parsed = build_any(&copy, limits)?;
+                // The head as received (its ranges are the same): only `version` says 1.1.
+                parsed.buf = head.to_vec();
+                parsed
+            }
+            None => return Err(e),
+        },
+    };
+    let consumed = start.checked_add(len).ok_or_else(malformed)?;
+    Ok(Some((parsed, consumed)))
+}
+
+/// [`build`] with slots on the stack, or on the heap for a head with many field lines.
+fn build_any(head: &[u8], limits: &Limits) -> Result<RequestHead, RequestError> {
     let mut slots = [MaybeUninit::uninit(); STACK_HEADERS];
-    let parsed = match build(head, &mut slots, limits)? {
-        Some(parsed) => parsed,
+    match build(head, &mut slots, limits)? {
+        Some(parsed) => Ok(parsed),
         None => {
             // Every line but the request line and the final empty one is a field line.
             let field_lines = memchr::memchr_iter(b'\n', head).count().saturating_sub(2);
             let mut slots = vec![MaybeUninit::uninit(); field_lines];
-            build(head, &mut slots, limits)?.ok_or_else(malformed)?
+            build(head, &mut slots, limits)?.ok_or_else(malformed)
         }
-    };
-    let consumed = start.checked_add(len).ok_or_else(malformed)?;
-    Ok(Some((parsed, consumed)))
+    }
+}
+
+/// `method SP target SP version` of a head's request line (after any empty lines), if
+/// the line is complete and has that shape with a token for a method.
+fn request_line(buf: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let mut rest = buf;
+    while let [b'\r', b'\n', after @ ..] = rest {
+        rest = after;
+    }
+    let line = rest.get(..memmem::find(rest, b"\r\n")?)?;
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let method_ok = !method.is_empty() && method.iter().all(|&b| is_tchar(b));
+    (method_ok && !target.is_empty()).then_some((method, target, version))
+}
+
+/// The version of `HTTP/1.x`: 1.0, and 1.1 for 1.1 to 1.9 (RFC 9110 section 2.5).
+fn http1_version(version: &[u8]) -> Option<Version> {
+    match version {
+        b"HTTP/1.0" => Some(Version::Http10),
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'1'..=b'9'] => Some(Version::Http11),
+        _ => None,
+    }
+}
+
+/// A copy of `head` whose request line says HTTP/1.1 instead of HTTP/1.2 to 1.9.
+fn as_http11(head: &[u8]) -> Option<Vec<u8>> {
+    let (_, _, version) = request_line(head)?;
+    if version == b"HTTP/1.1" || http1_version(version) != Some(Version::Http11) {
+        return None;
+    }
+    let at = (version.as_ptr() as usize)
+        .checked_sub(head.as_ptr() as usize)?
+        .checked_add(7)?;
+    let mut copy = head.to_vec();
+    *copy.get_mut(at)? = b'1';
+    Some(copy)
+}
+
+/// The version a refused head is answered in: the request's own when its request line
+/// was understood, else HTTP/1.0. A head too large is answered in HTTP/1.0, as waitress
+/// does (it was not read whole).
+pub fn answer_version(buf: &[u8], err: &RequestError) -> Version {
+    if matches!(err, RequestError::HeaderTooLarge(_)) {
+        return Version::Http10;
+    }
+    request_line(buf)
+        .and_then(|(_, _, version)| http1_version(version))
+        .unwrap_or(Version::Http10)
 }
 
 /// Header slots kept on the stack; heads with more field lines get a Vec.
@@ -174,6 +242,8 @@ const STACK_HEADERS: usize = 64;
 const MAX_CONTENT_LENGTH_DIGITS: usize = 19;
 
 const BARE_CR_LF: &str = "Bare CR or LF found in HTTP message";
+/// waitress's text for a request-target it cannot read.
+const BAD_URI: &str = "Bad URI";
 
 fn bad(message: &str) -> RequestError {
     RequestError::BadRequest(message.to_owned())
@@ -279,30 +349,47 @@ fn check_lines(bytes: &[u8]) -> bool {
 }
 
 /// The first rule [`check_lines`] found broken, as a message. Only runs on failure.
+/// The texts are waitress's where it refuses the same thing: a bare CR or LF in a
+/// header line, and a first header line starting with whitespace, name the line.
 fn explain(bytes: &[u8]) -> RequestError {
     let mut prev = None;
     let mut lfs = 0usize;
+    // Where the current line starts (lines as waitress splits them: on CRLF).
+    let mut line_start = 0usize;
     for (i, &b) in bytes.iter().enumerate() {
         let next = i.checked_add(1).and_then(|n| bytes.get(n)).copied();
         if is_other_control(b) {
             return bad("Invalid control character in HTTP message");
         }
         if (b == b'\r' && next != Some(b'\n')) || (b == b'\n' && prev != Some(b'\r')) {
-            return bad(BARE_CR_LF);
+            if lfs == 0 {
+                return bad(BARE_CR_LF);
+            }
+            return quoting_line("Bare CR or LF found in header line", bytes, line_start);
         }
         if b == b'\n' {
             lfs = lfs.saturating_add(1);
+            line_start = i.saturating_add(1);
             if matches!(next, Some(b' ' | b'\t')) {
-                return bad(if lfs == 1 {
-                    "Whitespace before the first header field"
-                } else {
-                    "Obsolete line folding is not allowed"
-                });
+                if lfs == 1 {
+                    return quoting_line("Malformed header line", bytes, line_start);
+                }
+                return bad("Obsolete line folding is not allowed");
             }
         }
         prev = Some(b);
     }
     malformed()
+}
+
+/// `message "line"`, the line starting at `start` and ending at the next CRLF.
+fn quoting_line(message: &str, bytes: &[u8], start: usize) -> RequestError {
+    let rest = bytes.get(start..).unwrap_or_default();
+    let line = rest
+        .get(..memmem::find(rest, b"\r\n").unwrap_or(rest.len()))
+        .unwrap_or_default();
+    let latin1: String = line.iter().map(|&b| char::from(b)).collect();
+    RequestError::BadRequest(format!("{message} \"{latin1}\""))
 }
 
 /// Tokenises a complete, already scanned head with httparse and applies the rules it leaves
@@ -332,6 +419,10 @@ fn build<'b>(
     // refuse `get` rather than let an application mistake it for GET.
     if method.iter().any(u8::is_ascii_lowercase) {
         return Err(malformed_method(method));
+    }
+    // RFC 9112 section 3.2: a request-target is ASCII (httparse lets UTF-8 through).
+    if !target.is_ascii() {
+        return Err(bad(BAD_URI));
     }
     check_target(method, target)?;
 
@@ -629,8 +720,10 @@ fn diagnose(head: &[u8]) -> RequestError {
     if target.is_empty() || version.contains(&b' ') {
         return bad("Start line is invalid");
     }
-    // httparse's request-target: visible ASCII, or non-ASCII that is valid UTF-8.
-    if !target.iter().all(|&b| b > b' ' && b != 0x7f) || std::str::from_utf8(target).is_err() {
+    if !target.is_ascii() {
+        return bad(BAD_URI);
+    }
+    if !target.iter().all(|&b| b > b' ' && b != 0x7f) {
         return bad("Invalid request target");
     }
     if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
@@ -958,6 +1051,59 @@ mod tests {
     }
 
     #[test]
+    fn higher_minor_versions_are_read_as_http11() {
+        for minor in b'2'..=b'9' {
+            let mut input = b"GET /a HTTP/1.x\r\nHost: a\r\n\r\n".to_vec();
+            input[14] = minor;
+            let (head, used) = complete(&input);
+            assert_eq!(used, input.len());
+            assert_eq!(head.buf, input, "the head as received");
+            assert_eq!(head.version, Version::Http11);
+            assert_eq!(head.target(), b"/a");
+            assert!(head.keep_alive);
+        }
+        // as HTTP/1.1: Host is required
+        let err = parse(b"GET / HTTP/1.5\r\n\r\n").unwrap_err();
+        assert_eq!(err.message(), "Missing Host header");
+        // other versions keep their answer
+        for input in [
+            &b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/0.9\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.10\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.a\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(parse(input).is_err(), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_answer_in_the_request_version() {
+        let version = |input: &[u8]| answer_version(input, &parse(input).unwrap_err());
+        assert_eq!(version(b"GET / HTTP/1.1\r\n\r\n"), Version::Http11);
+        assert_eq!(
+            version(b"\r\nGET / HTTP/1.3\r\nX : y\r\n\r\n"),
+            Version::Http11
+        );
+        assert_eq!(
+            version(b"GET / HTTP/1.0\r\nContent-Length: x\r\n\r\n"),
+            Version::Http10
+        );
+        assert_eq!(
+            version(b"get / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Version::Http11
+        );
+        // not understood: HTTP/1.0
+        assert_eq!(version(b"GET / HTTP/2.0\r\n\r\n"), Version::Http10);
+        assert_eq!(version(b"GET /\r\n\r\n"), Version::Http10);
+        assert_eq!(version(b"\x16\x03\x01\x02\x00\x01"), Version::Http10);
+        let too_large = RequestError::HeaderTooLarge("x".into());
+        assert_eq!(
+            answer_version(b"GET / HTTP/1.1\r\n", &too_large),
+            Version::Http10
+        );
+    }
+
+    #[test]
     fn messages() {
         let msg = |input: &[u8]| parse(input).unwrap_err().message().to_owned();
         assert_eq!(
@@ -968,7 +1114,17 @@ mod tests {
             msg(b"G\xe9T / HTTP/1.1\r\nHost: a\r\n\r\n"),
             "Malformed HTTP method \"G\u{e9}T\""
         );
-        assert_eq!(msg(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"), BARE_CR_LF);
+        // waitress's texts where it refuses the same thing
+        assert_eq!(
+            msg(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"),
+            "Bare CR or LF found in header line \"Host: a\rb\""
+        );
+        assert_eq!(
+            msg(b"GET / HTTP/1.0\r\n Host: 0\r\n\r\n"),
+            "Malformed header line \" Host: 0\""
+        );
+        assert_eq!(msg(b"GET /\xc3\xa4 HTTP/1.1\r\nHost: a\r\n\r\n"), "Bad URI");
+        assert_eq!(msg(b"GET /\xe4 HTTP/1.1\r\nHost: a\r\n\r\n"), "Bad URI");
         assert_eq!(msg(b"GET / HTTP/1.1\nHost: a\r\n\r\n"), BARE_CR_LF);
         assert_eq!(
             msg(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
@@ -1062,7 +1218,7 @@ mod tests {
             ("leading space", b" GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             ("double space", b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
             ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400),
-            ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 400),
+            ("HTTP/1.x", b"GET / HTTP/1.x\r\nHost: a\r\n\r\n", 400),
             ("HTTP/1.10", b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400),
             ("http/1.1", b"GET / http/1.1\r\nHost: a\r\n\r\n", 400),
             ("HTTP/0.9 style", b"GET /\r\n\r\n", 400),
@@ -1134,10 +1290,13 @@ mod tests {
     fn partial_heads_fail_early() {
         let msg = |input: &[u8]| parse(input).unwrap_err().message().to_owned();
         assert_eq!(msg(b"GET / HTTP/1.1\n"), BARE_CR_LF);
-        assert_eq!(msg(b"GET / HTTP/1.1\r\nHost: a\rX"), BARE_CR_LF);
+        assert_eq!(
+            msg(b"GET / HTTP/1.1\r\nHost: a\rX"),
+            "Bare CR or LF found in header line \"Host: a\rX\""
+        );
         assert_eq!(
             msg(b"GET / HTTP/1.1\r\n Host"),
-            "Whitespace before the first header field"
+            "Malformed header line \" Host\""
         );
         assert_eq!(
             msg(b"GET / HTTP/1.1\r\nHost: a\r\n\tmore"),

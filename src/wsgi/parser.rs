@@ -98,6 +98,8 @@ impl Incremental {
         buf.extend_from_slice(data);
         // As the event loop does: look for the end of the head in the new bytes only, and
         // parse once it has arrived.
+        // As waitress counts: a head refused once complete uses the bytes up to its end.
+        let mut used_on_failure = data.len();
         let outcome = match find_head_end(buf, *scanned) {
             Err(e) => HeadOutcome::Failed(e),
             Ok(None) if buf.len() > self.limits.max_header_size => {
@@ -107,8 +109,11 @@ impl Incremental {
                 )))
             }
             Ok(None) => HeadOutcome::Wait,
-            Ok(Some(_)) => match parse_head(buf, &self.limits) {
-                Err(e) => HeadOutcome::Failed(e),
+            Ok(Some(end)) => match parse_head(buf, &self.limits) {
+                Err(e) => {
+                    used_on_failure = end.saturating_sub(before);
+                    HeadOutcome::Failed(e)
+                }
                 // Only blank lines so far (they may precede a request: RFC 9112 2.2).
                 Ok(None) => HeadOutcome::Wait,
                 Ok(Some((head, used))) => HeadOutcome::Parsed(Box::new(head), used),
@@ -119,7 +124,7 @@ impl Incremental {
                 *scanned = buf.len();
                 data.len()
             }
-            HeadOutcome::Failed(e) => self.fail(e, data.len()),
+            HeadOutcome::Failed(e) => self.fail(e, used_on_failure),
             HeadOutcome::Parsed(head, used) => {
                 self.head_len = used;
                 self.stage = match head.body {
@@ -267,26 +272,43 @@ pub fn split_uri_parts(uri: &[u8]) -> UriParts<'_> {
     }
 }
 
-/// Parses a request line as the server does; the error message when it is refused.
-pub fn crack(line: &[u8]) -> Result<(&[u8], &[u8], Version), RequestError> {
-    if line.is_empty() || line.contains(&b'\r') || line.contains(&b'\n') {
-        return Err(RequestError::BadRequest("Start line is invalid".into()));
-    }
-    // A head of its own: the line and a Host field, which HTTP/1.1 requires.
-    let mut head = Vec::with_capacity(line.len() + 32);
-    head.extend_from_slice(line);
-    head.extend_from_slice(b"\r\nHost: localhost\r\n\r\n");
-    let limits = Limits {
-        max_header_size: head.len(),
-        max_body_size: u64::MAX,
+/// `(method, uri, version)` of a request line.
+pub type LineParts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+/// Splits a request line as waitress's `crack_first_line` does: `method SP uri`, then
+/// optionally `SP HTTP/d.d` (the version is returned without `HTTP/`, empty when
+/// absent). `None` when the line does not have that shape; a method in lower case is
+/// an error (the server refuses it: methods are case-sensitive). This is syntax only:
+/// whether the server serves the version is decided by `parse_head`.
+pub fn crack(line: &[u8]) -> Result<Option<LineParts<'_>>, RequestError> {
+    let Some(sp) = memchr::memchr(b' ', line) else {
+        return Ok(None);
     };
-    match parse_head(&head, &limits)? {
-        Some((parsed, _)) => {
-            let (method, target) = (parsed.method.clone(), parsed.target.clone());
-            Ok((&line[method], &line[target], parsed.version))
-        }
-        None => Err(RequestError::BadRequest("Start line is invalid".into())),
+    let (method, rest) = (&line[..sp], &line[sp + 1..]);
+    if method.is_empty() || !method.iter().all(|&b| crate::http::is_tchar(b)) {
+        return Ok(None);
     }
+    let (uri, version) = match memchr::memchr(b' ', rest) {
+        None => (rest, &b""[..]),
+        Some(i) => match &rest[i + 1..] {
+            [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+                if major.is_ascii_digit() && minor.is_ascii_digit() =>
+            {
+                (&rest[..i], &rest[i + 6..])
+            }
+            _ => return Ok(None),
+        },
+    };
+    if uri.is_empty() {
+        return Ok(None);
+    }
+    if method.iter().any(u8::is_ascii_lowercase) {
+        let latin1: String = method.iter().map(|&b| char::from(b)).collect();
+        return Err(RequestError::BadRequest(format!(
+            "Malformed HTTP method \"{latin1}\""
+        )));
+    }
+    Ok(Some((method, uri, version)))
 }
 
 fn version_str(v: Version) -> &'static str {
@@ -441,9 +463,9 @@ fn split_uri<'py>(py: Python<'py>, uri: &[u8]) -> [Bound<'py, PyString>; 5] {
     ]
 }
 
-/// `(method, uri, version, error)` of a request line (bytes), parsed as the server does.
-/// A line the server refuses gives empty bytes, and `error` is the message of the 400 when
-/// its method is the culprit (lower case), None otherwise.
+/// `(method, uri, version, error)` of a request line (bytes), split as waitress's
+/// `crack_first_line` does (see [`crack`]): empty bytes when the line does not have the
+/// shape, and `error` the message of the 400 when its method is in lower case.
 #[pyfunction]
 fn crack_first_line<'py>(
     py: Python<'py>,
@@ -454,28 +476,17 @@ fn crack_first_line<'py>(
     Bound<'py, PyBytes>,
     Option<String>,
 ) {
-    match crack(line) {
-        Ok((method, uri, version)) => (
-            PyBytes::new(py, method),
-            PyBytes::new(py, uri),
-            PyBytes::new(py, version_str(version).as_bytes()),
-            None,
-        ),
-        Err(e) => {
-            // The culprit is the method when the line is `method SP ...` and the method a
-            // token in lower case, as waitress sees it.
-            let mut parts = line.splitn(2, |&b| b == b' ');
-            let method = parts.next().unwrap_or_default();
-            let has_target = parts.next().is_some_and(|rest| !rest.is_empty());
-            let error = (has_target
-                && !method.is_empty()
-                && method.iter().all(|&b| crate::http::is_tchar(b))
-                && method.iter().any(u8::is_ascii_lowercase))
-            .then(|| e.message().to_owned());
-            let empty = PyBytes::new(py, b"");
-            (empty.clone(), empty.clone(), empty, error)
-        }
-    }
+    let (parts, error) = match crack(line) {
+        Ok(Some(parts)) => (parts, None),
+        Ok(None) => ((&b""[..], &b""[..], &b""[..]), None),
+        Err(e) => ((&b""[..], &b""[..], &b""[..]), Some(e.message().to_owned())),
+    };
+    (
+        PyBytes::new(py, parts.0),
+        PyBytes::new(py, parts.1),
+        PyBytes::new(py, parts.2),
+        error,
+    )
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -651,16 +662,31 @@ mod tests {
     }
 
     #[test]
-    fn request_lines_are_cracked_by_the_server_parser() {
-        let (m, u, v) = crack(b"GET /a?b HTTP/1.1").unwrap();
-        assert_eq!((m, u, v), (&b"GET"[..], &b"/a?b"[..], Version::Http11));
+    fn request_lines_are_cracked_as_waitress_does() {
+        fn ok(line: &[u8]) -> LineParts<'_> {
+            crack(line).unwrap().unwrap()
+        }
+        assert_eq!(
+            ok(b"GET /a?b HTTP/1.1"),
+            (&b"GET"[..], &b"/a?b"[..], &b"1.1"[..])
+        );
+        assert_eq!(ok(b"GET /"), (&b"GET"[..], &b"/"[..], &b""[..]));
+        assert_eq!(ok(b"GET / HTTP/2.0"), (&b"GET"[..], &b"/"[..], &b"2.0"[..]));
         assert!(crack(b"get / HTTP/1.1")
             .unwrap_err()
             .message()
             .starts_with("Malformed HTTP method"));
-        assert!(crack(b"GET /").is_err());
-        assert!(crack(b"GET / HTTP/2.0").is_err());
-        assert!(crack(b"").is_err());
-        assert!(crack(b"GET / HTTP/1.1\r\nX: y").is_err());
+        for line in [
+            &b""[..],
+            b"GET",
+            b"GET ",
+            b"GET  / HTTP/1.1",
+            b"GET / bleh",
+            b"GET / HTTP/.1.",
+            b"GE\x00 / HTTP/1.1",
+            b"GET / HTTP/1.1 ",
+        ] {
+            assert_eq!(crack(line).unwrap(), None, "{line:?}");
+        }
     }
 }

@@ -144,7 +144,10 @@ fn print_error(py: Python<'_>, e: PyErr) {
 
 fn log_exception(py: Python<'_>, ctx: &WsgiContext, message: &str, err: &PyErr) {
     let kwargs = PyDict::new(py);
-    let logged = kwargs.set_item("exc_info", err.value(py)).and_then(|_| {
+    // The (type, value, traceback) triple: before Python 3.12 the exception value alone
+    // may not carry its traceback, and the record would have no stack.
+    let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
+    let logged = kwargs.set_item("exc_info", exc_info).and_then(|_| {
         ctx.logger
             .bind(py)
             .call_method("error", (message,), Some(&kwargs))
