@@ -8,11 +8,14 @@ replacement for waitress.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from typing import Any
 
+from .adjustments import as_workers, asbool
 from .server import create_server
+from .supervisor import PidFile, sd_notify
 from .utilities import logger
 
 __all__ = ["create_server", "profile", "serve", "serve_paste"]
@@ -27,10 +30,25 @@ def serve(app: Any, **kw: Any) -> None:
         logging.basicConfig()  # idempotent if logging is already set up
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO)
+    if as_workers(kw.get("workers", 1)) > 1 or asbool(kw.get("reload")):
+        # An application object can only be preloaded: forked with the master.
+        from .supervisor import Master
+
+        code = Master(kw, app=app).run()
+        if code:
+            raise SystemExit(code)
+        return
     server = _server(app, **kw)
+    pid_file = PidFile(server.adj.pid_file)
+    try:
+        pid_file.create()
+    except BaseException:
+        server.close()
+        raise
     if not _quiet:
         server.print_listen("Serving on http://{}:{}")
     previous = _stop_on_sigterm()
+    _notify_when_ready(server)
     try:
         if _profile:
             profile("server.run()", globals(), locals(), (), False)
@@ -39,9 +57,38 @@ def serve(app: Any, **kw: Any) -> None:
     except KeyboardInterrupt:
         logger.info("Shutting down")
     finally:
+        sd_notify("STOPPING=1")
         server.close()
+        pid_file.remove()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _notify_when_ready(server: Any) -> None:
+    """Under systemd (NOTIFY_SOCKET), READY=1 once the engine's loop accepts: told
+    by its supervisor pipe, read in a thread that also drains its heartbeats."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return
+    attach = getattr(server, "attach_supervisor", None)
+    if attach is None:  # pragma: no cover - engines without the hook
+        sd_notify("READY=1\nSTATUS=serving with 1 process")
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    attach(write_end, 0)
+
+    def wait_ready() -> None:
+        told = False
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while True:
+                data = pipe.read(4096)
+                if not data:
+                    return
+                if b"R" in data and not told:
+                    told = True
+                    sd_notify("READY=1\nSTATUS=serving with 1 process")
+
+    threading.Thread(target=wait_ready, daemon=True, name="maitre-notify").start()
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
