@@ -211,6 +211,17 @@ def load_application(target: str, call: bool) -> Any:
     return app
 
 
+def _load_in_worker(target: str, call: bool) -> Any:
+    """``load_application`` for a worker, whose error the master shows as a
+    traceback: the user's exception itself (once), not wrapped."""
+    try:
+        return load_application(target, call)
+    except AppLoadError as exc:
+        if exc.__cause__ is not None:
+            raise exc.__cause__ from None
+        raise
+
+
 def _app_directory(target: str) -> str:
     """Where ``--reload`` watches by default: the directory holding the module's
     top-level package (found without importing it), else the current one."""
@@ -243,12 +254,12 @@ def _run_master(
         if "app" in new_kw:
             new_args.insert(0, new_kw.pop("app"))
         new_target = new_args[0]
-        return new_kw, lambda: load_application(new_target, new_call)
+        return new_kw, lambda: _load_in_worker(new_target, new_call)
 
     try:
         master = Master(
             kw,
-            load_app=lambda: load_application(target, call),
+            load_app=lambda: _load_in_worker(target, call),
             reread=reread,
             watch_dirs=adj.reload_dirs or [_app_directory(target)],
         )

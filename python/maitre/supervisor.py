@@ -401,12 +401,12 @@ class Master:
             self._retire(w)
         if self.state is State.STARTING:
             self.state = State.RUNNING
-            logger.info("%d worker(s) accepting", ready)
+            logger.info("Ready with %d worker(s)", ready)
             sd_notify(f"READY=1\nSTATUS=serving with {ready} worker(s)")
         elif self.state is State.RELOADING:
             self.state = State.RUNNING
             logger.info(
-                "Reloaded: %d new worker(s) accepting in %.2fs",
+                "Reloaded: %d new worker(s) ready in %.2fs",
                 ready,
                 time.monotonic() - self.reload_started,
             )
