@@ -61,6 +61,20 @@ SPEC_DEFAULTS = {
 
 IDENTITY = {"ident", "server_name"}
 
+#: maitre's own settings (the process model), after waitress's in the table
+MAITRE_DEFAULTS = {
+    "workers": 1,
+    "preload_app": False,
+    "worker_timeout": 30,
+    "max_requests": 0,
+    "max_requests_jitter": 0,
+    "pid_file": None,
+    "reload": False,
+    "reload_dirs": [],
+}
+if TARGET == "maitre":
+    SPEC_DEFAULTS = {**SPEC_DEFAULTS, **MAITRE_DEFAULTS}
+
 
 def inet4(host, port):
     return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, (host, port))
@@ -86,11 +100,11 @@ def flag_argv(params) -> list:
 
 
 def test_same_settings_as_waitress():
-    """maitre has every waitress setting, and no other, in waitress's order."""
-    assert [name for name, _ in madj.Adjustments._params] == [
-        name for name, _ in wadj.Adjustments._params
-    ]
-    assert [s.name for s in madj.SETTINGS] == [n for n, _ in wadj.Adjustments._params]
+    """maitre has every waitress setting in waitress's order, then its own ones."""
+    waitress_names = [n for n, _ in wadj.Adjustments._params]
+    expected = waitress_names + list(MAITRE_DEFAULTS)
+    assert [name for name, _ in madj.Adjustments._params] == expected
+    assert [s.name for s in madj.SETTINGS] == expected
 
 
 def test_spec_table_is_complete():
@@ -101,7 +115,11 @@ def test_spec_table_is_complete():
 
 def test_boolean_settings_match_waitress():
     """The settings that are --flag/--no-flag switches are waitress's."""
-    mbools = {s.name for s in madj.SETTINGS if s.convert is madj.asbool}
+    mbools = {
+        s.name
+        for s in madj.SETTINGS
+        if s.convert is madj.asbool and s.name not in MAITRE_DEFAULTS
+    }
     wbools = {n for n, c in wadj.Adjustments._params if c is wadj.asbool}
     assert mbools == wbools
 
@@ -382,9 +400,11 @@ def test_parse_args_app():
 def test_every_setting_is_a_flag():
     """Each setting is a command-line flag and nothing else is (besides --help,
     --call, --app): no setting can be forgotten by the CLI."""
-    argv = flag_argv(madj.Adjustments._params)
-    kw, _ = Adjustments.parse_args(argv)
-    assert set(kw) - {"help", "call"} == {s.name for s in madj.SETTINGS}
+    params = [p for p in madj.Adjustments._params if p[0] in SPEC_DEFAULTS]
+    kw, _ = Adjustments.parse_args(flag_argv(params + [("listen", str)]))
+    assert set(kw) - {"help", "call"} == set(SPEC_DEFAULTS) | {"listen"}
+    if TARGET == "maitre":
+        assert set(SPEC_DEFAULTS) | {"listen"} == {s.name for s in madj.SETTINGS}
 
 
 # -------------------------------------------------------------- bad values
