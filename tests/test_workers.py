@@ -560,3 +560,22 @@ def test_serve_with_workers_from_python(tmp_path):
         assert proc.wait() == 0
     finally:
         proc.kill()
+
+
+def test_keep_alive_connections_spread_evenly(cluster):
+    """400 keep-alive connections over 2 workers: each serves within 15 % of the
+    mean (one SO_REUSEPORT socket per worker; sharing one socket gave 97/3)."""
+    c = started(cluster("--workers=2", "--connection-limit=1000", "--backlog=1024"))
+    conns = [RawConnection(c.port) for _ in range(400)]
+    try:
+        counts: dict = {}
+        for _ in range(2):  # every connection twice: kept alive, same worker
+            for conn in conns:
+                pid = conn.request(get("/")).text.split()[1]
+                counts[pid] = counts.get(pid, 0) + 1
+    finally:
+        for conn in conns:
+            conn.close()
+    assert len(counts) == 2
+    for n in counts.values():
+        assert abs(n - 400) <= 60, counts

@@ -89,8 +89,9 @@ class State(enum.Enum):
 class Worker:
     """The master's view of one worker process."""
 
-    def __init__(self, pid: int, pipe: int, generation: int) -> None:
+    def __init__(self, pid: int, pipe: int, generation: int, slot: int) -> None:
         self.pid = pid
+        self.slot = slot  # which of the master's socket sets it serves
         self.pipe = pipe  # read end; -1 once closed
         self.generation = generation
         self.last_beat = time.monotonic()  # boot counts as activity
@@ -237,6 +238,14 @@ class Master:
         self.generation = 1
         self.target = self.adj.workers
         self.sockets: list[socket.socket] = []
+        #: the sockets of each worker slot: with SO_REUSEPORT, a set of its own per
+        #: slot (slot 0's are ``sockets``); otherwise every slot shares ``sockets``
+        self.slot_sockets: dict[int, list[socket.socket]] = {}
+        self.reuse_port = bool(
+            hasattr(socket, "SO_REUSEPORT")
+            and not self.adj.unix_socket
+            and not self.adj.sockets
+        )
         self.pid_file = PidFile(self.adj.pid_file)
         self.exit_code = 0
         self.signals: list[int] = []
@@ -258,7 +267,8 @@ class Master:
             logger.setLevel(logging.INFO)
         self.pid_file.create()
         try:
-            self.sockets = _server.bind_sockets(self.adj)
+            self.sockets = _server.bind_sockets(self.adj, self.reuse_port)
+            self.slot_sockets[0] = self.sockets
             if self.adj.preload_app and self.app is None:
                 self.app = self.load_app()  # errors are the caller's to show
             self._install_signals()
@@ -360,10 +370,11 @@ class Master:
             return
         self.target -= 1
         logger.info("SIGTTOU: %d worker(s)", self.target)
-        current = self._current()
-        if len(current) > self.target:
-            # The newest goes: the older ones have warm caches.
-            self._retire(max(current, key=lambda w: w.pid))
+        for w in self._current():
+            if w.slot >= self.target:
+                self._retire(w)
+        # Its sockets close once it has accepted what waits in them.
+        self._close_slots(lambda slot: slot >= self.target)
 
     # -------------------------------------------------------------- workers
 
@@ -385,8 +396,10 @@ class Master:
             return
         current = self._current()
         if len(current) < self.target and time.monotonic() >= self.spawn_not_before:
-            for _ in range(self.target - len(current)):
-                self._spawn()
+            covered = {w.slot for w in current}
+            for slot in range(self.target):
+                if slot not in covered:
+                    self._spawn(slot)
             current = self._current()
         ready = sum(1 for w in current if w.ready)
         if ready < min(self.target, len(current)) or ready == 0:
@@ -412,7 +425,19 @@ class Master:
             )
             sd_notify(f"READY=1\nSTATUS=serving with {ready} worker(s)")
 
-    def _spawn(self) -> None:
+    def _sockets_for(self, slot: int) -> list[socket.socket]:
+        if slot not in self.slot_sockets:
+            if self.reuse_port:
+                self.slot_sockets[slot] = [
+                    _server.reuse_port_sibling(s, self.adj.backlog)
+                    for s in self.sockets
+                ]
+            else:
+                self.slot_sockets[slot] = self.sockets
+        return self.slot_sockets[slot]
+
+    def _spawn(self, slot: int) -> None:
+        sockets = self._sockets_for(slot)
         max_requests = self.adj.max_requests
         if max_requests > 0 and self.adj.max_requests_jitter > 0:
             max_requests += random.randint(0, self.adj.max_requests_jitter)
@@ -424,12 +449,12 @@ class Master:
             pid = os.fork()
             if pid == 0:
                 os.close(read_end)
-                self._run_worker(write_end, max_requests)  # never returns
+                self._run_worker(write_end, max_requests, sockets)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         os.close(write_end)
         os.set_blocking(read_end, False)
-        worker = Worker(pid, read_end, self.generation)
+        worker = Worker(pid, read_end, self.generation, slot)
         self.workers[pid] = worker
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         logger.info("Booting worker %d", pid)
@@ -635,6 +660,7 @@ class Master:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
+        self._close_slots(lambda slot: True)
         for s in self.sockets:
             if s.family == socket.AF_UNIX and self.adj.unix_socket:
                 try:
@@ -644,9 +670,17 @@ class Master:
             s.close()
         self.sockets = []
 
+    def _close_slots(self, which: Callable[[int], bool]) -> None:
+        for slot in [slot for slot in self.slot_sockets if slot and which(slot)]:
+            for s in self.slot_sockets.pop(slot):
+                if s not in self.sockets:
+                    s.close()
+
     # ---------------------------------------------------------- the worker
 
-    def _run_worker(self, pipe: int, max_requests: int) -> None:
+    def _run_worker(
+        self, pipe: int, max_requests: int, sockets: list[socket.socket]
+    ) -> None:
         """The child side of a fork: serve, and exit (never returns)."""
         code = 0
         try:
@@ -665,7 +699,13 @@ class Master:
             for w in self.workers.values():
                 if w.pipe >= 0:
                     os.close(w.pipe)
-            code = self._serve_in_worker(pipe, max_requests)
+            # Other slots' sockets: held here, they would keep queueing
+            # connections that nobody accepts once their own worker has stopped.
+            for slot_sockets in self.slot_sockets.values():
+                for s in slot_sockets:
+                    if s not in sockets:
+                        s.close()
+            code = self._serve_in_worker(pipe, max_requests, sockets)
         except KeyboardInterrupt:
             code = 0
         except SystemExit as exc:
@@ -681,7 +721,9 @@ class Master:
                     pass
             os._exit(code)
 
-    def _serve_in_worker(self, pipe: int, max_requests: int) -> int:
+    def _serve_in_worker(
+        self, pipe: int, max_requests: int, sockets: list[socket.socket]
+    ) -> int:
         app = self.app
         if app is None:
             try:
@@ -690,12 +732,12 @@ class Master:
                 # Told to the master, which shows it once for all the workers.
                 _write_all(pipe, b"E" + traceback.format_exc().encode())
                 return WORKER_BOOT_ERROR
-        server = _server.server_class(self.sockets)(app, self.adj, self.sockets)
+        server = _server.server_class(sockets)(app, self.adj, sockets)
         server.owns_unix_socket_file = False
         # The engine serves duplicates of the descriptors: closing the inherited
         # ones lets the listening sockets close as soon as the engine stops
         # accepting, not when this process exits.
-        for s in self.sockets:
+        for s in sockets:
             s.close()
         os.set_blocking(pipe, False)  # a slow master must never stall the loop
         attach = getattr(server, "attach_supervisor", None)
@@ -730,8 +772,9 @@ class Master:
                     os.setpgid(0, 0)
                     _set_parent_death_signal()
                     os.close(read_end)
-                    for s in self.sockets:
-                        s.close()
+                    for slot_sockets in self.slot_sockets.values():
+                        for s in slot_sockets:
+                            s.close()
                     _watch(dirs, write_end)
                 except KeyboardInterrupt:
                     pass
