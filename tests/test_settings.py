@@ -61,8 +61,10 @@ SPEC_DEFAULTS = {
 
 IDENTITY = {"ident", "server_name"}
 
-#: maitre's own settings (the process model), after waitress's in the table
+#: SPEC section 5: maitre's own settings (not in waitress), with their defaults
 MAITRE_DEFAULTS = {
+    "shutdown_timeout": 30,
+    # the process model
     "workers": 1,
     "preload_app": False,
     "worker_timeout": 30,
@@ -72,8 +74,6 @@ MAITRE_DEFAULTS = {
     "reload": False,
     "reload_dirs": [],
 }
-if TARGET == "maitre":
-    SPEC_DEFAULTS = {**SPEC_DEFAULTS, **MAITRE_DEFAULTS}
 
 
 def inet4(host, port):
@@ -100,17 +100,29 @@ def flag_argv(params) -> list:
 
 
 def test_same_settings_as_waitress():
-    """maitre has every waitress setting in waitress's order, then its own ones."""
+    """maitre has every waitress setting in waitress's order, and otherwise only its
+    own (SPEC section 5)."""
     waitress_names = [n for n, _ in wadj.Adjustments._params]
-    expected = waitress_names + list(MAITRE_DEFAULTS)
-    assert [name for name, _ in madj.Adjustments._params] == expected
-    assert [s.name for s in madj.SETTINGS] == expected
+    assert [
+        name for name, _ in madj.Adjustments._params if name not in MAITRE_DEFAULTS
+    ] == waitress_names
+    assert [
+        s.name for s in madj.SETTINGS if s.name not in MAITRE_DEFAULTS
+    ] == waitress_names
 
 
 def test_spec_table_is_complete():
-    """The SPEC table above names every setting (listen checked apart)."""
+    """The SPEC tables above name every setting (listen checked apart)."""
     names = {name for name, _ in Adjustments._params}
-    assert names == set(SPEC_DEFAULTS) | {"listen"}
+    own = set(MAITRE_DEFAULTS) if TARGET == "maitre" else set()
+    assert names == set(SPEC_DEFAULTS) | {"listen"} | own
+
+
+@maitre_only("maitre's own settings")
+@pytest.mark.parametrize("name", sorted(MAITRE_DEFAULTS))
+def test_maitre_defaults(name):
+    assert getattr(Adjustments(), name) == MAITRE_DEFAULTS[name]
+    assert getattr(Adjustments, name) == MAITRE_DEFAULTS[name]
 
 
 def test_boolean_settings_match_waitress():
@@ -400,11 +412,10 @@ def test_parse_args_app():
 def test_every_setting_is_a_flag():
     """Each setting is a command-line flag and nothing else is (besides --help,
     --call, --app): no setting can be forgotten by the CLI."""
-    params = [p for p in madj.Adjustments._params if p[0] in SPEC_DEFAULTS]
-    kw, _ = Adjustments.parse_args(flag_argv(params + [("listen", str)]))
-    assert set(kw) - {"help", "call"} == set(SPEC_DEFAULTS) | {"listen"}
-    if TARGET == "maitre":
-        assert set(SPEC_DEFAULTS) | {"listen"} == {s.name for s in madj.SETTINGS}
+    own = set(MAITRE_DEFAULTS) if TARGET == "waitress" else set()
+    params = [p for p in madj.Adjustments._params if p[0] not in own]
+    kw, _ = Adjustments.parse_args(flag_argv(params))
+    assert set(kw) - {"help", "call"} == {s.name for s in madj.SETTINGS} - own
 
 
 # -------------------------------------------------------------- bad values

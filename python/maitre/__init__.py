@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 from typing import Any
 
@@ -47,21 +46,20 @@ def serve(app: Any, **kw: Any) -> None:
         raise
     if not _quiet:
         server.print_listen("Serving on http://{}:{}")
-    previous = _stop_on_sigterm()
+    # In the main thread, run() stops gracefully on SIGTERM/SIGINT (at once on a
+    # second one or on SIGQUIT) and returns.
     _notify_when_ready(server)
     try:
         if _profile:
             profile("server.run()", globals(), locals(), (), False)
         else:
             server.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before run() had its handlers in place
         logger.info("Shutting down")
     finally:
         sd_notify("STOPPING=1")
         server.close()
         pid_file.remove()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _notify_when_ready(server: Any) -> None:
@@ -75,7 +73,8 @@ def _notify_when_ready(server: Any) -> None:
         return
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
-    attach(write_end, 0)
+    attach(write_end, 0)  # the engine writes on its own duplicate
+    os.close(write_end)  # so that the reader sees the end when the engine's closes
 
     def wait_ready() -> None:
         told = False
@@ -89,20 +88,6 @@ def _notify_when_ready(server: Any) -> None:
                     sd_notify("READY=1\nSTATUS=serving with 1 process")
 
     threading.Thread(target=wait_ready, daemon=True, name="maitre-notify").start()
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _stop_on_sigterm() -> Any:
-    """Make SIGTERM stop ``serve()`` cleanly, like Ctrl-C (main thread only, and only
-    if nobody installed a handler of their own)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def serve_paste(app: Any, global_conf: Any, **kw: Any) -> int:

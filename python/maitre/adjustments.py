@@ -86,6 +86,16 @@ def asint(s: Any) -> int:
     return int(s)
 
 
+def asseconds(s: Any) -> float:
+    """A duration in seconds: an int, a float or their string (``"1.5"``)."""
+    if isinstance(s, bool):
+        raise ValueError("expected a number of seconds, got a boolean")
+    value = float(s)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number of seconds")
+    return value
+
+
 def as_socket_list(sockets: Any) -> list:
     """Listening sockets to serve on (socket activation).
 
@@ -249,6 +259,14 @@ SETTINGS: tuple[Setting, ...] = (
         asint,
         120,
         "Seconds of inactivity after which a connection is closed.",
+    ),
+    Setting(
+        "shutdown_timeout",
+        asseconds,
+        30,
+        "Seconds a graceful stop (SIGTERM, SIGINT, close()) waits for the requests "
+        "in flight; those still running then are abandoned.",
+        "SECONDS",
     ),
     Setting(
         "log_socket_errors",
@@ -464,6 +482,7 @@ class Adjustments:
             "max_request_header_size",
             "max_request_body_size",
             "channel_request_lookahead",
+            "shutdown_timeout",
             "worker_timeout",
             "max_requests",
             "max_requests_jitter",

@@ -281,4 +281,26 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = 0
+    except KeyboardInterrupt:  # Ctrl-C while the application was being imported
+        code = 130
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """sys.exit, unless a stop left worker threads in the application (requests
+    abandoned at shutdown_timeout or by an immediate stop): the interpreter cannot
+    stop them, and one taking the GIL back while it finalizes would abort the
+    process. Then flush what is buffered and leave at once."""
+    from .server import threads_left_running
+
+    if threads_left_running():
+        import logging
+
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed or broken stream: nothing left to flush
+                pass
+        os._exit(code)
     sys.exit(code)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import socket
 import sys
+import threading
 import weakref
 from typing import Any
 
@@ -190,6 +192,7 @@ def _engine_settings(adj: Adjustments) -> dict:
         "ident",
         "url_prefix",
         "expose_tracebacks",
+        "shutdown_timeout",
     )
     settings = {name: getattr(adj, name) for name in names}
     settings["ident"] = adj.ident or ""
@@ -214,11 +217,30 @@ def _needs_proxy_middleware(adj: Adjustments) -> bool:
 #: then.
 _running: weakref.WeakSet = weakref.WeakSet()
 
+#: Servers whose stop abandoned requests still running in the application.
+_abandoning: weakref.WeakSet = weakref.WeakSet()
+
 
 @atexit.register
 def _close_running_servers() -> None:
     for server in list(_running):
         server.close()
+
+
+def threads_left_running() -> int:
+    """How many worker threads of stopped servers are still in the application, their
+    requests abandoned by the stop (shutdown_timeout, or an immediate stop). They end
+    when the application returns; a program that must exit before may ``os._exit``
+    (the command line does), as the interpreter cannot stop them."""
+    return sum(s._engine.threads_left_running() for s in list(_abandoning))
+
+
+#: signal -> what a running server does with it (see BaseWSGIServer.run)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+_OTHER_SIGNALS = {
+    signal.SIGHUP: "reload_certificates",
+    signal.SIGUSR1: "reopen_logs",
+}
 
 
 class BaseWSGIServer:
@@ -263,22 +285,93 @@ class BaseWSGIServer:
         name = sock.getsockname()
         return (name[0], name[1])
 
+    def attach_supervisor(self, fd: int, max_requests: int = 0) -> None:
+        """Report to a master process on the pipe ``fd`` (call before ``run()``; the
+        descriptor is duplicated, the caller keeps its own). The I/O loop writes one
+        byte at a time, never blocking: ``R`` once it accepts, ``.`` at most once a
+        second while it turns (silence means a wedged process), ``M`` once
+        ``max_requests`` requests have been served (0: never); it keeps serving
+        after ``M`` until it is stopped."""
+        self._engine.attach_supervisor(fd, max_requests)
+
     def run(self) -> None:
-        """Serve until ``close()`` is called (from another thread) or Ctrl-C."""
+        """Serve until ``close()`` is called (from another thread) or a signal.
+
+        In the main thread, signal handlers are installed for the time of the call
+        (the previous ones are restored after): SIGTERM and SIGINT stop gracefully
+        (see ``close()``), a second one or SIGQUIT at once; SIGHUP calls
+        ``reload_certificates()`` and SIGUSR1 ``reopen_logs()``."""
         self._ran = True
         _running.add(self)
+        previous = self._install_signal_handlers()
         try:
             self._engine.run()
         finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             _running.discard(self)
+            if self._engine.threads_left_running():
+                _abandoning.add(self)
             self._close_sockets()
 
-    def close(self) -> None:
-        """Stop serving; ``run()`` returns once in-flight requests have finished.
-        A server that never ran releases its sockets at once."""
-        self._engine.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Stop serving, gracefully: stop accepting at once (new connections are
+        refused), close idle keep-alive connections, let the requests already
+        received finish (their responses say ``Connection: close``); requests still
+        running after ``timeout`` seconds (default: the ``shutdown_timeout`` setting)
+        are abandoned. ``timeout=0`` stops at once, abandoning the responses not yet
+        produced. Waits until ``run()`` has returned (from another thread than
+        ``run()``'s). A server that never ran releases its sockets at once."""
+        self._stop_listening()
+        self._engine.close(timeout)
         if not getattr(self, "_ran", False):
             self._close_sockets()
+
+    def reload_certificates(self) -> None:
+        """Called on SIGHUP while ``run()`` runs in the main thread: re-read the TLS
+        certificates. Nothing to do yet (no TLS in this build)."""
+
+    def reopen_logs(self) -> None:
+        """Called on SIGUSR1 while ``run()`` runs in the main thread: reopen the log
+        files the server writes itself. Nothing to do yet (maitre logs through
+        ``logging``, whose handlers the application owns)."""
+
+    def _install_signal_handlers(self) -> dict:
+        """Our handlers, in the main thread only (signal handlers can only be set
+        there, and only run there); returns the ones they replace."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        self._stop_signals = 0
+        previous = {}
+        for signum in _STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, self._on_stop_signal)
+        for signum in _OTHER_SIGNALS:
+            previous[signum] = signal.signal(signum, self._on_other_signal)
+        return previous
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        # Runs in the main thread, inside run(): nothing here may block or raise.
+        self._stop_signals += 1
+        if signum == signal.SIGQUIT or self._stop_signals > 1:
+            self._engine.close(0)
+        else:
+            self._stop_listening()
+            self._engine.close(self.adj.shutdown_timeout)
+
+    def _on_other_signal(self, signum: int, frame: Any) -> None:
+        name = _OTHER_SIGNALS[signum]
+        try:
+            getattr(self, name)()
+        except Exception as exc:  # a failed reload must not stop the server
+            signame = signal.Signals(signum).name
+            logger.error("%s (on %s) failed: %s", name, signame, exc)
+
+    def _stop_listening(self) -> None:
+        """Close our copies of the listening sockets: once the engine has closed its
+        own (after taking what the kernel had queued), new connections are refused.
+        A Unix socket's file is removed when run() ends."""
+        for s in self.sockets:
+            s.close()
 
     def _close_sockets(self) -> None:
         for s in self.sockets:

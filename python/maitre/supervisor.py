@@ -742,7 +742,8 @@ class Master:
         os.set_blocking(pipe, False)  # a slow master must never stall the loop
         attach = getattr(server, "attach_supervisor", None)
         if attach is not None:
-            attach(pipe, max_requests)
+            attach(pipe, max_requests)  # the engine writes on its own duplicate
+            os.close(pipe)
         else:  # pragma: no cover - engines without the supervisor hook
             _fallback_heartbeat(pipe, max_requests)
         try:

@@ -140,6 +140,9 @@ pub struct Channel {
     /// more, or went away). Otherwise a worker's completion needs no wake-up: the loop
     /// picks it up on its next round, which saves a syscall per request.
     awaited: AtomicBool,
+    /// The server closes this connection after the response in progress (a graceful
+    /// stop has begun): responses not yet started say `Connection: close`.
+    last: AtomicBool,
     overflow: usize,
     high_watermark: u64,
 }
@@ -164,6 +167,7 @@ impl Channel {
             drained: Condvar::new(),
             closed: AtomicBool::new(false),
             awaited: AtomicBool::new(false),
+            last: AtomicBool::new(false),
             overflow,
             high_watermark: high_watermark as u64,
         }
@@ -181,6 +185,16 @@ impl Channel {
 
     pub fn is_awaited(&self) -> bool {
         self.awaited.load(Ordering::SeqCst)
+    }
+
+    /// Loop side: no request after the one in progress will be read on this connection.
+    pub fn set_last(&self) {
+        self.last.store(true, Ordering::Release);
+    }
+
+    /// Worker side: the response being made must close the connection.
+    pub fn is_last(&self) -> bool {
+        self.last.load(Ordering::Acquire)
     }
 
     pub fn mark_closed(&self) {

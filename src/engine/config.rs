@@ -19,6 +19,8 @@ pub struct Config {
     pub log_socket_errors: bool,
     pub limits: Limits,
     pub ident: String,
+    /// How long a graceful stop waits for requests in flight.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
                 max_body_size: 1_073_741_824,
             },
             ident: "maitre".into(),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }

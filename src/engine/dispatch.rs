@@ -149,6 +149,8 @@ pub struct Completion {
     pub id: u64,
     /// Close the connection once its output is flushed.
     pub close: bool,
+    /// Requests of the job that were answered (for `max_requests`).
+    pub served: usize,
 }
 
 pub struct Completions {

@@ -9,7 +9,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +24,15 @@ use crate::engine::config::Config;
 use crate::engine::dispatch::{
     Completion, Completions, Job, JobQueue, LogLevel, LogRecord, Request, Requests,
 };
+use crate::engine::heartbeat::Heartbeat;
 use crate::engine::outbuf::Flushed;
 use crate::http::request::{parse_head, BodyKind, RequestError, RequestHead, Version};
 use crate::http::response::error_response;
 use crate::http::scan::find_head_end;
+
+mod shutdown;
+pub use shutdown::LoopHandle;
+use shutdown::{Control, Drain, DRAIN_CHECK};
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`; connections use slab keys from 0.
@@ -104,20 +109,9 @@ struct Conn {
     /// short read.
     read_closed: bool,
     last_activity: Instant,
-}
-
-/// Stops a running loop from any thread.
-#[derive(Clone)]
-pub struct LoopHandle {
-    stop: Arc<AtomicBool>,
-    completions: Arc<Completions>,
-}
-
-impl LoopHandle {
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.completions.wake();
-    }
+    /// No request has been received on it yet (a graceful stop waits a little for the
+    /// first one; it closes idle keep-alive connections at once).
+    fresh: bool,
 }
 
 pub struct EventLoop {
@@ -127,7 +121,11 @@ pub struct EventLoop {
     cfg: Arc<Config>,
     jobs: Arc<JobQueue>,
     completions: Arc<Completions>,
-    stop: Arc<AtomicBool>,
+    control: Arc<Control>,
+    /// A graceful stop is in progress.
+    draining: Option<Drain>,
+    /// Set when a master process supervises this one.
+    heartbeat: Option<Heartbeat>,
     scratch: Vec<u8>,
     batch: Vec<Job>,
     done: Vec<Completion>,
@@ -165,10 +163,10 @@ impl EventLoop {
                 Interest::READABLE,
             )?;
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        let control = Arc::new(Control::new());
         let now = Instant::now();
         let handle = LoopHandle {
-            stop: stop.clone(),
+            control: control.clone(),
             completions: completions.clone(),
         };
         let ev = EventLoop {
@@ -179,7 +177,9 @@ impl EventLoop {
             cfg,
             jobs,
             completions: completions.clone(),
-            stop,
+            control,
+            draining: None,
+            heartbeat: None,
             scratch: vec![0; READ_SIZE],
             batch: Vec::with_capacity(64),
             done: Vec::with_capacity(64),
@@ -196,11 +196,27 @@ impl EventLoop {
         Ok((ev, handle, completions))
     }
 
-    pub fn run(mut self) -> io::Result<()> {
+    /// Reports to a master process through `hb` (see `engine::heartbeat`).
+    pub fn attach_heartbeat(&mut self, hb: Heartbeat) {
+        self.heartbeat = Some(hb);
+    }
+
+    /// Runs until stopped through a [`LoopHandle`]; returns how many requests the stop
+    /// abandoned (still running at the shutdown timeout, or at an immediate stop).
+    pub fn run(mut self) -> io::Result<usize> {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = self.now + TICK;
-        while !self.stop.load(Ordering::Acquire) {
+        if let Some(hb) = &mut self.heartbeat {
+            hb.ready(self.now);
+        }
+        loop {
+            if let Some(abandoned) = self.check_stop() {
+                return Ok(abandoned);
+            }
             let mut timeout = next_tick.saturating_duration_since(Instant::now());
+            if self.draining.is_some() {
+                timeout = timeout.min(DRAIN_CHECK);
+            }
             if self.backlog {
                 // Jobs are waiting: look again soon, to add a worker if they still are.
                 timeout = timeout.min(BACKLOG_CHECK);
@@ -257,9 +273,10 @@ impl EventLoop {
                 self.tick();
                 next_tick = self.now + TICK;
             }
+            if let Some(hb) = &mut self.heartbeat {
+                hb.turn(self.now);
+            }
         }
-        self.shutdown();
-        Ok(())
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
@@ -372,6 +389,10 @@ impl EventLoop {
             self.cfg.outbuf_overflow,
             self.cfg.outbuf_high_watermark,
         ));
+        if self.draining.is_some() {
+            // Taken from the kernel's queue as the stop began: one request, then close.
+            channel.set_last();
+        }
         entry.insert(Conn {
             channel,
             rbuf: Vec::new(),
@@ -384,6 +405,7 @@ impl EventLoop {
             readable: true,
             read_closed: false,
             last_activity: self.now,
+            fresh: true,
         });
         self.drive(token);
         Ok(())
@@ -692,7 +714,8 @@ impl EventLoop {
     /// `rest`; returns the bytes of `rest` those took.
     fn dispatch(&mut self, token: usize, head: RequestHead, body: Body, rest: &[u8]) -> usize {
         let mut requests = Vec::with_capacity(1);
-        let more = head.keep_alive;
+        // Stopping: this request is the connection's last, whatever follows it.
+        let more = head.keep_alive && self.draining.is_none();
         requests.push(Request { head, body });
         let used = if more {
             self.pipelined(rest, &mut requests)
@@ -703,6 +726,7 @@ impl EventLoop {
             return used;
         };
         conn.state = State::Busy;
+        conn.fresh = false;
         // Without further input the loop has nothing to do for this connection when the
         // requests are done; `conn_event` and `drive` say otherwise when there is some.
         conn.channel.set_awaited(false);
@@ -848,9 +872,14 @@ impl EventLoop {
             return;
         }
         conn.last_activity = self.now;
+        if let Some(hb) = &mut self.heartbeat {
+            hb.served(c.served);
+        }
         if conn.channel.is_closed() {
             self.close(c.token);
-        } else if c.close {
+        } else if c.close || self.draining.is_some() {
+            // (Stopping: a response whose head went out before the stop began did not
+            // say Connection: close, but it is complete; the connection ends here.)
             conn.state = State::Closing;
             self.finish_close(c.token);
             self.drive(c.token);
@@ -921,25 +950,6 @@ impl EventLoop {
         if self.accept_paused && self.conns.len() < self.cfg.connection_limit {
             self.resume_accepting();
         }
-    }
-
-    fn shutdown(&mut self) {
-        for (_, conn) in self.conns.iter() {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&conn.channel.sock.as_raw_fd()));
-            conn.channel.mark_closed();
-        }
-        self.conns.clear();
-        for l in &self.listeners {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&l.sock.as_raw_fd()));
-        }
-        self.listeners.clear();
-        self.jobs.push_batch(&mut self.batch);
     }
 }
 

@@ -6,4 +6,5 @@ pub mod channel;
 pub mod config;
 pub mod dispatch;
 pub mod event_loop;
+pub mod heartbeat;
 pub mod outbuf;

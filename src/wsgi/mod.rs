@@ -19,6 +19,14 @@ pyo3::create_exception!(
     "Raised by a write when the client has gone away."
 );
 
+pyo3::create_exception!(
+    maitre,
+    RequestAbandoned,
+    pyo3::exceptions::PyBaseException,
+    "Raised in application code still running when a server stop abandoned its request \
+     (shutdown_timeout passed, or an immediate stop); the response is not sent."
+);
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Engine>()?;
     m.add_class::<file_wrapper::FileWrapper>()?;
@@ -30,5 +38,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "ClientDisconnected",
         m.py().get_type::<ClientDisconnected>(),
     )?;
+    m.add("RequestAbandoned", m.py().get_type::<RequestAbandoned>())?;
     Ok(())
 }

@@ -233,7 +233,9 @@ impl Responder {
         } else {
             None
         };
-        self.framing = framing(self.version, self.keep_alive, content_length, self.code);
+        // A graceful stop closes the connection after this response: say so.
+        let keep_alive = self.keep_alive && !self.channel.as_ref().is_some_and(|c| c.is_last());
+        self.framing = framing(self.version, keep_alive, content_length, self.code);
         self.close |= self.framing.close;
         let mut w = HeadWriter::new(self.version, &self.status, self.lines.len() + 160);
         match (&self.cl_line, has_body_status) {

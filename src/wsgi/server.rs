@@ -1,9 +1,15 @@
 //! `maitre._maitre.Engine`: what the Python package drives. Created with the listening
 //! sockets and settings (no thread starts until `run()`, so a process that made one can
 //! still fork); `run()` starts the I/O loop and the workers and blocks, `close()` stops it
-//! from any thread.
+//! from any thread: gracefully (see `engine::event_loop::shutdown`) or at once.
+//!
+//! Worker threads still running application code when a stop abandons their requests
+//! are not waited for: `run()` returns, and each gets a `RequestAbandoned` exception
+//! raised in its Python code (as a signal would), so that a thread in a Python loop
+//! ends instead of taking the GIL back while the interpreter exits.
 
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,11 +20,13 @@ use pyo3::types::PyDict;
 use socket2::Socket;
 
 use crate::engine::config::Config;
-use crate::engine::dispatch::JobQueue;
+use crate::engine::dispatch::{Job, JobQueue, LogLevel, LogRecord};
 use crate::engine::event_loop::{EventLoop, Listener, LoopHandle};
+use crate::engine::heartbeat::Heartbeat;
 use crate::http::request::Limits;
 use crate::wsgi::context::{WsgiContext, WsgiOptions};
 use crate::wsgi::worker::worker_main;
+use crate::wsgi::RequestAbandoned;
 
 enum State {
     Ready(Vec<Listener>),
@@ -26,8 +34,11 @@ enum State {
     Closed,
 }
 
-/// Set when the I/O thread has ended, with its error if it failed.
-type Finished = Arc<(Mutex<Option<Result<(), String>>>, Condvar)>;
+/// Set when the I/O thread has ended: the requests its stop abandoned, or its error.
+type Finished = Arc<(Mutex<Option<Result<usize, String>>>, Condvar)>;
+
+/// How long `close()` waits beyond the shutdown timeout for `run()` to return.
+const CLOSE_MARGIN: Duration = Duration::from_secs(5);
 
 #[pyclass(module = "maitre._maitre", name = "Engine")]
 pub struct Engine {
@@ -38,6 +49,10 @@ pub struct Engine {
     run_thread: Mutex<Option<std::thread::ThreadId>>,
     cfg: Arc<Config>,
     ctx: Arc<WsgiContext>,
+    /// The pipe to a master process, until `run()` hands it to the loop.
+    heartbeat: Mutex<Option<Heartbeat>>,
+    /// Worker threads that a stop left in the application.
+    stragglers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn setting<'py, T>(settings: &Bound<'py, PyDict>, name: &str, default: T) -> PyResult<T>
@@ -124,6 +139,9 @@ impl Engine {
                 max_body_size: setting(settings, "max_request_body_size", d.limits.max_body_size)?,
             },
             ident: setting(settings, "ident", d.ident.clone())?,
+            shutdown_timeout: Duration::from_secs_f64(
+                setting(settings, "shutdown_timeout", 30.0f64)?.max(0.0),
+            ),
         };
         let mut socks = Vec::with_capacity(listeners.len());
         let mut templates = Vec::with_capacity(listeners.len());
@@ -158,7 +176,35 @@ impl Engine {
             run_thread: Mutex::new(None),
             cfg: Arc::new(cfg),
             ctx: Arc::new(ctx),
+            heartbeat: Mutex::new(None),
+            stragglers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Reports to a master process on the pipe `fd` (duplicated; the caller keeps
+    /// its own): see `engine::heartbeat`. Call before `run()`.
+    #[pyo3(signature = (fd, max_requests = 0))]
+    fn attach_supervisor(&self, fd: RawFd, max_requests: u64) -> PyResult<()> {
+        // SAFETY: dup returns a new descriptor that we own (or -1, checked).
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(PyOSError::new_err(format!(
+                "cannot use supervisor pipe {fd}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let hb = Heartbeat::new(unsafe { OwnedFd::from_raw_fd(dup) }, max_requests)
+            .map_err(|e| PyOSError::new_err(format!("cannot use supervisor pipe {fd}: {e}")))?;
+        *self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(hb);
+        Ok(())
+    }
+
+    /// How many worker threads a stop left running application code (they end when
+    /// the application returns).
+    fn threads_left_running(&self) -> usize {
+        let mut list = self.stragglers.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|w| !w.is_finished());
+        list.len()
     }
 
     /// Serves until `close()` is called or a signal handler raises (Ctrl-C).
@@ -174,9 +220,17 @@ impl Engine {
                 }
                 State::Closed => return Ok(()),
             };
-            let (ev, handle, completions) =
+            let (mut ev, handle, completions) =
                 EventLoop::new(listeners, self.cfg.clone(), jobs.clone())
                     .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            if let Some(hb) = self
+                .heartbeat
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                ev.attach_heartbeat(hb);
+            }
             *state = State::Running(handle.clone());
             *self.run_thread.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(std::thread::current().id());
@@ -192,7 +246,7 @@ impl Engine {
                     prefer_batching();
                     let result =
                         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.run())) {
-                            Ok(Ok(())) => Ok(()),
+                            Ok(Ok(abandoned)) => Ok(abandoned),
                             Ok(Err(e)) => Err(format!("I/O loop failed: {e}")),
                             Err(_) => Err("I/O loop panicked".to_string()),
                         };
@@ -223,8 +277,10 @@ impl Engine {
         }
 
         // Wait for the loop to end, waking often enough to run Python's signal handlers
-        // (they only run on the main thread, between bytecodes).
+        // (they only run on the main thread, between bytecodes) and to log what the
+        // loop has to say now (the workers may all be busy).
         let mut interrupted = None;
+        let mut notices = Vec::new();
         let outcome = loop {
             let done = crate::wsgi::gil::detach(py, || {
                 let (lock, cv) = &*finished;
@@ -234,72 +290,138 @@ impl Engine {
                     .unwrap_or_else(|p| p.into_inner());
                 guard.clone()
             });
+            handle.take_notices(&mut notices);
+            self.log_records(py, &mut notices);
             if let Some(result) = done {
                 break result;
             }
-            if interrupted.is_none() {
-                if let Err(e) = py.check_signals() {
+            if let Err(e) = py.check_signals() {
+                // A handler raised (KeyboardInterrupt when nobody installed one): stop
+                // gracefully, at once on a second one; the first is raised at the end.
+                if interrupted.is_none() {
                     interrupted = Some(e);
+                    handle.drain(self.cfg.shutdown_timeout);
+                } else {
                     handle.stop();
                 }
             }
         };
         let _ = io_thread.join();
-        let abandoned = jobs.stop();
-        drop(abandoned);
-        // Workers finish the request they are running; wait a while, as waitress does.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Jobs never started: their connections are closed. Log lines are still said.
+        for job in jobs.stop() {
+            if let Job::Log(record) = job {
+                notices.push(record);
+            }
+        }
+        self.log_records(py, &mut notices);
+        let abandoned = *outcome.as_ref().unwrap_or(&0);
+        // After a clean drain the workers are idle and end at once; after an abandon,
+        // those in the application are not waited for.
+        let patience = if abandoned > 0 {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(5)
+        };
+        let deadline = Instant::now() + patience;
         crate::wsgi::gil::detach(py, || {
             while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        let stuck = workers.iter().filter(|w| !w.is_finished()).count();
-        if stuck > 0 {
-            crate::wsgi::worker::log(
-                py,
-                &self.ctx,
-                "warning",
-                &format!("{stuck} thread(s) still running"),
-            );
-        }
-        for w in workers.into_iter().filter(|w| w.is_finished()) {
+        let (done, stuck): (Vec<_>, Vec<_>) = workers.into_iter().partition(|w| w.is_finished());
+        for w in done {
             let _ = w.join();
+        }
+        if !stuck.is_empty() {
+            if abandoned == 0 {
+                crate::wsgi::worker::log(
+                    py,
+                    &self.ctx,
+                    "warning",
+                    &format!("{} thread(s) still running", stuck.len()),
+                );
+            }
+            let exc = py.get_type::<RequestAbandoned>();
+            for w in &stuck {
+                // SAFETY: with the GIL held; the id is the thread's pthread_t, which is
+                // CPython's thread identifier. An id with no Python thread state is
+                // ignored by CPython.
+                unsafe {
+                    pyo3::ffi::PyThreadState_SetAsyncExc(
+                        w.as_pthread_t() as std::os::raw::c_long,
+                        exc.as_ptr(),
+                    )
+                };
+            }
+            self.stragglers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(stuck);
         }
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
         self.stopped.notify_all();
         if let Some(e) = interrupted.or(spawn_error) {
             return Err(e);
         }
-        outcome.map_err(PyRuntimeError::new_err)
+        outcome.map(|_| ()).map_err(PyRuntimeError::new_err)
     }
 
-    /// Stops a running server (from any thread) and waits, without the GIL, until
-    /// `run()` has returned (at most 10 s): a program may exit right after `close()`, and
-    /// nothing of the server must still be running then. A server not yet running never
-    /// will. From a worker or from the thread in `run()` it cannot wait, and does not.
-    fn close(&self, py: Python<'_>) {
+    /// Stops a running server (from any thread): gracefully, abandoning what still runs
+    /// after `timeout` seconds (default: the `shutdown_timeout` setting); with
+    /// `timeout=0`, at once. Then waits, without the GIL, until `run()` has returned (up
+    /// to the timeout and a few seconds): a program may exit right after `close()`,
+    /// and nothing of the server must still be running then. A server not yet running
+    /// never will. From a worker or from the thread in `run()` (a signal handler) it
+    /// cannot wait, and does not. A second call may turn a graceful stop into an
+    /// immediate one, not the reverse.
+    #[pyo3(signature = (timeout = None))]
+    fn close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = match timeout {
+            None => self.cfg.shutdown_timeout,
+            Some(t) if t.is_finite() && t >= 0.0 => Duration::from_secs_f64(t),
+            Some(t) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be a number of seconds >= 0, not {t}"
+                )))
+            }
+        };
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             match &*state {
-                State::Running(h) => h.stop(),
+                State::Running(h) => h.drain(timeout),
                 State::Ready(_) => *state = State::Closed,
-                State::Closed => return,
+                State::Closed => return Ok(()),
             }
         }
         let me = std::thread::current().id();
         let on_run_thread = *self.run_thread.lock().unwrap_or_else(|p| p.into_inner()) == Some(me);
         if on_run_thread || crate::wsgi::worker::on_worker_thread() {
-            return;
+            return Ok(());
         }
         crate::wsgi::gil::detach(py, || {
             let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let _ = self
                 .stopped
-                .wait_timeout_while(state, Duration::from_secs(10), |s| {
+                .wait_timeout_while(state, timeout + CLOSE_MARGIN, |s| {
                     matches!(s, State::Running(_))
                 })
                 .unwrap_or_else(|p| p.into_inner());
         });
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Says `records` through the `maitre` logger (on the calling thread, which holds
+    /// the GIL).
+    fn log_records(&self, py: Python<'_>, records: &mut Vec<LogRecord>) {
+        for r in records.drain(..) {
+            let level = match r.level {
+                LogLevel::Info => "info",
+                LogLevel::Warning => "warning",
+                LogLevel::Error => "error",
+            };
+            crate::wsgi::worker::log(py, &self.ctx, level, &r.message);
+        }
     }
 }

@@ -20,7 +20,7 @@ use crate::wsgi::context::WsgiContext;
 use crate::wsgi::environ;
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::responder::Responder;
-use crate::wsgi::ClientDisconnected;
+use crate::wsgi::{ClientDisconnected, RequestAbandoned};
 
 /// `environ["maitre.client_disconnected"]`: true once the client is known to be gone.
 #[pyclass(module = "maitre._maitre", name = "ClientDisconnectedCheck", frozen)]
@@ -69,6 +69,7 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                 let Requests { channel, requests } = *job;
                 let (token, id) = (channel.token, channel.id);
                 let mut close = false;
+                let mut served = 0;
                 let corked = requests.len() > 1;
                 if corked {
                     channel.cork(true);
@@ -85,6 +86,7 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                             true
                         }
                     };
+                    served += 1;
                     if close || channel.is_closed() {
                         close = true;
                         break;
@@ -93,7 +95,15 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                 if corked {
                     channel.cork(false);
                 }
-                completions.push(Completion { token, id, close }, &channel);
+                completions.push(
+                    Completion {
+                        token,
+                        id,
+                        close,
+                        served,
+                    },
+                    &channel,
+                );
             }
             Job::Log(record) => {
                 let level = match record.level {
@@ -107,7 +117,7 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                         .bind(py)
                         .call_method1(level, (&record.message,));
                     if let Err(e) = logged {
-                        e.print(py);
+                        print_error(py, e);
                     }
                 } else {
                     log(py, &ctx, level, &record.message);
@@ -120,6 +130,14 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
 /// Logs through the `maitre` logger; a failing handler must not take the worker down.
 pub fn log(py: Python<'_>, ctx: &WsgiContext, level: &str, message: &str) {
     if let Err(e) = ctx.logger.bind(py).call_method1(level, (message,)) {
+        print_error(py, e);
+    }
+}
+
+/// Prints an error of a log call, except the one a stop raises in an abandoned thread
+/// (that thread is only ending).
+fn print_error(py: Python<'_>, e: PyErr) {
+    if !e.is_instance_of::<RequestAbandoned>(py) {
         e.print(py);
     }
 }
@@ -132,7 +150,7 @@ fn log_exception(py: Python<'_>, ctx: &WsgiContext, message: &str, err: &PyErr) 
             .call_method("error", (message,), Some(&kwargs))
     });
     if let Err(e) = logged {
-        e.print(py);
+        print_error(py, e);
     }
 }
 
@@ -177,6 +195,10 @@ fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, channel: &Arc<Channel>, req: Re
     };
     r.detach();
     let Err(err) = outcome else { return r.close };
+    if err.is_instance_of::<RequestAbandoned>(py) {
+        // The stop that abandoned it has said so; the connection is gone.
+        return true;
+    }
     let path = String::from_utf8_lossy(head.target()).into_owned();
     if err.is_instance_of::<ClientDisconnected>(py) || channel.is_closed() {
         log(

@@ -1,0 +1,352 @@
+//! Stopping the loop: gracefully (drain) or at once (halt), on a request from any
+//! thread through [`LoopHandle`].
+//!
+//! A graceful stop, in order:
+//! 1. accept what the kernel has already queued on each listener (a connection the
+//!    kernel accepted is never dropped; gunicorn #3397), then close the loop's listening
+//!    descriptors: in a single process new connections are then refused (the Python
+//!    side closes its own copies); under a master, the socket stays open in the other
+//!    workers, so closing this process's copy is what "stop accepting" means. A
+//!    listening socket is never `shutdown()`: it may be shared.
+//! 2. close idle keep-alive connections at once (they are between requests);
+//! 3. let everything already received run to its end: requests with a worker or queued
+//!    for one, and requests whose head or body is still arriving (a client in the
+//!    middle of an upload gets its answer). Every response started from now on says
+//!    `Connection: close`, and the connection closes after it. A connection accepted in
+//!    step 1 (or earlier) that has not sent a byte yet gets [`FIRST_REQUEST_GRACE`] to
+//!    start its request;
+//! 4. the loop ends when no connection is left, or at the deadline (`shutdown_timeout`),
+//!    abandoning what still runs, with one log line saying how many.
+//!
+//! A halt closes every connection and ends the loop at once; responses not yet produced
+//! are abandoned. Both say what they do in a notice that the thread inside
+//! `Engine.run()` logs at once (the workers may all be busy in the application).
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use std::os::fd::AsRawFd;
+
+use super::{EventLoop, State};
+use crate::engine::dispatch::{Completions, LogLevel, LogRecord};
+
+/// How long a connection that has sent nothing yet may take to start its first
+/// request once a graceful stop has begun.
+pub(super) const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// How often a draining loop looks at its connections and its deadline.
+pub(super) const DRAIN_CHECK: Duration = Duration::from_millis(50);
+/// Most connections taken from one listener's kernel queue when the stop begins:
+/// more than any backlog holds, but finite if clients keep connecting meanwhile.
+const MAX_FINAL_ACCEPTS: usize = 65_536;
+
+const RUN: u8 = 0;
+const DRAIN: u8 = 1;
+const HALT: u8 = 2;
+
+/// Shared between the loop and its handles.
+pub(super) struct Control {
+    mode: AtomicU8,
+    drain_timeout_ms: AtomicU64,
+    notices: Mutex<Vec<LogRecord>>,
+}
+
+impl Control {
+    pub(super) fn new() -> Control {
+        Control {
+            mode: AtomicU8::new(RUN),
+            drain_timeout_ms: AtomicU64::new(0),
+            notices: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Stops a running loop from any thread.
+#[derive(Clone)]
+pub struct LoopHandle {
+    pub(super) control: Arc<Control>,
+    pub(super) completions: Arc<Completions>,
+}
+
+impl LoopHandle {
+    /// Immediate stop: every connection is closed now, responses not yet produced are
+    /// abandoned.
+    pub fn stop(&self) {
+        self.control.mode.store(HALT, Ordering::Release);
+        self.completions.wake();
+    }
+
+    /// Graceful stop (see the module comment), abandoning what still runs after
+    /// `timeout`. A zero timeout is [`LoopHandle::stop`]. A second call changes nothing.
+    pub fn drain(&self, timeout: Duration) {
+        if timeout.is_zero() {
+            return self.stop();
+        }
+        let ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.control.drain_timeout_ms.store(ms, Ordering::Release);
+        let _ = self
+            .control
+            .mode
+            .compare_exchange(RUN, DRAIN, Ordering::AcqRel, Ordering::Acquire);
+        self.completions.wake();
+    }
+
+    /// Log lines the loop wants said now, not when a worker is free.
+    pub fn take_notices(&self, into: &mut Vec<LogRecord>) {
+        let mut list = self
+            .control
+            .notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        into.append(&mut list);
+    }
+}
+
+/// A graceful stop in progress.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Drain {
+    started: Instant,
+    deadline: Instant,
+}
+
+impl EventLoop {
+    fn notice(&self, level: LogLevel, message: String) {
+        self.control
+            .notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(LogRecord {
+                level,
+                message,
+                queue: false,
+            });
+    }
+
+    /// Acts on a stop request, if any; `Some(abandoned requests)` when the loop must
+    /// end now (its connections are closed by then).
+    pub(super) fn check_stop(&mut self) -> Option<usize> {
+        match self.control.mode.load(Ordering::Acquire) {
+            RUN => None,
+            HALT => Some(self.halt()),
+            _ => {
+                self.now = Instant::now();
+                if self.draining.is_none() {
+                    self.begin_drain();
+                }
+                self.drain_progress()
+            }
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        let timeout =
+            Duration::from_millis(self.control.drain_timeout_ms.load(Ordering::Acquire).max(1));
+        self.draining = Some(Drain {
+            started: self.now,
+            deadline: self.now + timeout,
+        });
+        let mut queued = 0;
+        for li in 0..self.listeners.len() {
+            queued += self.accept_queued(li);
+        }
+        for l in &self.listeners {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&l.sock.as_raw_fd()));
+        }
+        self.listeners.clear();
+        self.accept_paused = false;
+        self.accept_due = false;
+
+        let (mut running, mut partial) = (0, 0);
+        let mut idle = Vec::new();
+        for (token, c) in self.conns.iter() {
+            c.channel.set_last();
+            match c.state {
+                State::Busy => running += 1,
+                State::Head { started: None, .. } if c.rbuf.is_empty() => {
+                    if !c.fresh {
+                        idle.push(token);
+                    }
+                }
+                State::Head { .. } | State::Body { .. } => partial += 1,
+                State::Closing | State::Lingering { .. } => {}
+            }
+        }
+        let closed = idle.len();
+        for token in idle {
+            self.close_idle(token);
+        }
+        let mut msg = format!(
+            "Shutting down: {running} request(s) in flight, {closed} idle connection(s) closed"
+        );
+        if partial > 0 {
+            msg += &format!(", {partial} request(s) being received");
+        }
+        if queued > 0 {
+            msg += &format!(", {queued} queued connection(s) accepted");
+        }
+        msg += &format!("; waiting up to {} s", fmt_secs(timeout));
+        self.notice(LogLevel::Info, msg);
+    }
+
+    /// Takes the connections waiting in listener `li`'s kernel queue, whatever
+    /// `connection_limit` says: closing the listener would drop them.
+    fn accept_queued(&mut self, li: usize) -> usize {
+        let mut n = 0;
+        while n < MAX_FINAL_ACCEPTS {
+            match self.listeners[li].sock.accept() {
+                Ok((sock, addr)) => {
+                    n += 1;
+                    let _ = self.register(li, sock, addr);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                Err(_) => break,
+            }
+        }
+        n
+    }
+
+    /// Closes a connection that is between requests: at once if nothing is left to
+    /// send, else once it is sent.
+    fn close_idle(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.channel.has_pending_output() {
+            conn.state = State::Closing;
+            self.finish_close(token);
+        } else {
+            self.close(token);
+        }
+    }
+
+    /// Closes what no longer has a reason to stay; `Some` when the drain is over.
+    fn drain_progress(&mut self) -> Option<usize> {
+        let drain = self.draining?;
+        let now = self.now;
+        let mut expired = Vec::new();
+        for (token, c) in self.conns.iter() {
+            let close = match c.state {
+                State::Head { started: None, .. } if c.rbuf.is_empty() => {
+                    !c.fresh || now >= drain.started + FIRST_REQUEST_GRACE
+                }
+                // Lingering protects the last response from an RST provoked by unread
+                // input; once the peer has acknowledged every byte (and our FIN) and
+                // nothing waits to be read, it has nothing left to protect.
+                State::Lingering { deadline } => now >= deadline || settled(&c.channel.sock),
+                _ => false,
+            };
+            if close {
+                expired.push(token);
+            }
+        }
+        for token in expired {
+            self.close_idle(token);
+        }
+        if self.conns.is_empty() {
+            let took = now.duration_since(drain.started);
+            self.notice(
+                LogLevel::Info,
+                format!(
+                    "Shutdown complete: every request answered in {} s",
+                    fmt_secs(took)
+                ),
+            );
+            self.shutdown();
+            return Some(0);
+        }
+        if now < drain.deadline {
+            return None;
+        }
+        let running = self.running_requests();
+        self.notice(
+            LogLevel::Warning,
+            format!(
+                "Shutdown timeout of {} s reached: abandoning {running} request(s) still running",
+                fmt_secs(drain.deadline - drain.started)
+            ),
+        );
+        self.shutdown();
+        Some(running)
+    }
+
+    fn halt(&mut self) -> usize {
+        let running = self.running_requests();
+        self.notice(
+            LogLevel::Info,
+            format!("Stopping at once: {running} request(s) in flight abandoned"),
+        );
+        self.shutdown();
+        running
+    }
+
+    /// Requests with a worker, or waiting for one.
+    fn running_requests(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state, State::Busy))
+            .count()
+    }
+
+    /// Closes every connection and listener; the loop ends after this.
+    pub(super) fn shutdown(&mut self) {
+        for (_, conn) in self.conns.iter() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&conn.channel.sock.as_raw_fd()));
+            conn.channel.mark_closed();
+            // A worker may still hold the channel (and so the socket): the client must
+            // see the end now.
+            let _ = conn.channel.sock.shutdown(std::net::Shutdown::Both);
+        }
+        self.conns.clear();
+        for l in &self.listeners {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&l.sock.as_raw_fd()));
+        }
+        self.listeners.clear();
+        self.jobs.push_batch(&mut self.batch);
+    }
+}
+
+/// Whether the peer has acknowledged all we sent and nothing waits to be read.
+fn settled(sock: &socket2::Socket) -> bool {
+    let (mut unacked, mut unread): (libc::c_int, libc::c_int) = (0, 0);
+    let fd = sock.as_raw_fd();
+    // SAFETY: both ioctls write one int into the locals.
+    unsafe {
+        libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) == 0
+            && libc::ioctl(fd, libc::FIONREAD, &mut unread) == 0
+            && unacked == 0
+            && unread == 0
+    }
+}
+
+/// Seconds as a short decimal ("30", "1.5", "0.25").
+fn fmt_secs(d: Duration) -> String {
+    let s = format!("{:.2}", d.as_secs_f64());
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_secs;
+    use std::time::Duration;
+
+    #[test]
+    fn seconds_are_short() {
+        assert_eq!(fmt_secs(Duration::from_secs(30)), "30");
+        assert_eq!(fmt_secs(Duration::from_millis(1500)), "1.5");
+        assert_eq!(fmt_secs(Duration::from_millis(250)), "0.25");
+        assert_eq!(fmt_secs(Duration::from_millis(3)), "0");
+    }
+}
