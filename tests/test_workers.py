@@ -635,3 +635,42 @@ def test_keep_alive_connections_spread_evenly(cluster):
     assert len(counts) == 2
     for n in counts.values():
         assert abs(n - 400) <= 60, counts
+
+
+PASTE_INI = """
+[app:main]
+use = call:wapp:make_app
+
+[server:main]
+use = egg:maitre#main
+listen = 127.0.0.1:{port}
+workers = {workers}
+"""
+
+PASTE_SCRIPT = """
+import sys
+from paste.deploy import loadapp, loadserver
+uri = "config:" + sys.argv[1]
+loadserver(uri)(loadapp(uri))
+"""
+
+
+def test_paste_workers_and_sighup_rereads_the_ini(appdir):
+    pytest.importorskip("paste.deploy")
+    with open(appdir / "wapp.py", "a") as f:
+        f.write("\ndef make_app(global_conf, **local_conf):\n    return app\n")
+    port = free_port()
+    ini = appdir / "site.ini"
+    ini.write_text(PASTE_INI.format(port=port, workers=2))
+    proc = ServerProcess([sys.executable, "-c", PASTE_SCRIPT, str(ini)], cwd=appdir)
+    try:
+        proc.wait_for_line("Ready with 2 worker(s)")
+        assert fetch(port).text.startswith("v1")
+        ini.write_text(PASTE_INI.format(port=port, workers=3))
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        proc.wait_for_line("Reloaded: 3 new worker(s)")
+        assert fetch(port).status == 200
+        os.kill(proc.proc.pid, signal.SIGTERM)
+        assert proc.wait() == 0
+    finally:
+        proc.kill()

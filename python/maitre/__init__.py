@@ -25,6 +25,7 @@ def serve(app: Any, **kw: Any) -> None:
     _server = kw.pop("_server", create_server)  # test shim, as in waitress
     _quiet = kw.pop("_quiet", False)
     _profile = kw.pop("_profile", False)  # test shim, as in waitress
+    _reread = kw.pop("_reread", None)  # how a master re-reads the settings (HUP)
     if not _quiet:
         logging.basicConfig()  # idempotent if logging is already set up
         if logger.level == logging.NOTSET:
@@ -33,7 +34,7 @@ def serve(app: Any, **kw: Any) -> None:
         # An application object can only be preloaded: forked with the master.
         from .supervisor import Master
 
-        code = Master(kw, app=app).run()
+        code = Master(kw, app=app, reread=_reread).run()
         if code:
             raise SystemExit(code)
         return
@@ -93,10 +94,44 @@ def _notify_when_ready(server: Any) -> None:
 def serve_paste(app: Any, global_conf: Any, **kw: Any) -> int:
     """PasteDeploy server runner: ``[server:main] use = egg:maitre#main`` (entry point
     ``main`` of the group ``paste.server_runner``). The ini's values are strings,
-    converted by the same setting definitions as ``serve()``'s keywords;
-    ``global_conf`` is not used."""
-    serve(app, **kw)
+    converted by the same setting definitions as ``serve()``'s keywords. With a
+    master process (``workers`` > 1), SIGHUP reads the same ``[server:...]``
+    section of the ini file again; the application, loaded by PasteDeploy before
+    the server, stays the one in memory."""
+    serve(app, _reread=_paste_rereader(global_conf, kw), **kw)
     return 0
+
+
+def _paste_rereader(global_conf: Any, kw: dict) -> Any:
+    """A function reading the settings again from the ini file they came from
+    (``__file__`` in ``global_conf``): the ``[server:NAME]`` section whose values
+    are ``kw``. None when they came from elsewhere."""
+    path = (global_conf or {}).get("__file__")
+    if not path:
+        return None
+    try:
+        import configparser
+
+        from paste.deploy.loadwsgi import SERVER, loadcontext
+
+        parser = configparser.RawConfigParser()
+        parser.read(path)
+        names = [
+            section.split(":", 1)[1].strip()
+            for section in parser.sections()
+            if section.startswith("server:")
+        ]
+        uri = "config:" + os.path.abspath(path)
+        mine = [n for n in names if loadcontext(SERVER, uri, name=n).local_conf == kw]
+    except Exception:  # an ini PasteDeploy read once but cannot read again
+        return None
+    if len(mine) != 1:
+        return None
+
+    def reread() -> tuple:
+        return loadcontext(SERVER, uri, name=mine[0]).local_conf, None
+
+    return reread
 
 
 def profile(

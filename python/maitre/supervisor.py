@@ -210,7 +210,7 @@ class Master:
         kw: dict,
         load_app: Callable[[], Any] | None = None,
         app: Any = None,
-        reread: Callable[[], tuple[dict, Callable[[], Any]]] | None = None,
+        reread: Callable[[], tuple[dict, Callable[[], Any] | None]] | None = None,
         watch_dirs: list[str] | None = None,
     ) -> None:
         if app is None and load_app is None:
@@ -629,7 +629,9 @@ class Master:
                     "%s: the listening addresses cannot change without a restart",
                     why,
                 )
-            self.kw, self.adj, self.load_app = kw, adj, load_app
+            self.kw, self.adj = kw, adj
+            if load_app is not None:  # None: the application stays the loaded one
+                self.load_app = load_app
             self.target = adj.workers
         logger.info("%s: reloading, starting %d new worker(s)", why, self.target)
         self.state = State.RELOADING
