@@ -258,6 +258,7 @@ class Master:
         self.boot_failures = 0
         self.spawn_not_before = 0.0
         self.reload_started = 0.0
+        self.pending_reload: tuple[str, bool] | None = None
 
     # ------------------------------------------------------------------ life
 
@@ -424,6 +425,13 @@ class Master:
                 time.monotonic() - self.reload_started,
             )
             sd_notify(f"READY=1\nSTATUS=serving with {ready} worker(s)")
+            self._reload_pending()
+
+    def _reload_pending(self) -> None:
+        if self.pending_reload is not None:
+            why, reread = self.pending_reload
+            self.pending_reload = None
+            self._reload(why, reread)
 
     def _sockets_for(self, slot: int) -> list[socket.socket]:
         if slot not in self.slot_sockets:
@@ -555,6 +563,7 @@ class Master:
             self.generation -= 1
             self.state = State.RUNNING
             sd_notify("READY=1\nSTATUS=reload failed; serving with the old code")
+            self._reload_pending()
             return
         if self.state is State.STARTING or not old and not self._current():
             # Shown once: the other workers' errors come after the stop.
@@ -612,7 +621,10 @@ class Master:
         if self.state is State.STOPPING:
             return
         if self.state is State.RELOADING:
-            logger.info("%s: a reload is already under way", why)
+            # Done once this one ends: a file saved twice in a row must not leave
+            # workers running the first version.
+            logger.info("%s: reloading again after the reload under way", why)
+            self.pending_reload = (why, reread or bool(self.pending_reload))
             return
         if reread and self.reread is not None:
             try:
