@@ -700,3 +700,15 @@ def test_unix_socket_shared_by_the_workers(cluster, tmp_path, appdir):
         assert not os.path.exists(path)
     finally:
         proc.kill()
+
+
+def test_sigusr1_reaches_every_worker_and_stops_none(cluster):
+    """USR1 (reopen the log files) is forwarded: each worker handles it (the
+    default action would kill it) and keeps serving."""
+    c = started(cluster("--workers=2"))
+    before = c.workers()
+    c.signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    assert c.workers() == before
+    assert "killed by" not in c.proc.stderr
+    assert fetch(c.port).status == 200

@@ -413,6 +413,10 @@ class Master:
         ]
         for w in outgoing:
             self._retire(w)
+        if outgoing:
+            # Fewer workers than before (a reload with fewer): a slot's socket
+            # left without a worker would queue connections nobody accepts.
+            self._close_slots(lambda slot: slot >= self.target)
         if self.state is State.STARTING:
             self.state = State.RUNNING
             logger.info("Ready with %d worker(s)", ready)
