@@ -217,6 +217,10 @@ class Master:
             raise ValueError("an application or a way to load one is needed")
         self.kw = _server.with_activated_sockets(kw)
         self.adj = Adjustments(**self.kw)
+        if "sockets" in self.kw:
+            # The socket objects now owning the descriptors, for any later
+            # Adjustments (a reload) to take as they are, not wrap again.
+            self.kw["sockets"] = self.adj.sockets
         self.load_app = load_app
         self.app = app
         self.reread = reread
