@@ -25,14 +25,23 @@ load the application writes ``E`` and the traceback, and exits with
 ``WORKER_BOOT_ERROR``: the master shows the error once and stops (exit status 1)
 instead of forking again and again.
 
-Sockets are shared: every worker accepts from the same listening sockets (no
-SO_REUSEPORT), so a connection waiting in the backlog belongs to no worker and is
-never lost when one exits: the others (or its successor) accept it. At a full stop
-the master closes its own copies of the sockets as soon as it has told the workers
-to stop, not at its exit: each worker accepts what is already in the backlog and
-then closes its copy, so the sockets close (and new connections are refused) the
-moment the last worker stops accepting, and no connection is left in a backlog
-nobody reads, to be reset later (gunicorn #3397).
+Sockets: each worker slot (0 .. workers-1) has its own listening socket per
+address, bound by the master with SO_REUSEPORT and kept by it, and handed to every
+successor in that slot (after a crash, a max_requests recycle, a reload). The
+kernel spreads connections over the slots by a hash: evenly, where workers
+accepting from one shared socket measured 97/3 (whoever waits in epoll first
+wins). A connection queued in a slot's backlog belongs to the socket, which the
+master keeps open, not to the worker: when the worker exits its successor (or,
+during a reload, the new worker already sharing the slot) accepts it, so none is
+lost. Unix sockets and sockets passed by systemd cannot have siblings: all the
+workers share them.
+
+At a full stop the master closes its own copies of the sockets as soon as it has
+told the workers to stop, not at its exit: each worker accepts what is already in
+its backlog and then closes its copy, so the sockets close (and new connections
+are refused) the moment the last worker stops accepting, and no connection is left
+in a backlog nobody reads, to be reset later (gunicorn #3397). The same holds for
+a slot given up by SIGTTOU or a reload with fewer workers.
 
 Workers run in their own process group: a Ctrl-C in a terminal (SIGINT to the
 foreground group) reaches the master alone, which stops them once, gracefully,
