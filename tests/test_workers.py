@@ -712,3 +712,62 @@ def test_sigusr1_reaches_every_worker_and_stops_none(cluster):
     assert c.workers() == before
     assert "killed by" not in c.proc.stderr
     assert fetch(c.port).status == 200
+
+
+def test_second_signal_stops_at_once(cluster):
+    """TERM, then INT while a request sleeps 10 s: the workers are told to quit
+    at once (SIGQUIT) and the master exits 0 in a second or two, no traceback."""
+    c = started(cluster("--workers=2"))
+
+    def sleeper():
+        try:
+            fetch(c.port, "/sleep", timeout=15)
+        except Exception:
+            pass
+
+    threading.Thread(target=sleeper, daemon=True).start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    c.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    c.signal(signal.SIGINT)
+    assert c.wait_exit(8) == 0
+    assert time.monotonic() - t0 < 3.0
+    assert "SIGINT again: stopping at once" in c.proc.stderr
+    assert "Traceback" not in c.proc.stderr
+
+
+def test_shutdown_timeout_bounds_the_stop(cluster):
+    c = started(cluster("--workers=2", "--shutdown-timeout=1"))
+
+    def sleeper():
+        try:
+            fetch(c.port, "/sleep?10", timeout=15)
+        except Exception:
+            pass
+
+    threading.Thread(target=sleeper, daemon=True).start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    c.signal(signal.SIGTERM)
+    assert c.wait_exit(8) == 0
+    assert time.monotonic() - t0 < 2.5
+    assert "Traceback" not in c.proc.stderr
+
+
+def test_replacement_that_cannot_import_is_retried_not_looped(cluster, appdir):
+    """A worker dies while the code on disk no longer imports: the other keeps
+    serving, its replacement is retried after a growing delay (no fork loop), and
+    once the code is fixed the slot is served again."""
+    c = started(cluster("--workers=2"))
+    (appdir / "wapp.py").write_text("raise ImportError('broken-on-disk-marker')\n")
+    victim = min(c.workers())
+    os.kill(victim, signal.SIGKILL)
+    c.wait_log("next attempt in 1s")
+    for _ in range(10):
+        assert fetch(c.port, timeout=5).status == 200
+    time.sleep(1.5)
+    assert c.count("Booting worker") <= 4  # 2 at start, then 1 s, 2 s apart
+    (appdir / "wapp.py").write_text(APP.replace('"v1"', '"v5"'))
+    c.wait_log(" accepting", 3)
+    assert len(c.workers()) == 2

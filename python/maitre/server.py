@@ -59,16 +59,17 @@ def bind_sockets(adj: Adjustments, reuse_port: bool = False) -> list[socket.sock
     return _bind_tcp(adj, reuse_port)
 
 
-def reuse_port_sibling(sock: socket.socket, backlog: int) -> socket.socket:
-    """Another listening socket on the address of ``sock`` (bound with
-    SO_REUSEPORT): the kernel spreads new connections over the two by a hash."""
-    sibling = socket.socket(sock.family, sock.type, sock.proto)
+def reuse_port_sibling(family: int, address: Any, backlog: int) -> socket.socket:
+    """Another listening TCP socket on ``address``, which sockets bound with
+    SO_REUSEPORT (``bind_sockets(adj, reuse_port=True)``) already listen on: the
+    kernel spreads new connections over them by a hash."""
+    sibling = socket.socket(family, socket.SOCK_STREAM)
     try:
         sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if sock.family == socket.AF_INET6:
+        if family == socket.AF_INET6:
             sibling.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sibling.bind(sock.getsockname())
+        sibling.bind(address)
         sibling.listen(backlog)
     except BaseException:
         sibling.close()

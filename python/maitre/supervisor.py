@@ -282,7 +282,10 @@ class Master:
         self.pid_file.create()
         try:
             self.sockets = _server.bind_sockets(self.adj, self.reuse_port)
-            self.slot_sockets[0] = self.sockets
+            self.slot_sockets[0] = list(self.sockets)
+            #: where each slot's sockets listen (a slot may be closed and bound
+            #: again: see _on_boot_error)
+            self.addresses = [(s.family, s.getsockname()) for s in self.sockets]
             if self.adj.preload_app and self.app is None:
                 self.app = self.load_app()  # errors are the caller's to show
             self._install_signals()
@@ -454,8 +457,8 @@ class Master:
         if slot not in self.slot_sockets:
             if self.reuse_port:
                 self.slot_sockets[slot] = [
-                    _server.reuse_port_sibling(s, self.adj.backlog)
-                    for s in self.sockets
+                    _server.reuse_port_sibling(family, address, self.adj.backlog)
+                    for family, address in self.addresses
                 ]
             else:
                 self.slot_sockets[slot] = self.sockets
@@ -591,6 +594,14 @@ class Master:
             return
         # A replacement failed on code changed on disk while others still serve:
         # retry later rather than fork in a loop, or take the server down.
+        if self.reuse_port and not any(
+            w.slot == worker.slot and w.stopping_since is None
+            for w in self.workers.values()
+        ):
+            # Meanwhile no connection must wait in a socket nobody accepts from:
+            # the slot's sockets close (the kernel hashes over the others) and are
+            # bound again for the next attempt.
+            self._close_slots(lambda slot: slot == worker.slot)
         self.boot_failures += 1
         delay = min(30.0, 2.0 ** (self.boot_failures - 1))
         self.spawn_not_before = time.monotonic() + delay
@@ -702,9 +713,10 @@ class Master:
         self.sockets = []
 
     def _close_slots(self, which: Callable[[int], bool]) -> None:
-        for slot in [slot for slot in self.slot_sockets if slot and which(slot)]:
+        for slot in [slot for slot in self.slot_sockets if which(slot)]:
             for s in self.slot_sockets.pop(slot):
-                if s not in self.sockets:
+                # Shared sockets close with the master's own (_close_sockets).
+                if self.reuse_port or s not in self.sockets:
                     s.close()
 
     # ---------------------------------------------------------- the worker
