@@ -375,6 +375,7 @@ class Master:
                 if self.state is not State.STOPPING:
                     self.target += 1
                     logger.info("SIGTTIN: %d worker(s)", self.target)
+                    sd_notify(f"STATUS=serving with {self.target} worker(s)")
             elif sig == signal.SIGTTOU:
                 self._remove_one()
             elif sig == signal.SIGUSR1:
@@ -387,6 +388,7 @@ class Master:
             return
         self.target -= 1
         logger.info("SIGTTOU: %d worker(s)", self.target)
+        sd_notify(f"STATUS=serving with {self.target} worker(s)")
         for w in self._current():
             if w.slot >= self.target:
                 self._retire(w)
