@@ -272,6 +272,7 @@ class Master:
         self.spawn_not_before = 0.0
         self.reload_started = 0.0
         self.pending_reload: tuple[str, bool] | None = None
+        self.before_reload: tuple = (self.kw, self.adj, self.load_app, self.target)
 
     # ------------------------------------------------------------------ life
 
@@ -583,6 +584,7 @@ class Master:
                 if w.generation == self.generation:
                     self._retire(w, signal.SIGKILL)
             self.generation -= 1
+            self.kw, self.adj, self.load_app, self.target = self.before_reload
             self.state = State.RUNNING
             sd_notify("READY=1\nSTATUS=reload failed; serving with the old code")
             self._reload_pending()
@@ -656,6 +658,8 @@ class Master:
             logger.info("%s: reloading again after the reload under way", why)
             self.pending_reload = (why, reread or bool(self.pending_reload))
             return
+        # What a failed reload goes back to.
+        self.before_reload = (self.kw, self.adj, self.load_app, self.target)
         if reread and self.reread is not None:
             try:
                 kw, load_app = self.reread()
