@@ -15,5 +15,7 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _maitre(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Before any fork: worker processes share this table (see engine::balance).
+    engine::balance::init();
     wsgi::register(m)
 }

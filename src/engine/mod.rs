@@ -1,6 +1,7 @@
 //! The engine: sockets, the event loop, connections and the hand-offs to worker threads.
 //! It knows HTTP framing (through `crate::http`) but nothing of Python or WSGI.
 
+pub mod balance;
 pub mod body;
 pub mod channel;
 pub mod config;

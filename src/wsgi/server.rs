@@ -353,10 +353,19 @@ impl Engine {
                     )
                 };
             }
+            // A thread in a Python loop raises it within a switch interval or so; give
+            // those the time to end (one that outlived the interpreter would abort the
+            // process). One blocked in C (a sleep, a socket) is left to itself.
+            let deadline = Instant::now() + Duration::from_millis(250);
+            crate::wsgi::gil::detach(py, || {
+                while stuck.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
             self.stragglers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .extend(stuck);
+                .extend(stuck.into_iter().filter(|w| !w.is_finished()));
         }
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
         self.stopped.notify_all();
