@@ -44,37 +44,18 @@ def create_server(
     return server_class(sockets)(application, adj, sockets)
 
 
-def bind_sockets(adj: Adjustments, reuse_port: bool = False) -> list[socket.socket]:
+def bind_sockets(adj: Adjustments) -> list[socket.socket]:
     """The listening sockets ``adj`` asks for, bound and listening: a Unix socket,
     the ``sockets`` given (listen() called again for the backlog), or one TCP socket
-    per resolved address (with SO_REUSEPORT if ``reuse_port``, so that siblings can
-    be bound beside them). Used by ``create_server`` and by the master process
-    (which binds for all its workers)."""
+    per resolved address. Used by ``create_server`` and by the master process (which
+    binds once for all its workers)."""
     if adj.unix_socket:
         return [_bind_unix(adj)]
     if adj.sockets:
         for s in adj.sockets:
             s.listen(adj.backlog)
         return list(adj.sockets)
-    return _bind_tcp(adj, reuse_port)
-
-
-def reuse_port_sibling(family: int, address: Any, backlog: int) -> socket.socket:
-    """Another listening TCP socket on ``address``, which sockets bound with
-    SO_REUSEPORT (``bind_sockets(adj, reuse_port=True)``) already listen on: the
-    kernel spreads new connections over them by a hash."""
-    sibling = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sibling.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sibling.bind(address)
-        sibling.listen(backlog)
-    except BaseException:
-        sibling.close()
-        raise
-    return sibling
+    return _bind_tcp(adj)
 
 
 def server_class(sockets: list[socket.socket]) -> type[BaseWSGIServer]:
@@ -115,15 +96,13 @@ def with_activated_sockets(kw: dict) -> dict:
     return dict(kw, sockets=list(fds))
 
 
-def _bind_tcp(adj: Adjustments, reuse_port: bool = False) -> list[socket.socket]:
+def _bind_tcp(adj: Adjustments) -> list[socket.socket]:
     bound: list[socket.socket] = []
     try:
         for family, socktype, proto, sockaddr in adj.listen:
             sock = socket.socket(family, socktype, proto)
             bound.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 # '*' binds each family on its own socket.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)

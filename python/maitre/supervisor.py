@@ -25,23 +25,23 @@ load the application writes ``E`` and the traceback, and exits with
 ``WORKER_BOOT_ERROR``: the master shows the error once and stops (exit status 1)
 instead of forking again and again.
 
-Sockets: each worker slot (0 .. workers-1) has its own listening socket per
-address, bound by the master with SO_REUSEPORT and kept by it, and handed to every
-successor in that slot (after a crash, a max_requests recycle, a reload). The
-kernel spreads connections over the slots by a hash: evenly, where workers
-accepting from one shared socket measured 97/3 (whoever waits in epoll first
-wins). A connection queued in a slot's backlog belongs to the socket, which the
-master keeps open, not to the worker: when the worker exits its successor (or,
-during a reload, the new worker already sharing the slot) accepts it, so none is
-lost. Unix sockets and sockets passed by systemd cannot have siblings: all the
-workers share them.
+Sockets are shared: the master binds them once and every worker accepts from
+the same ones (TCP, IPv6, Unix, or passed by systemd alike). A connection waiting
+in the backlog belongs to no worker, so none is lost when one exits: the others,
+or its successor, accept it; and one wedged worker delays nobody for long. Workers
+sharing a socket would not share its connections evenly by themselves (whoever
+waits in epoll first takes the burst: measured 97/3 for two workers); the engine
+of each supervised worker balances them (``src/engine/balance.rs``): measured
+10/10, 26/24, 50/50 and 99/101 for bursts of 20 to 200 connections. One socket
+per worker with SO_REUSEPORT was tried first: spread by the kernel's hash only
+(47/53 for 100, 58/42 under wrk -c50), and connections hashed to a wedged or
+failing worker's socket waited for its replacement.
 
 At a full stop the master closes its own copies of the sockets as soon as it has
 told the workers to stop, not at its exit: each worker accepts what is already in
-its backlog and then closes its copy, so the sockets close (and new connections
+the backlog and then closes its copy, so the sockets close (and new connections
 are refused) the moment the last worker stops accepting, and no connection is left
-in a backlog nobody reads, to be reset later (gunicorn #3397). The same holds for
-a slot given up by SIGTTOU or a reload with fewer workers.
+in a backlog nobody reads, to be reset later (gunicorn #3397).
 
 Workers run in their own process group: a Ctrl-C in a terminal (SIGINT to the
 foreground group) reaches the master alone, which stops them once, gracefully,
@@ -98,11 +98,11 @@ class State(enum.Enum):
 class Worker:
     """The master's view of one worker process."""
 
-    def __init__(self, pid: int, pipe: int, generation: int, slot: int) -> None:
+    def __init__(self, pid: int, pipe: int, generation: int) -> None:
         self.pid = pid
-        self.slot = slot  # which of the master's socket sets it serves
         self.pipe = pipe  # read end; -1 once closed
         self.generation = generation
+        self.booted = time.monotonic()
         self.last_beat = time.monotonic()  # boot counts as activity
         self.ready = False
         #: reached max_requests: replaced as soon as a successor accepts
@@ -251,14 +251,6 @@ class Master:
         self.generation = 1
         self.target = self.adj.workers
         self.sockets: list[socket.socket] = []
-        #: the sockets of each worker slot: with SO_REUSEPORT, a set of its own per
-        #: slot (slot 0's are ``sockets``); otherwise every slot shares ``sockets``
-        self.slot_sockets: dict[int, list[socket.socket]] = {}
-        self.reuse_port = bool(
-            hasattr(socket, "SO_REUSEPORT")
-            and not self.adj.unix_socket
-            and not self.adj.sockets
-        )
         self.pid_file = PidFile(self.adj.pid_file)
         self.exit_code = 0
         self.signals: list[int] = []
@@ -282,11 +274,7 @@ class Master:
             logger.setLevel(logging.INFO)
         self.pid_file.create()
         try:
-            self.sockets = _server.bind_sockets(self.adj, self.reuse_port)
-            self.slot_sockets[0] = list(self.sockets)
-            #: where each slot's sockets listen (a slot may be closed and bound
-            #: again: see _on_boot_error)
-            self.addresses = [(s.family, s.getsockname()) for s in self.sockets]
+            self.sockets = _server.bind_sockets(self.adj)
             if self.adj.preload_app and self.app is None:
                 self.app = self.load_app()  # errors are the caller's to show
             self._install_signals()
@@ -390,11 +378,10 @@ class Master:
         self.target -= 1
         logger.info("SIGTTOU: %d worker(s)", self.target)
         sd_notify(f"STATUS=serving with {self.target} worker(s)")
-        for w in self._current():
-            if w.slot >= self.target:
-                self._retire(w)
-        # Its sockets close once it has accepted what waits in them.
-        self._close_slots(lambda slot: slot >= self.target)
+        current = self._current()
+        if len(current) > self.target:
+            # The newest goes: the older ones have warm caches.
+            self._retire(max(current, key=lambda w: w.booted))
 
     # -------------------------------------------------------------- workers
 
@@ -416,10 +403,8 @@ class Master:
             return
         current = self._current()
         if len(current) < self.target and time.monotonic() >= self.spawn_not_before:
-            covered = {w.slot for w in current}
-            for slot in range(self.target):
-                if slot not in covered:
-                    self._spawn(slot)
+            for _ in range(self.target - len(current)):
+                self._spawn()
             current = self._current()
         ready = sum(1 for w in current if w.ready)
         if ready < min(self.target, len(current)) or ready == 0:
@@ -432,10 +417,6 @@ class Master:
         ]
         for w in outgoing:
             self._retire(w)
-        if outgoing:
-            # Fewer workers than before (a reload with fewer): a slot's socket
-            # left without a worker would queue connections nobody accepts.
-            self._close_slots(lambda slot: slot >= self.target)
         if self.state is State.STARTING:
             self.state = State.RUNNING
             logger.info("Ready with %d worker(s)", ready)
@@ -456,19 +437,7 @@ class Master:
             self.pending_reload = None
             self._reload(why, reread)
 
-    def _sockets_for(self, slot: int) -> list[socket.socket]:
-        if slot not in self.slot_sockets:
-            if self.reuse_port:
-                self.slot_sockets[slot] = [
-                    _server.reuse_port_sibling(family, address, self.adj.backlog)
-                    for family, address in self.addresses
-                ]
-            else:
-                self.slot_sockets[slot] = self.sockets
-        return self.slot_sockets[slot]
-
-    def _spawn(self, slot: int) -> None:
-        sockets = self._sockets_for(slot)
+    def _spawn(self) -> None:
         max_requests = self.adj.max_requests
         if max_requests > 0 and self.adj.max_requests_jitter > 0:
             max_requests += random.randint(0, self.adj.max_requests_jitter)
@@ -480,12 +449,12 @@ class Master:
             pid = os.fork()
             if pid == 0:
                 os.close(read_end)
-                self._run_worker(write_end, max_requests, sockets)  # never returns
+                self._run_worker(write_end, max_requests)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         os.close(write_end)
         os.set_blocking(read_end, False)
-        worker = Worker(pid, read_end, self.generation, slot)
+        worker = Worker(pid, read_end, self.generation)
         self.workers[pid] = worker
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         logger.info("Booting worker %d", pid)
@@ -598,14 +567,6 @@ class Master:
             return
         # A replacement failed on code changed on disk while others still serve:
         # retry later rather than fork in a loop, or take the server down.
-        if self.reuse_port and not any(
-            w.slot == worker.slot and w.stopping_since is None
-            for w in self.workers.values()
-        ):
-            # Meanwhile no connection must wait in a socket nobody accepts from:
-            # the slot's sockets close (the kernel hashes over the others) and are
-            # bound again for the next attempt.
-            self._close_slots(lambda slot: slot == worker.slot)
         self.boot_failures += 1
         delay = min(30.0, 2.0 ** (self.boot_failures - 1))
         self.spawn_not_before = time.monotonic() + delay
@@ -708,7 +669,6 @@ class Master:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
-        self._close_slots(lambda slot: True)
         for s in self.sockets:
             if s.family == socket.AF_UNIX and self.adj.unix_socket:
                 try:
@@ -718,18 +678,9 @@ class Master:
             s.close()
         self.sockets = []
 
-    def _close_slots(self, which: Callable[[int], bool]) -> None:
-        for slot in [slot for slot in self.slot_sockets if which(slot)]:
-            for s in self.slot_sockets.pop(slot):
-                # Shared sockets close with the master's own (_close_sockets).
-                if self.reuse_port or s not in self.sockets:
-                    s.close()
-
     # ---------------------------------------------------------- the worker
 
-    def _run_worker(
-        self, pipe: int, max_requests: int, sockets: list[socket.socket]
-    ) -> None:
+    def _run_worker(self, pipe: int, max_requests: int) -> None:
         """The child side of a fork: serve, and exit (never returns)."""
         code = 0
         try:
@@ -748,13 +699,7 @@ class Master:
             for w in self.workers.values():
                 if w.pipe >= 0:
                     os.close(w.pipe)
-            # Other slots' sockets: held here, they would keep queueing
-            # connections that nobody accepts once their own worker has stopped.
-            for slot_sockets in self.slot_sockets.values():
-                for s in slot_sockets:
-                    if s not in sockets:
-                        s.close()
-            code = self._serve_in_worker(pipe, max_requests, sockets)
+            code = self._serve_in_worker(pipe, max_requests)
         except KeyboardInterrupt:
             code = 0
         except SystemExit as exc:
@@ -770,9 +715,7 @@ class Master:
                     pass
             os._exit(code)
 
-    def _serve_in_worker(
-        self, pipe: int, max_requests: int, sockets: list[socket.socket]
-    ) -> int:
+    def _serve_in_worker(self, pipe: int, max_requests: int) -> int:
         app = self.app
         if app is None:
             try:
@@ -781,6 +724,7 @@ class Master:
                 # Told to the master, which shows it once for all the workers.
                 _write_all(pipe, b"E" + traceback.format_exc().encode())
                 return WORKER_BOOT_ERROR
+        sockets = self.sockets
         server = _server.server_class(sockets)(app, self.adj, sockets)
         server.owns_unix_socket_file = False
         # The engine serves duplicates of the descriptors: closing the inherited
@@ -822,9 +766,8 @@ class Master:
                     os.setpgid(0, 0)
                     _set_parent_death_signal()
                     os.close(read_end)
-                    for slot_sockets in self.slot_sockets.values():
-                        for s in slot_sockets:
-                            s.close()
+                    for s in self.sockets:
+                        s.close()
                     _watch(dirs, write_end)
                 except KeyboardInterrupt:
                     pass
