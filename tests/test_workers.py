@@ -623,7 +623,7 @@ def test_serve_with_workers_from_python(tmp_path):
 
 def test_keep_alive_connections_spread_evenly(cluster):
     """400 keep-alive connections over 2 workers: each serves within 15 % of the
-    mean (one SO_REUSEPORT socket per worker; sharing one socket gave 97/3)."""
+    mean (sharing the socket without the engine's balancing gave 496/304)."""
     c = started(cluster("--workers=2", "--connection-limit=1000", "--backlog=1024"))
     conns = [RawConnection(c.port) for _ in range(400)]
     try:
@@ -758,7 +758,7 @@ def test_shutdown_timeout_bounds_the_stop(cluster):
 def test_replacement_that_cannot_import_is_retried_not_looped(cluster, appdir):
     """A worker dies while the code on disk no longer imports: the other keeps
     serving, its replacement is retried after a growing delay (no fork loop), and
-    once the code is fixed the slot is served again."""
+    once the code is fixed the replacement serves."""
     c = started(cluster("--workers=2"))
     (appdir / "wapp.py").write_text("raise ImportError('broken-on-disk-marker')\n")
     victim = min(c.workers())
