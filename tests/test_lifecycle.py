@@ -40,7 +40,10 @@ def app(environ, start_response):
         sys.stderr.write(f"APP-ENTER {path}\\n")
         sys.stderr.flush()
         time.sleep(float(path.split("/")[2]))
-    body = f"{path} {os.getpid()}".encode()
+    if path == "/echo":
+        body = environ["wsgi.input"].read()
+    else:
+        body = f"{path} {os.getpid()}".encode()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
 """
@@ -126,6 +129,57 @@ def test_sigterm_answers_requests_in_flight_and_closes_idle_connections(appdir):
     assert "Traceback" not in proc.stderr, proc.stderr
     line = proc.wait_for_line("Shutting down")
     assert "10 request(s) in flight" in line and "20 idle" in line, line
+
+
+def test_connections_queued_in_the_kernel_are_answered(appdir):
+    """Connections the kernel accepted but the server had not (connection_limit
+    reached) when SIGTERM came are taken and answered, not dropped with the
+    listening socket (gunicorn #3397)."""
+    proc, port = start(appdir, "--connection-limit=1", "--threads=4")
+    try:
+        first = InFlight(port, "/sleep/1")
+        proc.wait_for_line("APP-ENTER /sleep/1")
+        queued = [InFlight(port, f"/queued/{i}") for i in range(3)]
+        time.sleep(0.3)
+        assert all(t.is_alive() for t in queued), "answered despite connection_limit"
+        os.kill(proc.proc.pid, signal.SIGTERM)
+        assert proc.wait() == 0
+        for t in [first, *queued]:
+            t.join(5)
+            assert t.error is None, t.error
+            assert t.response.status == 200
+            assert t.response.header("Connection") == "close"
+        assert [t.response.body.split()[0] for t in queued] == [
+            b"/queued/0",
+            b"/queued/1",
+            b"/queued/2",
+        ]
+    finally:
+        proc.kill()
+    assert "3 queued connection(s) accepted" in proc.stderr, proc.stderr
+
+
+def test_request_being_received_is_answered(appdir):
+    """A request whose body is still arriving when the stop begins is received
+    whole and answered (a client in the middle of an upload gets its answer)."""
+    proc, port = start(appdir)
+    try:
+        with RawConnection(port) as conn:
+            conn.send(
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234"
+            )
+            time.sleep(0.2)
+            os.kill(proc.proc.pid, signal.SIGTERM)
+            proc.wait_for_line("Shutting down")
+            time.sleep(0.3)
+            conn.send(b"56789")
+            resp = conn.read_response()
+            assert (resp.status, resp.body) == (200, b"0123456789")
+            assert resp.header("Connection") == "close"
+        assert proc.wait() == 0
+    finally:
+        proc.kill()
+    assert "1 request(s) being received" in proc.stderr, proc.stderr
 
 
 def test_shutdown_timeout_abandons_what_still_runs(appdir):

@@ -413,8 +413,8 @@ def test_every_setting_is_a_flag():
     """Each setting is a command-line flag and nothing else is (besides --help,
     --call, --app): no setting can be forgotten by the CLI."""
     own = set(MAITRE_DEFAULTS) if TARGET == "waitress" else set()
-    params = [p for p in madj.Adjustments._params if p[0] not in own]
-    kw, _ = Adjustments.parse_args(flag_argv(params))
+    argv = flag_argv(p for p in madj.Adjustments._params if p[0] not in own)
+    kw, _ = Adjustments.parse_args(argv)
     assert set(kw) - {"help", "call"} == {s.name for s in madj.SETTINGS} - own
 
 

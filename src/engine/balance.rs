@@ -30,7 +30,7 @@
 
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Slots in the table: more workers than that simply do not balance.
 const SLOTS: usize = 256;
@@ -185,6 +185,86 @@ impl Share {
                 !live_lighter
             }
         }
+    }
+}
+
+/// A supervised worker's accepting policy: when to leave a connection to the others.
+pub struct Balance {
+    share: Share,
+    /// A connection was left for the others: take it then if still queued.
+    retry: Option<Instant>,
+    /// The next accept ignores the balance (the retry came).
+    forced: bool,
+    /// Since when (CLOCK_MONOTONIC ms) connections are being left; 0 when none are.
+    deferred_at: u64,
+    /// Workers whose loop has not turned since then are not accepting: left out.
+    stale_since: Option<u64>,
+}
+
+impl Balance {
+    /// `None` without a shared table or a free slot (then this worker takes all).
+    pub fn new() -> Option<Balance> {
+        Some(Balance {
+            share: Share::claim()?,
+            retry: None,
+            forced: false,
+            deferred_at: 0,
+            stale_since: None,
+        })
+    }
+
+    /// Says how many connections this worker holds (after a close).
+    pub fn publish(&self, conns: usize) {
+        self.share.publish(conns);
+    }
+
+    /// The loop turned (every turn).
+    pub fn turned(&self) {
+        self.share.turned(monotonic_ms());
+    }
+
+    /// Whether to accept the next connection now, holding `conns`.
+    pub fn take_now(&mut self, conns: usize, now: Instant) -> bool {
+        self.share.publish(conns);
+        if std::mem::take(&mut self.forced) {
+            // The retry: one connection the others did not take in DEFER.
+            return true;
+        }
+        let now_ms = monotonic_ms();
+        if self.deferred_at != 0 && now_ms >= self.deferred_at + STALE_MS {
+            // Connections left for the others for that long: those that have not
+            // turned since are not accepting.
+            self.stale_since = Some(self.deferred_at);
+        }
+        if self.share.should_accept(conns, self.stale_since) {
+            return true;
+        }
+        self.retry.get_or_insert(now + DEFER);
+        if self.deferred_at == 0 {
+            self.deferred_at = now_ms;
+        }
+        false
+    }
+
+    /// The listener's queue is empty: nothing is being left for the others.
+    pub fn queue_empty(&mut self) {
+        self.forced = false;
+        self.deferred_at = 0;
+    }
+
+    /// When the loop must look again (a connection left for the others).
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry
+    }
+
+    /// Whether the retry is due; if so, the next accept is forced.
+    pub fn retry_due(&mut self, now: Instant) -> bool {
+        if self.retry.is_some_and(|at| now >= at) {
+            self.retry = None;
+            self.forced = true;
+            return true;
+        }
+        false
     }
 }
 

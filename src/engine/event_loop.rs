@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{SockAddr, Socket};
 
-use crate::engine::balance::{monotonic_ms, Share, DEFER, STALE_MS};
+use crate::engine::balance::Balance;
 use crate::engine::body::{Body, BodyReceiver};
 use crate::engine::channel::{Channel, Peer, WhenFull};
 use crate::engine::config::Config;
@@ -127,17 +127,8 @@ pub struct EventLoop {
     draining: Option<Drain>,
     /// Set when a master process supervises this one.
     heartbeat: Option<Heartbeat>,
-    /// Under a master: this worker's entry in the table of connections per worker.
-    share: Option<Share>,
-    /// A connection was left for the other workers: take it then if still queued.
-    accept_retry: Option<Instant>,
-    /// The next accept ignores the balance (the retry came).
-    accept_forced: bool,
-    /// Since when (CLOCK_MONOTONIC ms) connections are being left for the others;
-    /// 0 when none are.
-    deferred_at: u64,
-    /// Workers whose loop has not turned since then are not accepting: left out.
-    stale_since: Option<u64>,
+    /// Under a master: shares connections evenly with the other workers.
+    balance: Option<Balance>,
     scratch: Vec<u8>,
     batch: Vec<Job>,
     done: Vec<Completion>,
@@ -192,11 +183,7 @@ impl EventLoop {
             control,
             draining: None,
             heartbeat: None,
-            share: None,
-            accept_retry: None,
-            accept_forced: false,
-            deferred_at: 0,
-            stale_since: None,
+            balance: None,
             scratch: vec![0; READ_SIZE],
             batch: Vec::with_capacity(64),
             done: Vec::with_capacity(64),
@@ -217,7 +204,7 @@ impl EventLoop {
     /// connections evenly with the master's other workers (see `engine::balance`).
     pub fn attach_heartbeat(&mut self, hb: Heartbeat) {
         self.heartbeat = Some(hb);
-        self.share = Share::claim();
+        self.balance = Balance::new();
     }
 
     /// Runs until stopped through a [`LoopHandle`]; returns how many requests the stop
@@ -236,7 +223,7 @@ impl EventLoop {
             if self.draining.is_some() {
                 timeout = timeout.min(DRAIN_CHECK);
             }
-            if let Some(at) = self.accept_retry {
+            if let Some(at) = self.balance.as_ref().and_then(|b| b.retry_at()) {
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
             }
             if self.backlog {
@@ -282,10 +269,10 @@ impl EventLoop {
                 self.recheck = false;
                 self.take_completions();
             }
-            if self.accept_retry.is_some_and(|at| self.now >= at) {
-                self.accept_retry = None;
-                self.accept_forced = true;
-                self.accept_due = true;
+            if let Some(b) = &mut self.balance {
+                if b.retry_due(self.now) {
+                    self.accept_due = true;
+                }
             }
             if self.accept_due {
                 // Accepting waits for the end of the round, so that no slot freed during
@@ -303,8 +290,8 @@ impl EventLoop {
             if let Some(hb) = &mut self.heartbeat {
                 hb.turn(self.now);
             }
-            if let Some(share) = &self.share {
-                share.turned(monotonic_ms());
+            if let Some(b) = &self.balance {
+                b.turned();
             }
         }
     }
@@ -366,8 +353,11 @@ impl EventLoop {
                 self.accept_paused = true;
                 return;
             }
-            if !self.fair_turn() {
-                return;
+            let conns = self.conns.len();
+            if let Some(b) = &mut self.balance {
+                if !b.take_now(conns, self.now) {
+                    return;
+                }
             }
             match self.listeners[li].sock.accept() {
                 Ok((sock, addr)) => {
@@ -381,8 +371,9 @@ impl EventLoop {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_forced = false;
-                    self.deferred_at = 0;
+                    if let Some(b) = &mut self.balance {
+                        b.queue_empty();
+                    }
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -397,35 +388,6 @@ impl EventLoop {
                 }
             }
         }
-    }
-
-    /// Under a master, whether this worker takes the next connection now or leaves
-    /// it to a less loaded one for a moment (see `engine::balance`).
-    fn fair_turn(&mut self) -> bool {
-        let Some(share) = &self.share else {
-            return true;
-        };
-        share.publish(self.conns.len());
-        if std::mem::take(&mut self.accept_forced) {
-            // The retry: one connection the others did not take in DEFER.
-            return true;
-        }
-        let now_ms = monotonic_ms();
-        if self.deferred_at != 0 && now_ms >= self.deferred_at + STALE_MS {
-            // Connections left for the others for that long: those that have not
-            // turned since are not accepting.
-            self.stale_since = Some(self.deferred_at);
-        }
-        if share.should_accept(self.conns.len(), self.stale_since) {
-            return true;
-        }
-        if self.accept_retry.is_none() {
-            self.accept_retry = Some(self.now + DEFER);
-        }
-        if self.deferred_at == 0 {
-            self.deferred_at = now_ms;
-        }
-        false
     }
 
     fn register(&mut self, li: usize, sock: Socket, addr: SockAddr) -> io::Result<()> {
@@ -908,8 +870,8 @@ impl EventLoop {
         // Python may still hold the channel (an environ kept in a reference cycle): the
         // client must see the end now, not when the garbage collector runs.
         let _ = conn.channel.sock.shutdown(std::net::Shutdown::Both);
-        if let Some(share) = &self.share {
-            share.publish(self.conns.len());
+        if let Some(b) = &self.balance {
+            b.publish(self.conns.len());
         }
         if self.accept_paused && self.conns.len() < self.cfg.connection_limit {
             self.accept_due = true;

@@ -161,9 +161,8 @@ impl EventLoop {
         self.listeners.clear();
         self.accept_paused = false;
         self.accept_due = false;
-        self.accept_retry = None;
         // No longer one of the workers sharing the load.
-        self.share = None;
+        self.balance = None;
 
         let (mut running, mut partial) = (0, 0);
         let mut idle = Vec::new();
