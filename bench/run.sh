@@ -27,6 +27,9 @@
 #   IDLE_CONNECTIONS [2000]  PIPELINE_DEPTH [16]  FILE_MIB [100]
 #   WRK_TIMEOUT [30s]  BASE_PORT [18100]  SERVER_CPU [0]  CLIENT_CPU [1]
 #   INSTALL [1]  (0 reuses bench/.venv as it is)     PYTHON [python3]
+#   WORKERS [1]  worker processes (maitre, gunicorn, granian, bjoern); with more
+#                than 1, each run's note gives how the server's CPU time split
+#                over its processes ("cpu split"), i.e. how evenly they served
 # Results: bench/results/bench-<time>.{txt,tsv,meta,md} (the .txt is this output)
 # and bench-<time>.logs/ (each run's wrk output and server log).
 set -euo pipefail
@@ -55,6 +58,7 @@ BASE_PORT="${BASE_PORT:-18100}"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 INSTALL="${INSTALL:-1}"
+WORKERS="${WORKERS:-1}"
 PYTHON="${PYTHON:-python3}"
 
 for scenario in $SCENARIOS; do
@@ -266,7 +270,7 @@ if [[ " $SCENARIOS " == *" file "* ]]; then
     say "writing a ${FILE_MIB} MiB file of random bytes to $BENCH_FILE"
     head -c "$((FILE_MIB * 1024 * 1024))" /dev/urandom >"$BENCH_FILE"
 fi
-export THREADS
+export THREADS WORKERS
 
 # ---------------------------------------------------------------- metadata
 TSV="$OUT.tsv"
@@ -281,6 +285,7 @@ META="$OUT.meta"
     echo "duration=$DURATION"
     echo "rounds=$ROUNDS"
     echo "threads=$THREADS"
+    echo "workers=$WORKERS"
     echo "connections=$CONNECTIONS"
     echo "big_connections=$BIG_CONNECTIONS"
     echo "slow_connections=$SLOW_CONNECTIONS"
@@ -354,6 +359,34 @@ tree_cpu_ticks() {
     echo "$total"
 }
 
+# proc_ticks PID: "pid ticks" (utime + stime) for PID and each descendant.
+proc_ticks() {
+    local p stat fields
+    for p in "$1" $(descendants "$1"); do
+        stat="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
+        read -ra fields <<<"${stat##*) }"
+        echo "$p $((${fields[11]:-0} + ${fields[12]:-0}))"
+    done
+}
+
+# cpu_split BEFORE AFTER: the share (%) of the CPU time used between two
+# proc_ticks readings taken by each process that used at least 5 % of it,
+# largest first ("51/49"): how evenly a server's workers served.
+cpu_split() {
+    awk 'NR == FNR { t0[$1] = $2; next }
+        { d[$1] = $2 - t0[$1]; total += d[$1] }
+        END {
+            if (total <= 0) exit
+            n = 0
+            for (p in d) if (d[p] * 20 >= total) share[++n] = 100 * d[p] / total
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+                if (share[j] > share[i]) { x = share[i]; share[i] = share[j]; share[j] = x }
+            out = ""
+            for (i = 1; i <= n; i++) out = out (i > 1 ? "/" : "") sprintf("%.0f", share[i])
+            print out
+        }' <(echo "$1") <(echo "$2")
+}
+
 # core_ticks CPU: "BUSY TOTAL" clock ticks of core CPU so far, from its cpuN line
 # in /proc/stat: TOTAL is user..steal (guest time is already in user and nice),
 # BUSY is TOTAL minus idle and iowait.  Nothing when there is no such core.
@@ -420,7 +453,7 @@ run_one() {
     local log="$LOGS/$scenario-$server-$round.server.log"
     local out="$LOGS/$scenario-$server-$round.wrk.txt"
     local many="" note check rss ready="" idle_out="$LOGS/$scenario-$server-$round.idle.txt"
-    local ticks0 ticks1 core0 cpu_ms busy
+    local ticks0 ticks1 core0 cpu_ms busy procs0
     local _ args=()
 
     if ! pick_port; then
@@ -494,6 +527,7 @@ run_one() {
     # The server's CPU time and the client core's ticks, just before and just
     # after wrk: server_cpu_ms and client_busy_pct cover the wrk run only.
     ticks0="$(tree_cpu_ticks "$SERVER_PID")"
+    procs0="$(proc_ticks "$SERVER_PID")"
     core0="$(core_ticks "$CLIENT_CPU")"
     timeout "$((DURATION + 90))" "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" \
         -d"${DURATION}s" --timeout "$WRK_TIMEOUT" -s "$WORK/${LUA[$scenario]}.lua" \
@@ -501,6 +535,9 @@ run_one() {
     busy="$(busy_pct "$core0" "$(core_ticks "$CLIENT_CPU")")"
     ticks1="$(tree_cpu_ticks "$SERVER_PID")"
     cpu_ms=$(((ticks1 - ticks0) * 1000 / CLK_TCK))
+    if [ "$WORKERS" -gt 1 ]; then
+        note="${note:+$note; }cpu split $(cpu_split "$procs0" "$(proc_ticks "$SERVER_PID")")"
+    fi
 
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         stop_idle

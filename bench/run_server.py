@@ -26,6 +26,10 @@ Settings are each server's defaults except:
   a connection; and ``chunked_transfer=True`` appends a last chunk
   ``0\\r\\n\\r\\n`` to responses that have a Content-Length.
 - access logs off, log level WARNING.
+- WORKERS (env, default 1) worker processes: maitre ``workers`` (a master and
+  that many workers, the app preloaded since it is an object), gunicorn ``-w``,
+  granian ``--workers``, bjoern that many forked processes each with its own
+  ``reuse_port`` socket; waitress and pyruvate have one process and ignore it.
 
 ``--check`` only imports the server (exit 0, or 3 with the reason);
 ``--version`` prints its installed version.
@@ -42,6 +46,7 @@ import apps  # bench/ is sys.path[0] when run as a script
 HOST = "127.0.0.1"
 SERVERS = ("maitre", "waitress", "bjoern", "gunicorn", "granian", "pyruvate")
 IDLE_TIMEOUT = 120
+WORKERS = int(os.environ.get("WORKERS") or 1)
 
 
 def _import(server):
@@ -56,6 +61,8 @@ def _import(server):
 
 def _maitre(module, app, port, threads, many):
     extra = {"connection_limit": many} if many else {}
+    if WORKERS > 1:
+        extra["workers"] = WORKERS
     module.serve(app, host=HOST, port=port, threads=threads, **extra)
 
 
@@ -65,7 +72,13 @@ def _waitress(module, app, port, threads, many):
 
 
 def _bjoern(module, app, port, threads, many):
-    module.run(app, HOST, port)
+    if WORKERS == 1:
+        module.run(app, HOST, port)
+        return
+    for _ in range(WORKERS - 1):  # the parent serves too
+        if os.fork() == 0:
+            break
+    module.run(app, HOST, port, reuse_port=True)
 
 
 def _gunicorn(module, app, port, threads, many):
@@ -73,7 +86,7 @@ def _gunicorn(module, app, port, threads, many):
 
     options = {
         "bind": f"{HOST}:{port}",
-        "workers": 1,
+        "workers": WORKERS,
         "worker_class": "gthread",
         "threads": threads,
         "loglevel": "warning",
@@ -106,7 +119,7 @@ def _granian(module, app_name, port, threads, many):
         address=HOST,
         port=port,
         interface=Interfaces.WSGI,
-        workers=1,
+        workers=WORKERS,
         blocking_threads=threads,
         log_level=LogLevels.warning,
         working_dir=Path(__file__).resolve().parent,

@@ -64,6 +64,15 @@ IDENTITY = {"ident", "server_name"}
 #: SPEC section 5: maitre's own settings (not in waitress), with their defaults
 MAITRE_DEFAULTS = {
     "shutdown_timeout": 30,
+    # the process model
+    "workers": 1,
+    "preload_app": False,
+    "worker_timeout": 30,
+    "max_requests": 0,
+    "max_requests_jitter": 0,
+    "pid_file": None,
+    "reload": False,
+    "reload_dirs": [],
 }
 
 
@@ -118,7 +127,11 @@ def test_maitre_defaults(name):
 
 def test_boolean_settings_match_waitress():
     """The settings that are --flag/--no-flag switches are waitress's."""
-    mbools = {s.name for s in madj.SETTINGS if s.convert is madj.asbool}
+    mbools = {
+        s.name
+        for s in madj.SETTINGS
+        if s.convert is madj.asbool and s.name not in MAITRE_DEFAULTS
+    }
     wbools = {n for n, c in wadj.Adjustments._params if c is wadj.asbool}
     assert mbools == wbools
 

@@ -8,9 +8,13 @@ replacement for waitress.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from typing import Any
 
+from .adjustments import as_workers, asbool
 from .server import create_server
+from .supervisor import PidFile, sd_notify
 from .utilities import logger
 
 __all__ = ["create_server", "profile", "serve", "serve_paste"]
@@ -34,15 +38,32 @@ def serve(app: Any, **kw: Any) -> None:
     _server = kw.pop("_server", create_server)  # test shim, as in waitress
     _quiet = kw.pop("_quiet", False)
     _profile = kw.pop("_profile", False)  # test shim, as in waitress
+    _reread = kw.pop("_reread", None)  # how a master re-reads the settings (HUP)
     if not _quiet:
         logging.basicConfig()  # idempotent if logging is already set up
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO)
+    if as_workers(kw.get("workers", 1)) > 1 or asbool(kw.get("reload")):
+        # An application object can only be preloaded: forked with the master.
+        from .supervisor import Master
+
+        code = Master(kw, app=app, reread=_reread).run()
+        if code:
+            raise SystemExit(code)
+        return
     server = _server(app, **kw)
+    # A ``_server`` factory's object (waitress's test shim) may have no adj.
+    pid_file = PidFile(getattr(getattr(server, "adj", None), "pid_file", None))
+    try:
+        pid_file.create()
+    except BaseException:
+        server.close()
+        raise
     if not _quiet:
         server.print_listen("Serving on http://{}:{}")
     # In the main thread, run() stops gracefully on SIGTERM/SIGINT (at once on a
     # second one or on SIGQUIT) and returns.
+    _notify_when_ready(server)
     try:
         if _profile:
             profile("server.run()", globals(), locals(), (), False)
@@ -51,19 +72,83 @@ def serve(app: Any, **kw: Any) -> None:
     except KeyboardInterrupt:  # Ctrl-C before run() had its handlers in place
         logger.info("Shutting down")
     finally:
+        sd_notify("STOPPING=1")
         # A ``_server`` factory's object (waitress's test shim) may have no close().
         close = getattr(server, "close", None)
         if close is not None:
             close()
+        pid_file.remove()
+
+
+def _notify_when_ready(server: Any) -> None:
+    """Under systemd (NOTIFY_SOCKET), READY=1 once the engine's loop accepts: told
+    by its supervisor pipe, read in a thread that also drains its heartbeats."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return
+    attach = getattr(server, "attach_supervisor", None)
+    if attach is None:  # pragma: no cover - engines without the hook
+        sd_notify("READY=1\nSTATUS=serving with 1 process")
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    attach(write_end, 0)  # the engine writes on its own duplicate
+    os.close(write_end)  # so that the reader sees the end when the engine's closes
+
+    def wait_ready() -> None:
+        told = False
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while True:
+                data = pipe.read(4096)
+                if not data:
+                    return
+                if b"R" in data and not told:
+                    told = True
+                    sd_notify("READY=1\nSTATUS=serving with 1 process")
+
+    threading.Thread(target=wait_ready, daemon=True, name="maitre-notify").start()
 
 
 def serve_paste(app: Any, global_conf: Any, **kw: Any) -> int:
     """PasteDeploy server runner: ``[server:main] use = egg:maitre#main`` (entry point
     ``main`` of the group ``paste.server_runner``). The ini's values are strings,
-    converted by the same setting definitions as ``serve()``'s keywords;
-    ``global_conf`` is not used."""
-    serve(app, **kw)
+    converted by the same setting definitions as ``serve()``'s keywords. With a
+    master process (``workers`` > 1), SIGHUP reads the same ``[server:...]``
+    section of the ini file again; the application, loaded by PasteDeploy before
+    the server, stays the one in memory."""
+    serve(app, _reread=_paste_rereader(global_conf, kw), **kw)
     return 0
+
+
+def _paste_rereader(global_conf: Any, kw: dict) -> Any:
+    """A function reading the settings again from the ini file they came from
+    (``__file__`` in ``global_conf``): the ``[server:NAME]`` section whose values
+    are ``kw``. None when they came from elsewhere."""
+    path = (global_conf or {}).get("__file__")
+    if not path:
+        return None
+    try:
+        import configparser
+
+        from paste.deploy.loadwsgi import SERVER, loadcontext
+
+        parser = configparser.RawConfigParser()
+        parser.read(path)
+        names = [
+            section.split(":", 1)[1].strip()
+            for section in parser.sections()
+            if section.startswith("server:")
+        ]
+        uri = "config:" + os.path.abspath(path)
+        mine = [n for n in names if loadcontext(SERVER, uri, name=n).local_conf == kw]
+    except Exception:  # an ini PasteDeploy read once but cannot read again
+        return None
+    if len(mine) != 1:
+        return None
+
+    def reread() -> tuple:
+        return loadcontext(SERVER, uri, name=mine[0]).local_conf, None
+
+    return reread
 
 
 def profile(

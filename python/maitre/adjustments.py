@@ -8,6 +8,7 @@ Names, defaults and conversions follow waitress 3.0, except the identity strings
 from __future__ import annotations
 
 import getopt
+import os
 import socket
 import warnings
 from typing import Any, Callable, NamedTuple
@@ -122,6 +123,15 @@ def as_socket_list(sockets: Any) -> list:
                 f"file descriptor {item} is not a usable socket ({exc})"
             ) from None
     return result
+
+
+def as_workers(value: Any) -> int:
+    """A number of worker processes, or ``auto``: as many as the CPUs this process
+    may run on (its affinity mask, which containers and taskset narrow, not the
+    machine's count)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0))
+    return asint(value)
 
 
 class Setting(NamedTuple):
@@ -338,6 +348,69 @@ SETTINGS: tuple[Setting, ...] = (
         "SERVER_NAME of the environ when the request has no Host header.",
         "NAME",
     ),
+    # The process model (maitre's own; waitress has one process): see supervisor.py.
+    Setting(
+        "workers",
+        as_workers,
+        1,
+        "Worker processes, each with its own threads; 'auto' for one per usable "
+        "CPU. With more than 1, a master process binds the sockets and supervises "
+        "the workers.",
+        "N",
+    ),
+    Setting(
+        "preload_app",
+        asbool,
+        False,
+        "Import the application once in the master before starting the workers "
+        "(less memory, faster starts; a reload then keeps the old code).",
+        "",
+    ),
+    Setting(
+        "worker_timeout",
+        asint,
+        30,
+        "Seconds a worker's event loop may stay silent before the worker is killed "
+        "and replaced (a wedged process, not a slow request); 0 for never.",
+        "SECONDS",
+    ),
+    Setting(
+        "max_requests",
+        asint,
+        0,
+        "Replace a worker after it has served this many requests (its successor "
+        "starts first); 0 for never.",
+    ),
+    Setting(
+        "max_requests_jitter",
+        asint,
+        0,
+        "Add a random 0 to this many requests to each worker's max_requests, so "
+        "that workers are not all replaced at once.",
+    ),
+    Setting(
+        "pid_file",
+        str_or_none,
+        None,
+        "Write the server's process id to this file at start, remove it at exit; "
+        "refuse to start while the process it names is alive.",
+        "PATH",
+    ),
+    Setting(
+        "reload",
+        asbool,
+        False,
+        "Development: restart the workers when a .py file under the application's "
+        "directory (or reload_dirs) changes. Needs the watchfiles package.",
+        "",
+    ),
+    Setting(
+        "reload_dirs",
+        aslist,
+        [],
+        "Directories watched by reload instead of the application's directory.",
+        "DIRS",
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -394,7 +467,7 @@ class Adjustments:
         self.check_sockets(self.sockets)
 
     def _check_values(self) -> None:
-        for name in ("threads", "connection_limit", "recv_bytes"):
+        for name in ("threads", "connection_limit", "recv_bytes", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(
                     f"{name} must be at least 1, not {getattr(self, name)}"
@@ -410,6 +483,9 @@ class Adjustments:
             "max_request_body_size",
             "channel_request_lookahead",
             "shutdown_timeout",
+            "worker_timeout",
+            "max_requests",
+            "max_requests_jitter",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(
@@ -417,6 +493,10 @@ class Adjustments:
                 )
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be between 0 and 65535, not {self.port}")
+        if self.reload and self.preload_app:
+            # A preloaded app is in the master's memory: new workers would get the
+            # same old code.
+            raise ValueError("reload may not be set together with preload_app")
         count = self.trusted_proxy_count
         if count is not None and count < 1:
             raise ValueError(f"trusted_proxy_count must be at least 1, not {count}")

@@ -195,28 +195,14 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    if adj.workers > 1 or adj.reload:
+        return _run_master(argv, kw, target, call, adj, usage_error)
     try:
-        app = pkgutil.resolve_name(target)
-    except Exception as exc:  # the user's module may raise anything on import
-        _print_user_traceback(exc)
-        return usage_error(
-            f"cannot import the application {target!r}: {_describe_exception(exc)}"
-        )
-    if call:
-        if not callable(app):
-            return usage_error(f"--call: {target!r} is not callable")
-        try:
-            app = app()
-        except Exception as exc:
-            _print_user_traceback(exc)
-            return usage_error(
-                f"--call: calling {target!r} failed: {_describe_exception(exc)}"
-            )
-    if not callable(app):
-        return usage_error(
-            f"{target!r} is not a WSGI application: a {type(app).__name__} "
-            "is not callable"
-        )
+        app = load_application(target, call)
+    except AppLoadError as exc:
+        if exc.__cause__ is not None:
+            _print_user_traceback(exc.__cause__)
+        return usage_error(str(exc))
 
     try:
         _serve(app, **kw)
@@ -227,6 +213,98 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
         print(f"Error: cannot listen: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+class AppLoadError(Exception):
+    """The application named on the command line cannot be had; the message says
+    why (the original exception is its cause)."""
+
+
+def load_application(target: str, call: bool) -> Any:
+    """Import ``MODULE:OBJECT`` (and call it with ``--call``): the WSGI app."""
+    try:
+        app = pkgutil.resolve_name(target)
+    except Exception as exc:  # the user's module may raise anything on import
+        raise AppLoadError(
+            f"cannot import the application {target!r}: {_describe_exception(exc)}"
+        ) from exc
+    if call:
+        if not callable(app):
+            raise AppLoadError(f"--call: {target!r} is not callable")
+        try:
+            app = app()
+        except Exception as exc:
+            raise AppLoadError(
+                f"--call: calling {target!r} failed: {_describe_exception(exc)}"
+            ) from exc
+    if not callable(app):
+        raise AppLoadError(
+            f"{target!r} is not a WSGI application: a {type(app).__name__} "
+            "is not callable"
+        )
+    return app
+
+
+def _load_in_worker(target: str, call: bool) -> Any:
+    """``load_application`` for a worker, whose error the master shows as a
+    traceback: the user's exception itself (once), not wrapped."""
+    try:
+        return load_application(target, call)
+    except AppLoadError as exc:
+        if exc.__cause__ is not None:
+            raise exc.__cause__ from None
+        raise
+
+
+def _app_directory(target: str) -> str:
+    """Where ``--reload`` watches by default: the directory holding the module's
+    top-level package (found without importing it), else the current one."""
+    import importlib.util
+
+    top = target.partition(":")[0].split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not os.path.isabs(spec.origin):
+        return os.getcwd()
+    path = os.path.dirname(spec.origin)
+    if spec.submodule_search_locations:  # a package: its parent directory
+        path = os.path.dirname(path)
+    return path
+
+
+def _run_master(
+    argv: list[str], kw: dict, target: str, call: bool, adj: Any, usage_error: Any
+) -> int:
+    """Serve with a master process and ``adj.workers`` worker processes."""
+    from .supervisor import Master
+
+    def reread() -> tuple[dict, Any]:
+        # The command line again, as at start (a SIGHUP re-reads the settings).
+        new_kw, new_args = Adjustments.parse_args(list(argv[1:]))
+        new_call = new_kw.pop("call")
+        new_kw.pop("help")
+        if "app" in new_kw:
+            new_args.insert(0, new_kw.pop("app"))
+        new_target = new_args[0]
+        return new_kw, lambda: _load_in_worker(new_target, new_call)
+
+    try:
+        master = Master(
+            kw,
+            load_app=lambda: _load_in_worker(target, call),
+            reread=reread,
+            watch_dirs=adj.reload_dirs or [_app_directory(target)],
+        )
+        return master.run()
+    except AppLoadError as exc:  # preload_app: loaded in the master
+        return usage_error(str(exc))
+    except ValueError as exc:
+        return usage_error(str(exc))
+    except OSError as exc:
+        print(f"Error: cannot listen: {exc}", file=sys.stderr)
+        return 1
 
 
 def main() -> None:

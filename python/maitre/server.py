@@ -39,28 +39,61 @@ def create_server(
             'The "app" passed to ``create_server`` was ``None``.  You forgot '
             "to return a WSGI app within your application."
         )
-    adj = Adjustments(**kw)
-    if _sock is not None:
-        sockets = [_sock]
-        cls: type[BaseWSGIServer] = (
-            UnixWSGIServer if _sock.family == socket.AF_UNIX else TcpWSGIServer
-        )
-    elif adj.unix_socket:
-        sockets = [_bind_unix(adj)]
-        cls = UnixWSGIServer
-    elif adj.sockets:
-        sockets = list(adj.sockets)
-        for s in sockets:
+    adj = Adjustments(**with_activated_sockets(kw))
+    sockets = [_sock] if _sock is not None else bind_sockets(adj)
+    return server_class(sockets)(application, adj, sockets)
+
+
+def bind_sockets(adj: Adjustments) -> list[socket.socket]:
+    """The listening sockets ``adj`` asks for, bound and listening: a Unix socket,
+    the ``sockets`` given (listen() called again for the backlog), or one TCP socket
+    per resolved address. Used by ``create_server`` and by the master process (which
+    binds once for all its workers)."""
+    if adj.unix_socket:
+        return [_bind_unix(adj)]
+    if adj.sockets:
+        for s in adj.sockets:
             s.listen(adj.backlog)
-        cls = MultiSocketServer if len(sockets) > 1 else _server_class(sockets[0])
-    else:
-        sockets = _bind_tcp(adj)
-        cls = MultiSocketServer if len(sockets) > 1 else TcpWSGIServer
-    return cls(application, adj, sockets)
+        return list(adj.sockets)
+    return _bind_tcp(adj)
 
 
-def _server_class(sock: socket.socket) -> type[BaseWSGIServer]:
-    return UnixWSGIServer if sock.family == socket.AF_UNIX else TcpWSGIServer
+def server_class(sockets: list[socket.socket]) -> type[BaseWSGIServer]:
+    """The server class for already listening ``sockets`` (waitress's names)."""
+    if len(sockets) > 1:
+        return MultiSocketServer
+    return UnixWSGIServer if sockets[0].family == socket.AF_UNIX else TcpWSGIServer
+
+
+#: first descriptor passed by systemd's socket activation (sd_listen_fds(3))
+SD_LISTEN_FDS_START = 3
+
+
+def with_activated_sockets(kw: dict) -> dict:
+    """``kw`` with the sockets passed by socket activation (LISTEN_FDS naming this
+    process in LISTEN_PID) as ``sockets``, when no address setting was given. The
+    variables are removed from the environment once taken, as sd_listen_fds(1)
+    does, so that no child process (a worker, something the app runs) takes them
+    for its own."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return kw
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        count = 0
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if count < 1:
+        return kw
+    given = [n for n in ("host", "port", "listen", "unix_socket", "sockets") if n in kw]
+    if given:
+        # Binding elsewhere as well would leave the passed sockets unserved.
+        raise ValueError(
+            f"{' and '.join(given)} may not be set when sockets are passed by "
+            "socket activation (LISTEN_FDS)"
+        )
+    fds = range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)
+    return dict(kw, sockets=list(fds))
 
 
 def _bind_tcp(adj: Adjustments) -> list[socket.socket]:
@@ -193,6 +226,10 @@ _OTHER_SIGNALS = {
 class BaseWSGIServer:
     """Serves one WSGI application on one or more listening sockets."""
 
+    #: whether closing the server removes its ``unix_socket`` file; a worker process
+    #: serves the master's socket, which only the master removes
+    owns_unix_socket_file = True
+
     def __init__(
         self, application: Any, adj: Adjustments, sockets: list[socket.socket]
     ) -> None:
@@ -318,7 +355,11 @@ class BaseWSGIServer:
 
     def _close_sockets(self) -> None:
         for s in self.sockets:
-            if s.family == socket.AF_UNIX and self.adj.unix_socket:
+            if (
+                s.family == socket.AF_UNIX
+                and self.adj.unix_socket
+                and self.owns_unix_socket_file
+            ):
                 try:
                     os.unlink(self.adj.unix_socket)
                 except OSError:

@@ -1,0 +1,890 @@
+"""The master process: with ``workers`` > 1 (or ``reload``), one process binds the
+listening sockets once, forks the workers that serve them, and supervises them. It
+never serves a request itself (gunicorn's arbiter is the model).
+
+States of the master (``Master.state``):
+
+- STARTING: sockets bound, the first workers booting; READY=1 to systemd once every
+  one of them has said it accepts.
+- RUNNING: serving. A worker that dies is replaced (the reason logged); one silent
+  for ``worker_timeout`` is killed and replaced; one that reached ``max_requests`` is
+  replaced by a new one, stopped once the new one accepts.
+- RELOADING: after SIGHUP (or a changed file with ``reload``): a new generation of
+  workers with the application imported afresh; the old ones are stopped only once
+  every new one accepts, so that at no instant is nobody accepting. If the new ones
+  cannot import the application, they are given up and the old ones keep serving.
+- STOPPING: after SIGTERM/SIGINT: every worker stops gracefully (stops accepting,
+  finishes what it has read, within ``shutdown_timeout``); a second signal, or
+  SIGQUIT, stops them at once. The master exits 0 when the last one has gone.
+
+A worker talks to the master over a pipe, one byte at a time, written by the
+engine's I/O loop (``BaseWSGIServer.attach_supervisor``): ``R`` once it accepts,
+``.`` at most once a second while its loop turns (a heartbeat: silence means a wedged
+process), ``M`` once it has served ``max_requests`` requests. A worker that cannot
+load the application writes ``E`` and the traceback, and exits with
+``WORKER_BOOT_ERROR``: the master shows the error once and stops (exit status 1)
+instead of forking again and again.
+
+Sockets are shared: the master binds them once and every worker accepts from
+the same ones (TCP, IPv6, Unix, or passed by systemd alike). A connection waiting
+in the backlog belongs to no worker, so none is lost when one exits: the others,
+or its successor, accept it; and one wedged worker delays nobody for long. Workers
+sharing a socket would not share its connections evenly by themselves (whoever
+waits in epoll first takes the burst: measured 97/3 for two workers); the engine
+of each supervised worker balances them (``src/engine/balance.rs``): measured
+10/10, 26/24, 50/50 and 99/101 for bursts of 20 to 200 connections. One socket
+per worker with SO_REUSEPORT was tried first: spread by the kernel's hash only
+(47/53 for 100, 58/42 under wrk -c50), and connections hashed to a wedged or
+failing worker's socket waited for its replacement.
+
+At a full stop the master closes its own copies of the sockets as soon as it has
+told the workers to stop, not at its exit: each worker accepts what is already in
+the backlog and then closes its copy, so the sockets close (and new connections
+are refused) the moment the last worker stops accepting, and no connection is left
+in a backlog nobody reads, to be reset later (gunicorn #3397).
+
+Workers run in their own process group: a Ctrl-C in a terminal (SIGINT to the
+foreground group) reaches the master alone, which stops them once, gracefully,
+instead of each worker getting the signal twice (which would mean "at once").
+They get SIGTERM if the master dies (PR_SET_PDEATHSIG) rather than serving on,
+orphaned.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+import os
+import random
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from . import server as _server
+from .adjustments import Adjustments
+from .utilities import logger
+
+#: exit status of a worker that could not load the application
+WORKER_BOOT_ERROR = 3
+
+#: seconds a stopping worker gets beyond ``shutdown_timeout`` before SIGKILL
+KILL_MARGIN = 5.0
+
+#: the signals the master handles (the others keep their default action)
+HANDLED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGCHLD,
+)
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    RELOADING = "reloading"
+    STOPPING = "stopping"
+
+
+class Worker:
+    """The master's view of one worker process."""
+
+    def __init__(self, pid: int, pipe: int, generation: int) -> None:
+        self.pid = pid
+        self.pipe = pipe  # read end; -1 once closed
+        self.generation = generation
+        self.booted = time.monotonic()
+        self.last_beat = time.monotonic()  # boot counts as activity
+        self.ready = False
+        #: reached max_requests: replaced as soon as a successor accepts
+        self.recycle = False
+        #: sent SIGTERM (graceful stop) at this monotonic time, or None
+        self.stopping_since: float | None = None
+        self.error = b""  # what an E message carried
+
+    def __repr__(self) -> str:
+        return f"worker {self.pid}"
+
+
+def sd_notify(message: str) -> None:
+    """Send ``message`` to systemd's notification socket, if ``NOTIFY_SOCKET`` names
+    one (sd_notify(3)); silently nothing otherwise or if nobody listens."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        logger.warning("sd_notify to %s failed: %s", address, exc)
+
+
+def monotonic_usec() -> int:
+    """CLOCK_MONOTONIC in microseconds, as RELOADING=1 wants it (Type=notify-reload)."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+class PidFile:
+    """``pid_file``: written at start, removed at exit (if it is still ours). A file
+    naming a live process refuses the start; a stale one is overwritten."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def create(self) -> None:
+        if not self.path:
+            return
+        try:
+            with open(self.path) as f:
+                other = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            other = 0
+        if other > 0 and other != os.getpid() and _alive(other):
+            raise ValueError(
+                f"pid_file: {self.path} names process {other}, which is running"
+            )
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, self.path)  # never a half-written file to read
+
+    def remove(self) -> None:
+        if not self.path:
+            return
+        try:
+            with open(self.path) as f:
+                if f.read().strip() != str(os.getpid()):
+                    return
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by {name}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
+
+
+def _set_parent_death_signal() -> None:
+    """PR_SET_PDEATHSIG(SIGTERM): stop gracefully if the master dies (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Master:
+    """Binds the sockets, runs the workers, handles the signals; ``run()`` returns
+    the exit status.
+
+    ``load_app()`` imports the application (in each worker, or once here with
+    ``preload_app``; ``app`` given means already loaded). ``reread()``, on SIGHUP,
+    returns the settings and loader to use from then on, read again from where they
+    came from (the command line, an ini file); None keeps the current ones.
+    """
+
+    def __init__(
+        self,
+        kw: dict,
+        load_app: Callable[[], Any] | None = None,
+        app: Any = None,
+        reread: Callable[[], tuple[dict, Callable[[], Any] | None]] | None = None,
+        watch_dirs: list[str] | None = None,
+    ) -> None:
+        if app is None and load_app is None:
+            raise ValueError("an application or a way to load one is needed")
+        self.kw = _server.with_activated_sockets(kw)
+        self.adj = Adjustments(**self.kw)
+        if "sockets" in self.kw:
+            # The socket objects now owning the descriptors, for any later
+            # Adjustments (a reload) to take as they are, not wrap again.
+            self.kw["sockets"] = self.adj.sockets
+        self.load_app = load_app
+        self.app = app
+        self.reread = reread
+        self.watch_dirs = watch_dirs or []
+        if self.adj.reload:
+            if app is not None or load_app is None:
+                raise ValueError(
+                    "reload needs the application as MODULE:OBJECT "
+                    "(maitre-serve --reload), not an application object"
+                )
+            try:
+                import watchfiles  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "reload needs the watchfiles package: pip install 'maitre[reload]'"
+                ) from None
+        self.state = State.STARTING
+        self.workers: dict[int, Worker] = {}
+        self.generation = 1
+        self.target = self.adj.workers
+        self.sockets: list[socket.socket] = []
+        self.pid_file = PidFile(self.adj.pid_file)
+        self.exit_code = 0
+        self.signals: list[int] = []
+        self.selector = selectors.DefaultSelector()
+        self.wakeup_r = self.wakeup_w = -1
+        self.watcher: int | None = None  # pid of the reload watcher
+        self.watch_pipe = -1
+        self.stop_deadline: float | None = None
+        self.quick = False  # stopping at once (SIGQUIT, second TERM/INT)
+        self.boot_failures = 0
+        self.spawn_not_before = 0.0
+        self.reload_started = 0.0
+        self.pending_reload: tuple[str, bool] | None = None
+        self.before_reload: tuple = (self.kw, self.adj, self.load_app, self.target)
+
+    # ------------------------------------------------------------------ life
+
+    def run(self) -> int:
+        logging.basicConfig()  # as serve() does; idempotent if logging is set up
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+        self.pid_file.create()
+        try:
+            self.sockets = _server.bind_sockets(self.adj)
+            if self.adj.preload_app and self.app is None:
+                self.app = self.load_app()  # errors are the caller's to show
+            self._install_signals()
+            if self.adj.reload:
+                self._start_watcher()
+            for host, port in (
+                _server.BaseWSGIServer._sockname(s) for s in self.sockets
+            ):
+                if ":" in str(host):
+                    host = f"[{host}]"
+                logger.info("Serving on http://%s:%s", host, port)
+            logger.info(
+                "Master %d starting %d worker(s)%s",
+                os.getpid(),
+                self.target,
+                " (preloaded app)" if self.app is not None else "",
+            )
+            self._loop()
+        finally:
+            self._close_sockets()
+            self._stop_watcher()
+            self.pid_file.remove()
+            self._restore_signals()
+        return self.exit_code
+
+    def _loop(self) -> None:
+        while not (self.state is State.STOPPING and not self.workers):
+            self._maintain()
+            for key, _ in self.selector.select(self._timeout()):
+                fd = key.fd
+                if fd == self.wakeup_r:
+                    _drain(fd)
+                elif fd == self.watch_pipe:
+                    self._on_watch(fd)
+                else:
+                    self._on_worker_pipe(key.data)
+            self._handle_signals()
+            self._reap()
+            self._check_timeouts()
+
+    def _timeout(self) -> float:
+        # Heartbeat checks need no precision finer than a fraction of a second.
+        return 0.25
+
+    # ------------------------------------------------------------- signals
+
+    def _install_signals(self) -> None:
+        self.wakeup_r, self.wakeup_w = os.pipe()
+        for fd in (self.wakeup_r, self.wakeup_w):
+            os.set_blocking(fd, False)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ)
+        self._old_wakeup = signal.set_wakeup_fd(
+            self.wakeup_w, warn_on_full_buffer=False
+        )
+        self._old_handlers = {
+            sig: signal.signal(sig, self._on_signal) for sig in HANDLED_SIGNALS
+        }
+
+    def _restore_signals(self) -> None:
+        for sig, handler in getattr(self, "_old_handlers", {}).items():
+            signal.signal(sig, handler)
+        if self.wakeup_w >= 0:
+            signal.set_wakeup_fd(self._old_wakeup)
+            os.close(self.wakeup_r)
+            os.close(self.wakeup_w)
+            self.wakeup_r = self.wakeup_w = -1
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # Only noted here: acted upon in the loop, never inside a handler.
+        self.signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            sig = self.signals.pop(0)
+            if sig == signal.SIGCHLD:
+                continue  # _reap() runs on every turn
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                if self.state is State.STOPPING:
+                    self._stop(quick=True, why=signal.Signals(sig).name + " again")
+                else:
+                    self._stop(quick=False, why=signal.Signals(sig).name)
+            elif sig == signal.SIGQUIT:
+                self._stop(quick=True, why="SIGQUIT")
+            elif sig == signal.SIGHUP:
+                self._reload("SIGHUP", reread=True)
+            elif sig == signal.SIGTTIN:
+                if self.state is not State.STOPPING:
+                    self.target += 1
+                    logger.info("SIGTTIN: %d worker(s)", self.target)
+                    sd_notify(f"STATUS=serving with {self.target} worker(s)")
+            elif sig == signal.SIGTTOU:
+                self._remove_one()
+            elif sig == signal.SIGUSR1:
+                # Each worker reopens its own log files.
+                self._signal_all(signal.SIGUSR1)
+
+    def _remove_one(self) -> None:
+        if self.state is State.STOPPING or self.target <= 1:
+            logger.info("SIGTTOU: keeping the last worker")
+            return
+        self.target -= 1
+        logger.info("SIGTTOU: %d worker(s)", self.target)
+        sd_notify(f"STATUS=serving with {self.target} worker(s)")
+        current = self._current()
+        if len(current) > self.target:
+            # The newest goes: the older ones have warm caches.
+            self._retire(max(current, key=lambda w: w.booted))
+
+    # -------------------------------------------------------------- workers
+
+    def _current(self) -> list[Worker]:
+        """The workers that count towards ``target``: this generation's, not being
+        replaced or stopped."""
+        return [
+            w
+            for w in self.workers.values()
+            if w.generation == self.generation
+            and not w.recycle
+            and w.stopping_since is None
+        ]
+
+    def _maintain(self) -> None:
+        """Start the workers missing, and stop the outgoing ones whose successors
+        all accept."""
+        if self.state is State.STOPPING:
+            return
+        current = self._current()
+        if len(current) < self.target and time.monotonic() >= self.spawn_not_before:
+            for _ in range(self.target - len(current)):
+                self._spawn()
+            current = self._current()
+        ready = sum(1 for w in current if w.ready)
+        if ready < min(self.target, len(current)) or ready == 0:
+            return
+        outgoing = [
+            w
+            for w in self.workers.values()
+            if (w.generation != self.generation or w.recycle)
+            and w.stopping_since is None
+        ]
+        for w in outgoing:
+            self._retire(w)
+        if self.state is State.STARTING:
+            self.state = State.RUNNING
+            logger.info("Ready with %d worker(s)", ready)
+            sd_notify(f"READY=1\nSTATUS=serving with {ready} worker(s)")
+        elif self.state is State.RELOADING:
+            self.state = State.RUNNING
+            logger.info(
+                "Reloaded: %d new worker(s) ready in %.2fs",
+                ready,
+                time.monotonic() - self.reload_started,
+            )
+            sd_notify(f"READY=1\nSTATUS=serving with {ready} worker(s)")
+            self._reload_pending()
+
+    def _reload_pending(self) -> None:
+        if self.pending_reload is not None:
+            why, reread = self.pending_reload
+            self.pending_reload = None
+            self._reload(why, reread)
+
+    def _spawn(self) -> None:
+        max_requests = self.adj.max_requests
+        if max_requests > 0 and self.adj.max_requests_jitter > 0:
+            max_requests += random.randint(0, self.adj.max_requests_jitter)
+        read_end, write_end = os.pipe()
+        # Signals are blocked across fork so that none reaches the child before it
+        # has dropped the master's handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_end)
+                self._run_worker(write_end, max_requests)  # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        worker = Worker(pid, read_end, self.generation)
+        self.workers[pid] = worker
+        self.selector.register(read_end, selectors.EVENT_READ, worker)
+        logger.info("Booting worker %d", pid)
+
+    def _retire(self, worker: Worker, sig: int = signal.SIGTERM) -> None:
+        worker.stopping_since = time.monotonic()
+        _kill(worker.pid, sig)
+
+    def _signal_all(self, sig: int) -> None:
+        for w in self.workers.values():
+            _kill(w.pid, sig)
+
+    def _on_worker_pipe(self, worker: Worker) -> bool:
+        """Read what ``worker`` wrote; False once there is nothing more for now."""
+        try:
+            data = os.read(worker.pipe, 65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self._close_pipe(worker)
+            return False
+        if worker.error or data.startswith(b"E"):
+            worker.error += data
+            return True
+        worker.last_beat = time.monotonic()
+        if b"R" in data and not worker.ready:
+            worker.ready = True
+            self.boot_failures = 0
+            logger.info("Worker %d accepting", worker.pid)
+        if b"M" in data and not worker.recycle and worker.stopping_since is None:
+            worker.recycle = True
+            logger.info("Worker %d reached max_requests: replacing it", worker.pid)
+        return True
+
+    def _close_pipe(self, worker: Worker) -> None:
+        if worker.pipe >= 0:
+            self.selector.unregister(worker.pipe)
+            os.close(worker.pipe)
+            worker.pipe = -1
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.watcher:
+                self._on_watcher_exit(status)
+                continue
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            # What it wrote before dying is still in the pipe (and the pipe may
+            # stay open if it left a child of its own: read what is there only).
+            while worker.pipe >= 0 and self._on_worker_pipe(worker):
+                pass
+            self._close_pipe(worker)
+            self._on_exit(worker, status)
+
+    def _on_exit(self, worker: Worker, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None
+        if code == WORKER_BOOT_ERROR and not worker.ready:
+            self._on_boot_error(worker)
+            return
+        expected = worker.stopping_since is not None or self.state is State.STOPPING
+        if expected:
+            logger.info("Worker %d %s", worker.pid, _describe_status(status))
+        else:
+            logger.error(
+                "Worker %d %s; starting a replacement",
+                worker.pid,
+                _describe_status(status),
+            )
+
+    def _on_boot_error(self, worker: Worker) -> None:
+        if worker.stopping_since is not None or self.state is State.STOPPING:
+            return  # of a generation already given up, or stopping anyway
+        text = worker.error[1:].decode("utf-8", "replace").rstrip()
+        old = [
+            w
+            for w in self.workers.values()
+            if w.generation != worker.generation and w.stopping_since is None
+        ]
+        if self.state is State.RELOADING and worker.generation == self.generation:
+            # The new code does not load: keep the old workers.
+            logger.error(
+                "Reload failed, the new workers cannot load the application; "
+                "the old ones keep serving:\n%s",
+                text,
+            )
+            for w in list(self.workers.values()):
+                if w.generation == self.generation:
+                    self._retire(w, signal.SIGKILL)
+            self.generation -= 1
+            self.kw, self.adj, self.load_app, self.target = self.before_reload
+            self.state = State.RUNNING
+            sd_notify("READY=1\nSTATUS=reload failed; serving with the old code")
+            self._reload_pending()
+            return
+        if self.state is State.STARTING or not old and not self._current():
+            # Shown once: the other workers' errors come after the stop.
+            sys.stderr.write(f"Error: the application cannot be loaded:\n{text}\n")
+            sys.stderr.flush()
+            self.exit_code = 1
+            self._stop(quick=True, why="the application cannot be loaded")
+            return
+        # A replacement failed on code changed on disk while others still serve:
+        # retry later rather than fork in a loop, or take the server down.
+        self.boot_failures += 1
+        delay = min(30.0, 2.0 ** (self.boot_failures - 1))
+        self.spawn_not_before = time.monotonic() + delay
+        logger.error(
+            "Worker %d cannot load the application (next attempt in %.0fs):\n%s",
+            worker.pid,
+            delay,
+            text,
+        )
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        timeout = self.adj.worker_timeout
+        for w in list(self.workers.values()):
+            if w.stopping_since is not None:
+                limit = self._shutdown_timeout() + KILL_MARGIN
+                if self.quick:
+                    limit = KILL_MARGIN
+                if now - w.stopping_since > limit:
+                    logger.warning(
+                        "Worker %d still running %.0fs after being told to stop: "
+                        "killing it",
+                        w.pid,
+                        now - w.stopping_since,
+                    )
+                    _kill(w.pid, signal.SIGKILL)
+                    w.stopping_since = now  # again later if SIGKILL did not do it
+            elif timeout and now - w.last_beat > timeout:
+                logger.error(
+                    "Worker %d silent for %.1fs (worker_timeout=%d): killing it",
+                    w.pid,
+                    now - w.last_beat,
+                    timeout,
+                )
+                _kill(w.pid, signal.SIGKILL)
+                # Out of the count now: its replacement starts at once.
+                w.stopping_since = now
+
+    def _shutdown_timeout(self) -> float:
+        return float(getattr(self.adj, "shutdown_timeout", 30))
+
+    # ------------------------------------------------------- reload and stop
+
+    def _reload(self, why: str, reread: bool) -> None:
+        if self.state is State.STOPPING:
+            return
+        if self.state is State.RELOADING:
+            # Done once this one ends: a file saved twice in a row must not leave
+            # workers running the first version.
+            logger.info("%s: reloading again after the reload under way", why)
+            self.pending_reload = (why, reread or bool(self.pending_reload))
+            return
+        # What a failed reload goes back to.
+        self.before_reload = (self.kw, self.adj, self.load_app, self.target)
+        if reread and self.reread is not None:
+            try:
+                kw, load_app = self.reread()
+                kw = dict(kw)
+                if "sockets" in self.kw:
+                    kw["sockets"] = self.kw["sockets"]
+                adj = Adjustments(**kw)
+            except Exception as exc:
+                logger.error("%s: settings not reloaded: %s", why, exc)
+                return
+            if _addresses(adj) != _addresses(self.adj):
+                logger.warning(
+                    "%s: the listening addresses cannot change without a restart",
+                    why,
+                )
+            self.kw, self.adj = kw, adj
+            if load_app is not None:  # None: the application stays the loaded one
+                self.load_app = load_app
+            self.target = adj.workers
+        logger.info("%s: reloading, starting %d new worker(s)", why, self.target)
+        self.state = State.RELOADING
+        self.reload_started = time.monotonic()
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={monotonic_usec()}\nSTATUS=reloading")
+        self.generation += 1
+        self.spawn_not_before = 0.0
+
+    def _stop(self, quick: bool, why: str) -> None:
+        first = self.state is not State.STOPPING
+        self.state = State.STOPPING
+        self.quick = self.quick or quick
+        if first:
+            logger.info(
+                "%s: stopping %d worker(s)%s",
+                why,
+                len(self.workers),
+                " at once" if quick else " gracefully",
+            )
+            sd_notify("STOPPING=1")
+        elif quick:
+            logger.info("%s: stopping at once", why)
+        sig = signal.SIGQUIT if quick else signal.SIGTERM
+        for w in self.workers.values():
+            w.stopping_since = time.monotonic()
+            _kill(w.pid, sig)
+        # The workers keep their copies until they have drained the backlog.
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for s in self.sockets:
+            if s.family == socket.AF_UNIX and self.adj.unix_socket:
+                try:
+                    os.unlink(self.adj.unix_socket)
+                except OSError:
+                    pass
+            s.close()
+        self.sockets = []
+
+    # ---------------------------------------------------------- the worker
+
+    def _run_worker(self, pipe: int, max_requests: int) -> None:
+        """The child side of a fork: serve, and exit (never returns)."""
+        code = 0
+        try:
+            for sig in HANDLED_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+            os.setpgid(0, 0)
+            _set_parent_death_signal()
+            # The master's descriptors: the children of a fork do not need them
+            # (closing the epoll descriptor leaves the master's registrations be).
+            os.close(self.selector.fileno())
+            for fd in (self.wakeup_r, self.wakeup_w, self.watch_pipe):
+                if fd >= 0:
+                    os.close(fd)
+            for w in self.workers.values():
+                if w.pipe >= 0:
+                    os.close(w.pipe)
+            code = self._serve_in_worker(pipe, max_requests)
+        except KeyboardInterrupt:
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            os._exit(code)
+
+    def _serve_in_worker(self, pipe: int, max_requests: int) -> int:
+        app = self.app
+        if app is None:
+            try:
+                app = self.load_app()
+            except BaseException:
+                # Told to the master, which shows it once for all the workers.
+                _write_all(pipe, b"E" + traceback.format_exc().encode())
+                return WORKER_BOOT_ERROR
+        sockets = self.sockets
+        server = _server.server_class(sockets)(app, self.adj, sockets)
+        server.owns_unix_socket_file = False
+        # The engine serves duplicates of the descriptors: closing the inherited
+        # ones lets the listening sockets close as soon as the engine stops
+        # accepting, not when this process exits.
+        for s in sockets:
+            s.close()
+        os.set_blocking(pipe, False)  # a slow master must never stall the loop
+        attach = getattr(server, "attach_supervisor", None)
+        if attach is not None:
+            attach(pipe, max_requests)  # the engine writes on its own duplicate
+            os.close(pipe)
+        else:  # pragma: no cover - engines without the supervisor hook
+            _fallback_heartbeat(pipe, max_requests)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    # ------------------------------------------------------------- --reload
+
+    def _start_watcher(self) -> None:
+        """A child process watching the .py files; it writes a byte to a pipe
+        after each batch of changes. In a process of its own, so that the master
+        stays single-threaded for its forks."""
+        dirs = self.watch_dirs or [os.getcwd()]
+        read_end, write_end = os.pipe()
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    for sig in HANDLED_SIGNALS:
+                        signal.signal(sig, signal.SIG_DFL)
+                    signal.set_wakeup_fd(-1)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+                    os.setpgid(0, 0)
+                    _set_parent_death_signal()
+                    os.close(read_end)
+                    for s in self.sockets:
+                        s.close()
+                    _watch(dirs, write_end)
+                except KeyboardInterrupt:
+                    pass
+                except BaseException:
+                    traceback.print_exc()
+                    code = 1
+                finally:
+                    os._exit(code)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        self.watcher, self.watch_pipe = pid, read_end
+        self.selector.register(read_end, selectors.EVENT_READ)
+        logger.info("Watching %s for changes", ", ".join(dirs))
+
+    def _on_watch(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.selector.unregister(fd)
+            os.close(fd)
+            self.watch_pipe = -1
+            return
+        self._reload("a file changed", reread=False)
+
+    def _on_watcher_exit(self, status: int) -> None:
+        self.watcher = None
+        if self.watch_pipe >= 0:
+            self.selector.unregister(self.watch_pipe)
+            os.close(self.watch_pipe)
+            self.watch_pipe = -1
+        if self.state is not State.STOPPING:
+            logger.error("The file watcher %s; restarting it", _describe_status(status))
+            self._start_watcher()
+
+    def _stop_watcher(self) -> None:
+        if self.watcher is not None:
+            _kill(self.watcher, signal.SIGKILL)
+            try:
+                os.waitpid(self.watcher, 0)
+            except ChildProcessError:
+                pass
+            self.watcher = None
+
+
+def _watch(dirs: list[str], pipe: int) -> None:
+    """The watcher process: a byte to ``pipe`` after each batch of changed .py
+    files (watchfiles, debounced), until the master goes."""
+    import watchfiles
+
+    for _changes in watchfiles.watch(
+        *dirs,
+        watch_filter=watchfiles.PythonFilter(),
+        debounce=100,
+        step=20,
+        raise_interrupt=False,
+    ):
+        try:
+            os.write(pipe, b"C")
+        except BrokenPipeError:
+            return
+
+
+def _fallback_heartbeat(pipe: int, max_requests: int) -> None:  # pragma: no cover
+    """For an engine without ``attach_supervisor``: ready now (the sockets are
+    listening; the kernel queues connections until the loop accepts them) and a
+    heartbeat from a thread (it stops with the process, not with a wedged loop)."""
+    import threading
+
+    if max_requests:
+        logger.warning("max_requests needs an engine with attach_supervisor")
+
+    def beat() -> None:
+        try:
+            os.write(pipe, b"R")
+            while True:
+                time.sleep(1)
+                os.write(pipe, b".")
+        except OSError:
+            pass
+
+    threading.Thread(target=beat, daemon=True, name="maitre-heartbeat").start()
+
+
+def _addresses(adj: Adjustments) -> tuple:
+    return (adj.unix_socket, tuple(map(str, adj.listen)))
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN:
+                time.sleep(0.01)
+                continue
+            return
