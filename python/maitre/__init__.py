@@ -30,7 +30,9 @@ def serve(app: Any, **kw: Any) -> None:
     server = _server(app, **kw)
     if not _quiet:
         server.print_listen("Serving on http://{}:{}")
+        _print_summary(server)
     previous = _stop_on_sigterm()
+    previous_usr1 = _reopen_logs_on_sigusr1(server)
     try:
         if _profile:
             profile("server.run()", globals(), locals(), (), False)
@@ -42,6 +44,53 @@ def serve(app: Any, **kw: Any) -> None:
         server.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_usr1 is not None:
+            signal.signal(signal.SIGUSR1, previous_usr1)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("maitre")
+    except Exception:  # not installed as a distribution (e.g. run from a checkout)
+        return "unknown"
+
+
+def _print_summary(server: Any) -> None:
+    """After the "Serving on" lines (waitress's): version, processes, threads, and
+    where the metrics are."""
+    adj = getattr(server, "adj", None)
+    if adj is None:  # a test shim standing in for the server
+        return
+    logger.info(
+        "maitre %s: 1 process, %d threads, access log %s",
+        _version(),
+        adj.threads,
+        adj.access_log or "off",
+    )
+    address = getattr(server, "metrics_address", None)
+    if address:
+        logger.info("Metrics on http://%s:%s/metrics", *address)
+
+
+def _reopen_logs_on_sigusr1(server: Any) -> Any:
+    """SIGUSR1 reopens the access log (log rotation), when serving from the main
+    thread and nobody installed a handler of their own."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if not hasattr(signal, "SIGUSR1") or not hasattr(server, "reopen_logs"):
+        return None
+    if signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL:
+        return None
+
+    def reopen(signum: int, frame: Any) -> None:
+        try:
+            server.reopen_logs()
+        except OSError as exc:
+            logger.error("SIGUSR1: %s", exc)
+
+    return signal.signal(signal.SIGUSR1, reopen)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

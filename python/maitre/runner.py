@@ -40,6 +40,12 @@ Options:
         Call OBJECT (with no arguments) to get the WSGI application: for
         application factories.
 
+    --mount=PREFIX=MODULE:OBJECT
+        Serve another application under the path PREFIX (e.g.
+        --mount=/api=pkg.api:app); repeat for more. The MODULE:OBJECT
+        argument, if given, is mounted at /. The longest matching prefix wins
+        (maitre.dispatch.PathDispatcher).
+
 Settings (each is also a keyword argument of maitre.serve() and a key of a
 PasteDeploy [server:...] section, with the same name in snake_case):
 
@@ -143,15 +149,15 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
         show_help(sys.stdout, name)
         return 0
     call = kw.pop("call")
+    mounts = kw.pop("mount", [])
     if "app" in kw:
         args.insert(0, kw.pop("app"))
-    if not args:
+    if not args and not mounts:
         return usage_error("no application given: specify one as MODULE:OBJECT")
     if len(args) > 1:
         return usage_error(
             "specify one application only, not " + " and ".join(map(repr, args))
         )
-    target = args[0]
     # The settings first: a bad value is reported before any user code runs.
     try:
         adj = Adjustments(**kw)
@@ -163,26 +169,31 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    try:
-        app = pkgutil.resolve_name(target)
-    except Exception as exc:  # the user's module may raise anything on import
-        return usage_error(
-            f"cannot import the application {target!r}: {_describe_exception(exc)}"
-        )
-    if call:
-        if not callable(app):
-            return usage_error(f"--call: {target!r} is not callable")
-        try:
-            app = app()
-        except Exception as exc:
+    paths = []
+    for mount in mounts:
+        prefix, sep, where = mount.partition("=")
+        if not sep or not prefix.startswith("/") or ":" not in where:
             return usage_error(
-                f"--call: calling {target!r} failed: {_describe_exception(exc)}"
+                f"--mount={mount}: expected PREFIX=MODULE:OBJECT, e.g. /api=pkg.api:app"
             )
-    if not callable(app):
-        return usage_error(
-            f"{target!r} is not a WSGI application: a {type(app).__name__} "
-            "is not callable"
-        )
+        paths.append((prefix, where))
+    if args:
+        paths.append(("/", args[0]))
+    apps = []
+    for prefix, target in paths:
+        app = _load(target, call)
+        if isinstance(app, str):
+            return usage_error(app)
+        apps.append((prefix, app))
+    if mounts:
+        from .dispatch import PathDispatcher
+
+        try:
+            app = PathDispatcher(apps)
+        except ValueError as exc:
+            return usage_error(f"--mount: {exc}")
+    else:
+        app = apps[0][1]
 
     try:
         _serve(app, **kw)
@@ -193,6 +204,27 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
         print(f"Error: cannot listen: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _load(target: str, call: bool) -> Any:
+    """The WSGI application ``target`` names, or the usage error (a str)."""
+    try:
+        app = pkgutil.resolve_name(target)
+    except Exception as exc:  # the user's module may raise anything on import
+        return f"cannot import the application {target!r}: {_describe_exception(exc)}"
+    if call:
+        if not callable(app):
+            return f"--call: {target!r} is not callable"
+        try:
+            app = app()
+        except Exception as exc:
+            return f"--call: calling {target!r} failed: {_describe_exception(exc)}"
+    if not callable(app):
+        return (
+            f"{target!r} is not a WSGI application: a {type(app).__name__} "
+            "is not callable"
+        )
+    return app
 
 
 def main() -> None:

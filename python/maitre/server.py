@@ -8,6 +8,7 @@ process can create a server, fork, and run it in the child.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import socket
 import sys
@@ -18,6 +19,9 @@ from . import _maitre
 from .adjustments import Adjustments
 from .proxy_headers import proxy_headers_middleware
 from .utilities import cleanup_unix_socket, logger
+
+#: the ``access_log = logging`` destination: one INFO record per request
+access_logger = logging.getLogger("maitre.access")
 
 
 def create_server(
@@ -89,6 +93,28 @@ def _bind(sock: socket.socket, address: Any, shown: str) -> None:
         raise OSError(exc.errno, exc.strerror, shown) from exc
 
 
+def _bind_metrics(adj: Adjustments) -> socket.socket:
+    from .adjustments import _split_listen
+
+    host, port = _split_listen(adj.metrics_listen, 0)
+    try:
+        infos = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise ValueError(f"metrics_listen {adj.metrics_listen!r}: {exc}") from None
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _bind(sock, sockaddr, f"metrics_listen {adj.metrics_listen}")
+        sock.listen(64)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _bind_unix(adj: Adjustments) -> socket.socket:
     cleanup_unix_socket(adj.unix_socket)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -140,6 +166,10 @@ def _engine_settings(adj: Adjustments) -> dict:
     )
     settings = {name: getattr(adj, name) for name in names}
     settings["ident"] = adj.ident or ""
+    settings["access_log"] = adj.access_log
+    settings["access_log_format"] = adj.access_log_format
+    if adj.access_log == "logging":
+        settings["access_logger"] = access_logger
     # With no trusted proxy, proxy headers can only be spoofed: the engine drops them
     # (unless they are to be logged: then the proxy headers middleware does it).
     settings["clear_proxy_headers"] = bool(
@@ -195,9 +225,38 @@ class BaseWSGIServer:
             (s.fileno(), _environ_template(adj, port))
             for s, (_, port) in zip(sockets, self.effective_listen)
         ]
-        self._engine = _maitre.Engine(
-            application, listeners, _engine_settings(adj), logger
-        )
+        settings = _engine_settings(adj)
+        #: the metrics listener's socket (``metrics_listen``), served by the engine
+        self.metrics_socket = None
+        if adj.metrics_listen:
+            self.metrics_socket = _bind_metrics(adj)
+            settings["metrics_fd"] = self.metrics_socket.fileno()
+        try:
+            self._engine = _maitre.Engine(application, listeners, settings, logger)
+        except BaseException:
+            if self.metrics_socket is not None:
+                self.metrics_socket.close()
+            raise
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) the metrics listener is bound to, or None."""
+        if self.metrics_socket is None:
+            return None
+        return self.metrics_socket.getsockname()[:2]
+
+    def stats(self) -> dict:
+        """The server's counters (CherryPy's ``stats`` keys where they fit: Accepts,
+        Queue, Threads, Requests, Bytes Read/Written, Work Time, Run time, per-thread
+        figures under "Worker Threads"), plus open connections, requests by status
+        class, body spills and the latency histogram. Reading never stops the
+        server."""
+        return self._engine.stats()
+
+    def reopen_logs(self) -> None:
+        """Open the access log file again (after logrotate renamed it); lines
+        logged before go to the old file. SIGUSR1 calls this."""
+        self._engine.reopen_logs()
 
     @staticmethod
     def _sockname(sock: socket.socket) -> tuple[str, Any]:
@@ -231,6 +290,8 @@ class BaseWSGIServer:
                 except OSError:
                     pass
             s.close()
+        if self.metrics_socket is not None:
+            self.metrics_socket.close()
 
     def print_listen(self, format_str: str) -> None:
         for host, port in self.effective_listen:

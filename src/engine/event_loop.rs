@@ -9,7 +9,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use crate::engine::dispatch::{
     Completion, Completions, Job, JobQueue, LogLevel, LogRecord, Request, Requests,
 };
 use crate::engine::outbuf::Flushed;
+use crate::engine::stats::{method_index, Stats, StatsBlock};
 use crate::http::request::{parse_head, BodyKind, RequestError, RequestHead, Version};
 use crate::http::response::error_response;
 use crate::http::scan::find_head_end;
@@ -104,6 +105,8 @@ struct Conn {
     /// short read.
     read_closed: bool,
     last_activity: Instant,
+    /// When the first byte of the request being received arrived.
+    received: Instant,
 }
 
 /// Stops a running loop from any thread.
@@ -146,6 +149,7 @@ pub struct EventLoop {
     next_queue_warning: Instant,
     /// Since when jobs have been waiting without a break.
     queue_busy_since: Option<Instant>,
+    stats: Arc<Stats>,
 }
 
 impl EventLoop {
@@ -153,6 +157,7 @@ impl EventLoop {
         listeners: Vec<Listener>,
         cfg: Arc<Config>,
         jobs: Arc<JobQueue>,
+        stats: Arc<Stats>,
     ) -> io::Result<(EventLoop, LoopHandle, Arc<Completions>)> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
@@ -192,6 +197,7 @@ impl EventLoop {
             accept_due: false,
             next_queue_warning: now,
             queue_busy_since: None,
+            stats,
         };
         Ok((ev, handle, completions))
     }
@@ -251,6 +257,7 @@ impl EventLoop {
                 self.resume_accepting();
             }
             let waiting = self.jobs.push_batch(&mut self.batch);
+            self.stats.queue_depth.store(waiting as u64, Relaxed);
             self.backlog = waiting > 0;
             self.warn_if_queue_backs_up(waiting);
             if self.now >= next_tick {
@@ -321,6 +328,7 @@ impl EventLoop {
             }
             match self.listeners[li].sock.accept() {
                 Ok((sock, addr)) => {
+                    self.stats.accepts.fetch_add(1, Relaxed);
                     if let Err(e) = self.register(li, sock, addr) {
                         if self.cfg.log_socket_errors {
                             self.log(
@@ -332,8 +340,11 @@ impl EventLoop {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                    self.stats.accept_errors.fetch_add(1, Relaxed);
+                }
                 Err(e) => {
+                    self.stats.accept_errors.fetch_add(1, Relaxed);
                     // Out of descriptors or memory: retry on the next tick rather than spin.
                     if self.cfg.log_socket_errors {
                         self.log(LogLevel::Warning, format!("accept failed: {e}"));
@@ -384,7 +395,9 @@ impl EventLoop {
             readable: true,
             read_closed: false,
             last_activity: self.now,
+            received: self.now,
         });
+        self.stats.open_connections.fetch_add(1, Relaxed);
         self.drive(token);
         Ok(())
     }
@@ -455,6 +468,7 @@ impl EventLoop {
                 }
             }
             Err(e) => {
+                self.stats.socket_errors.fetch_add(1, Relaxed);
                 let busy = matches!(conn.state, State::Busy);
                 if self.cfg.log_socket_errors && !is_disconnect(&e) {
                     let msg = format!("error writing to {}: {e}", peer_text(&conn.channel.peer));
@@ -503,6 +517,7 @@ impl EventLoop {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    self.stats.socket_errors.fetch_add(1, Relaxed);
                     if self.cfg.log_socket_errors && !is_disconnect(&e) {
                         let msg =
                             format!("error reading from {}: {e}", peer_text(&conn.channel.peer));
@@ -519,6 +534,7 @@ impl EventLoop {
             if lingering {
                 continue;
             }
+            self.stats.bytes_read.fetch_add(n as u64, Relaxed);
             conn.last_activity = self.now;
             if conn.rbuf.is_empty() {
                 let scratch = std::mem::take(&mut self.scratch);
@@ -572,7 +588,10 @@ impl EventLoop {
                     if buf.is_empty() {
                         return pos;
                     }
-                    started.get_or_insert(self.now);
+                    if started.is_none() {
+                        *started = Some(self.now);
+                        conn.received = self.now;
+                    }
                     match find_head_end(buf, *scanned) {
                         Err(e) => return self.reject(token, e, Version::Http10, input.len()),
                         Ok(None) => {
@@ -693,7 +712,15 @@ impl EventLoop {
     fn dispatch(&mut self, token: usize, head: RequestHead, body: Body, rest: &[u8]) -> usize {
         let mut requests = Vec::with_capacity(1);
         let more = head.keep_alive;
-        requests.push(Request { head, body });
+        let received = self.conns.get(token).map_or(self.now, |c| c.received);
+        if matches!(body, Body::File(_)) {
+            self.stats.body_spills.fetch_add(1, Relaxed);
+        }
+        requests.push(Request {
+            head,
+            body,
+            received,
+        });
         let used = if more {
             self.pipelined(rest, &mut requests)
         } else {
@@ -703,6 +730,9 @@ impl EventLoop {
             return used;
         };
         conn.state = State::Busy;
+        self.stats
+            .in_flight
+            .fetch_add(requests.len() as u64, Relaxed);
         // Without further input the loop has nothing to do for this connection when the
         // requests are done; `conn_event` and `drive` say otherwise when there is some.
         conn.channel.set_awaited(false);
@@ -737,7 +767,12 @@ impl EventLoop {
             };
             pos += used + body.len() as usize;
             let last = !head.keep_alive;
-            out.push(Request { head, body });
+            out.push(Request {
+                head,
+                body,
+                // Read in the same round as the request before it.
+                received: self.now,
+            });
             if last {
                 break;
             }
@@ -767,6 +802,10 @@ impl EventLoop {
             &self.cfg.ident,
         );
         let sent = conn.channel.send(&[&response], WhenFull::Queue);
+        // Counted as answered requests of no known method (the head may not have parsed).
+        let took = self.now.duration_since(conn.received);
+        self.stats
+            .record(method_index(b""), err.status(), took, response.len() as u64);
         let msg = format!(
             "{} {} from {}: {}",
             err.status(),
@@ -810,6 +849,7 @@ impl EventLoop {
             return;
         }
         let conn = self.conns.remove(token);
+        StatsBlock::dec(&self.stats.open_connections);
         let _ = self
             .poll
             .registry()
@@ -931,6 +971,11 @@ impl EventLoop {
                 .deregister(&mut SourceFd(&conn.channel.sock.as_raw_fd()));
             conn.channel.mark_closed();
         }
+        let open = self.conns.len() as u64;
+        let _ = self
+            .stats
+            .open_connections
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(open)));
         self.conns.clear();
         for l in &self.listeners {
             let _ = self

@@ -1,9 +1,12 @@
 //! The engine: sockets, the event loop, connections and the hand-offs to worker threads.
 //! It knows HTTP framing (through `crate::http`) but nothing of Python or WSGI.
 
+pub mod access_log;
 pub mod body;
 pub mod channel;
 pub mod config;
 pub mod dispatch;
 pub mod event_loop;
+pub mod metrics;
 pub mod outbuf;
+pub mod stats;
