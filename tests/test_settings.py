@@ -59,6 +59,15 @@ SPEC_DEFAULTS = {
     "sockets": [],
 }
 
+#: maitre's own settings (SPEC section 5), after waitress's, with their defaults
+MAITRE_DEFAULTS = {
+    "access_log": None,
+    "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+    "metrics_listen": None,
+}
+if TARGET == "maitre":
+    SPEC_DEFAULTS.update(MAITRE_DEFAULTS)
+
 IDENTITY = {"ident", "server_name"}
 
 
@@ -86,11 +95,10 @@ def flag_argv(params) -> list:
 
 
 def test_same_settings_as_waitress():
-    """maitre has every waitress setting, and no other, in waitress's order."""
-    assert [name for name, _ in madj.Adjustments._params] == [
-        name for name, _ in wadj.Adjustments._params
-    ]
-    assert [s.name for s in madj.SETTINGS] == [n for n, _ in wadj.Adjustments._params]
+    """maitre has every waitress setting in waitress's order, then its own."""
+    expected = [n for n, _ in wadj.Adjustments._params] + list(MAITRE_DEFAULTS)
+    assert [name for name, _ in madj.Adjustments._params] == expected
+    assert [s.name for s in madj.SETTINGS] == expected
 
 
 def test_spec_table_is_complete():
@@ -382,9 +390,9 @@ def test_parse_args_app():
 def test_every_setting_is_a_flag():
     """Each setting is a command-line flag and nothing else is (besides --help,
     --call, --app): no setting can be forgotten by the CLI."""
-    argv = flag_argv(madj.Adjustments._params)
+    argv = flag_argv(Adjustments._params)
     kw, _ = Adjustments.parse_args(argv)
-    assert set(kw) - {"help", "call"} == {s.name for s in madj.SETTINGS}
+    assert set(kw) - {"help", "call"} == {name for name, _ in Adjustments._params}
 
 
 # -------------------------------------------------------------- bad values

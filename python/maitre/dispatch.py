@@ -11,7 +11,8 @@ from ``PATH_INFO`` to the end of ``SCRIPT_NAME``, so it composes with ``url_pref
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable
 
 __all__ = ["PathDispatcher"]
 

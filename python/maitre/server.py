@@ -30,12 +30,17 @@ def create_server(
     _start: bool = True,
     _sock: socket.socket | None = None,
     _dispatcher: Any = None,
+    _stats_slot: tuple | None = None,
     **kw: Any,
 ) -> BaseWSGIServer:
     """Create a server for ``application`` with waitress's settings (``**kw``).
 
     Returns a single-socket server, or a ``MultiSocketServer`` when several addresses
-    are listened on."""
+    are listened on. ``_stats_slot=(buffer, index)`` (for a master that forks
+    workers) makes the engine count into slot ``index`` of a shared writable buffer
+    of ``index + 1`` or more ``_maitre.STATS_BLOCK_SIZE``-byte slots (e.g.
+    ``mmap.mmap(-1, n * _maitre.STATS_BLOCK_SIZE)`` made before the fork), which
+    ``_maitre.MetricsServer`` or ``_maitre.render_metrics`` then render together."""
     if application is None:
         raise ValueError(
             'The "app" passed to ``create_server`` was ``None``.  You forgot '
@@ -58,7 +63,7 @@ def create_server(
     else:
         sockets = _bind_tcp(adj)
         cls = MultiSocketServer if len(sockets) > 1 else TcpWSGIServer
-    return cls(application, adj, sockets)
+    return cls(application, adj, sockets, _stats_slot=_stats_slot)
 
 
 def _server_class(sock: socket.socket) -> type[BaseWSGIServer]:
@@ -202,7 +207,11 @@ class BaseWSGIServer:
     """Serves one WSGI application on one or more listening sockets."""
 
     def __init__(
-        self, application: Any, adj: Adjustments, sockets: list[socket.socket]
+        self,
+        application: Any,
+        adj: Adjustments,
+        sockets: list[socket.socket],
+        _stats_slot: tuple | None = None,
     ) -> None:
         if _needs_proxy_middleware(adj):
             # Here, not in create_server: a server class built directly gets it too.
@@ -226,6 +235,8 @@ class BaseWSGIServer:
             for s, (_, port) in zip(sockets, self.effective_listen)
         ]
         settings = _engine_settings(adj)
+        if _stats_slot is not None:
+            settings["stats_buffer"], settings["stats_slot"] = _stats_slot
         #: the metrics listener's socket (``metrics_listen``), served by the engine
         self.metrics_socket = None
         if adj.metrics_listen:
