@@ -41,6 +41,10 @@ def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/block":
         release.wait(30)
+    if path == "/pid":
+        out = str(os.getpid()).encode()
+        start_response("200 OK", [("Content-Length", str(len(out)))])
+        return [out]
     if path == "/boom":
         raise RuntimeError("boom")
     if path == "/missing":
@@ -361,32 +365,28 @@ def test_status_page_in_a_headless_browser(metered, chromium):
 # --------------------------------------------------------- workers, shared map
 
 
-def _child(mm, slot: int, port_pipe: int) -> None:
-    """A worker process: counts into slot ``slot`` of ``mm``; never returns."""
-    code = 1
-    try:
-        from maitre import create_server
-
-        server = create_server(
-            app, host=HOST, port=0, threads=2, _stats_slot=(mm, slot)
-        )
-        os.write(port_pipe, b"%d\n" % server.effective_port)
-        server.run()
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _fork_worker(mm, slot):
-    r, w = os.pipe()
+def _fork_worker(server, mm, slot):
+    """A worker process as a master makes it: forked after the server was created,
+    it takes its slot of the shared map and serves; never returns."""
     pid = os.fork()
     if pid == 0:
-        os.close(r)
-        _child(mm, slot, w)
-    os.close(w)
-    with os.fdopen(r) as f:
-        port = int(f.readline())
-    return pid, port
+        code = 1
+        try:
+            server.use_stats_slot(mm, slot)
+            server.run()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _stopped(pid) -> bool:
+    """Whether every thread of ``pid`` is stopped (state T)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] != "T":
+                return False
+    return True
 
 
 def _stop(pid):
@@ -394,90 +394,99 @@ def _stop(pid):
     os.waitpid(pid, 0)
 
 
+def _pids(port, count):
+    """``count`` requests on new connections; the PID that answered each."""
+    pids = []
+    for _ in range(count):
+        with socket.create_connection((HOST, port), timeout=10) as sock:
+            sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        pids.append(int(data.rsplit(b"\r\n\r\n", 1)[1]))
+    return pids
+
+
 @pytest.mark.timeout(60)
-def test_forked_engines_share_one_map(tmp_path):
-    from maitre import _maitre
+def test_forked_engines_share_one_map():
+    """Two worker processes forked from one server count into their slots of one
+    anonymous shared map; the master's listener renders both, with a worker label
+    and the restarts it counted."""
+    from maitre import _maitre, create_server
 
     size = _maitre.STATS_BLOCK_SIZE
     mm = mmap.mmap(-1, 2 * size)
-    pids = []
+    server = create_server(
+        app, host=HOST, port=0, threads=2, metrics_listen=f"{HOST}:0"
+    )
+    workers = {}
+    metrics = None
     try:
-        pid0, port0 = _fork_worker(mm, 0)
-        pids.append(pid0)
-        pid1, port1 = _fork_worker(mm, 1)
-        pids.append(pid1)
-        hello = b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        for _ in range(3):
-            exchange(port0, hello)
-        for _ in range(2):
-            exchange(port1, hello)
+        workers[0] = _fork_worker(server, mm, 0)
+        workers[1] = _fork_worker(server, mm, 1)
+        port = server.effective_port
+
+        def only(worker, count):
+            """``count`` requests answered by ``worker`` alone (the other stopped)."""
+            other = workers[1 - worker]
+            os.kill(other, signal.SIGSTOP)
+            # A thread running on the other core stops a moment later: wait, or it
+            # may still accept the first connection.
+            assert wait_for(lambda: _stopped(other), 5)
+            try:
+                return _pids(port, count)
+            finally:
+                os.kill(other, signal.SIGCONT)
+
+        assert only(0, 7) == [workers[0]] * 7
+        assert only(1, 4) == [workers[1]] * 4
         # The master replaces worker 1: counts the restart in its slot, forks again.
-        _stop(pid1)
-        pids.remove(pid1)
-        restarts_offset = 4 * 8  # magic, version, pid, started_ms, restarts
-        (old,) = struct.unpack_from("Q", mm, slot_offset := size + restarts_offset)
-        struct.pack_into("Q", mm, slot_offset, old + 1)
-        pid1, port1 = _fork_worker(mm, 1)
-        pids.append(pid1)
-        for _ in range(4):
-            exchange(port1, hello)
-        missing = b"GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        exchange(port1, missing)
+        _stop(workers[1])
+        restarts = size + 4 * 8  # slot 1: magic, version, pid, started_ms, restarts
+        (old,) = struct.unpack_from("Q", mm, restarts)
+        struct.pack_into("Q", mm, restarts, old + 1)
+        workers[1] = _fork_worker(server, mm, 1)
+        assert only(1, 5) == [workers[1]] * 5
 
-        listener = socket.socket()
-        listener.bind((HOST, 0))
-        listener.listen(8)
-        metrics = _maitre.MetricsServer(listener.fileno(), mm, 2)
-        try:
-            mport = listener.getsockname()[1]
+        metrics = _maitre.MetricsServer(server.metrics_socket.fileno(), mm, 2)
+        mhost, mport = server.metrics_address
 
-            def get(path):
-                url = f"http://{HOST}:{mport}{path}"
-                with urllib.request.urlopen(url, timeout=3) as r:
-                    return r.read().decode()
+        def get(path):
+            url = f"http://{mhost}:{mport}{path}"
+            with urllib.request.urlopen(url, timeout=3) as r:
+                return r.read().decode()
 
-            def counted():
-                s = samples(get("/metrics"))
-                return (
-                    value(
-                        s,
-                        "maitre_requests_total",
-                        worker="0",
-                        method="GET",
-                        status="2xx",
-                    )
-                    == 3
-                    and value(
-                        s,
-                        "maitre_requests_total",
-                        worker="1",
-                        method="GET",
-                        status="2xx",
-                    )
-                    == 4
-                )
+        # The new worker 1 counts only what it answered since it started: its
+        # predecessor's 4 went with its engine.
+        expected = {"0": 7, "1": 5}
 
-            assert wait_for(counted, 5), get("/metrics")
+        def counted():
             s = samples(get("/metrics"))
-            assert (
-                value(
-                    s, "maitre_requests_total", worker="1", method="GET", status="4xx"
-                )
-                == 1
-            )
-            assert value(s, "maitre_worker_restarts_total", worker="0") == 0
-            assert value(s, "maitre_worker_restarts_total", worker="1") == 1
-            assert value(s, "maitre_process_id", worker="0") == pid0
-            assert value(s, "maitre_process_id", worker="1") == pid1
-            assert value(s, "maitre_threads", worker="1") == 2
-            assert value(s, "maitre_request_duration_seconds_count", worker="1") == 5
-            page = get("/")
-            assert len(re.findall(r'<tr class="worker">', page)) == 2
-            assert re.search(r'id="requests">8<', page), page
-            assert _maitre.render_metrics(mm, 2) == get("/metrics")
-        finally:
-            metrics.close()
-            listener.close()
+            got = {}
+            for w in ("0", "1"):
+                labels = {"worker": w, "method": "GET", "status": "2xx"}
+                got[w] = value(s, "maitre_requests_total", **labels)
+            return got == expected
+
+        assert wait_for(counted, 5), (expected, get("/metrics"))
+        s = samples(get("/metrics"))
+        assert value(s, "maitre_worker_restarts_total", worker="0") == 0
+        assert value(s, "maitre_worker_restarts_total", worker="1") == 1
+        assert value(s, "maitre_process_id", worker="0") == workers[0]
+        assert value(s, "maitre_process_id", worker="1") == workers[1]
+        assert value(s, "maitre_threads", worker="1") == 2
+        assert (
+            value(s, "maitre_request_duration_seconds_count", worker="1")
+            == expected["1"]
+        )
+        page = get("/")
+        assert len(re.findall(r'<tr class="worker">', page)) == 2
+        total = expected["0"] + expected["1"]
+        assert re.search(rf'id="requests">{total}<', page), page
+        assert _maitre.render_metrics(mm, 2) == get("/metrics")
     finally:
-        for pid in pids:
+        if metrics is not None:
+            metrics.close()
+        for pid in workers.values():
             _stop(pid)
+        server.close()

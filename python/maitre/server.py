@@ -63,7 +63,10 @@ def create_server(
     else:
         sockets = _bind_tcp(adj)
         cls = MultiSocketServer if len(sockets) > 1 else TcpWSGIServer
-    return cls(application, adj, sockets, _stats_slot=_stats_slot)
+    server = cls(application, adj, sockets)
+    if _stats_slot is not None:
+        server.use_stats_slot(*_stats_slot)
+    return server
 
 
 def _server_class(sock: socket.socket) -> type[BaseWSGIServer]:
@@ -207,11 +210,7 @@ class BaseWSGIServer:
     """Serves one WSGI application on one or more listening sockets."""
 
     def __init__(
-        self,
-        application: Any,
-        adj: Adjustments,
-        sockets: list[socket.socket],
-        _stats_slot: tuple | None = None,
+        self, application: Any, adj: Adjustments, sockets: list[socket.socket]
     ) -> None:
         if _needs_proxy_middleware(adj):
             # Here, not in create_server: a server class built directly gets it too.
@@ -235,8 +234,6 @@ class BaseWSGIServer:
             for s, (_, port) in zip(sockets, self.effective_listen)
         ]
         settings = _engine_settings(adj)
-        if _stats_slot is not None:
-            settings["stats_buffer"], settings["stats_slot"] = _stats_slot
         #: the metrics listener's socket (``metrics_listen``), served by the engine
         self.metrics_socket = None
         if adj.metrics_listen:
@@ -263,6 +260,17 @@ class BaseWSGIServer:
         class, body spills and the latency histogram. Reading never stops the
         server."""
         return self._engine.stats()
+
+    def use_stats_slot(self, buffer: Any, index: int) -> None:
+        """Count into slot ``index`` of ``buffer`` (a writable shared map of
+        ``_maitre.STATS_BLOCK_SIZE``-byte slots, e.g. ``mmap.mmap(-1, n * size)`` made
+        by a master before forking) instead of this process's own memory. For a worker
+        process after the fork, before ``run()``. The master then serves the metrics
+        of every slot (``_maitre.MetricsServer(sock.fileno(), buffer, n)``), so this
+        server stops serving ``metrics_listen`` itself. A slot's
+        ``restarts`` word (the fifth, at offset 32) is the master's to count and
+        survives the next worker's engine."""
+        self._engine.use_stats_slot(buffer, index)
 
     def reopen_logs(self) -> None:
         """Open the access log file again (after logrotate renamed it); lines

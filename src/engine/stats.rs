@@ -13,7 +13,8 @@
 //! Everything is `Relaxed`: each figure is a counter or a gauge read on its own; no
 //! reader needs one figure to be consistent with another.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// "maitreS1" read as a little-endian integer: marks a slot an engine has initialised.
@@ -115,8 +116,7 @@ impl StatsBlock {
 
     /// Whether an engine has initialised this block (with this layout).
     pub fn is_live(&self) -> bool {
-        self.magic.load(std::sync::atomic::Ordering::Acquire) == MAGIC
-            && self.version.load(Relaxed) == LAYOUT_VERSION
+        self.magic.load(Ordering::Acquire) == MAGIC && self.version.load(Relaxed) == LAYOUT_VERSION
     }
 
     fn words(&self) -> &[AtomicU64] {
@@ -237,13 +237,16 @@ impl Snapshot {
 }
 
 /// Where an engine's block lives: its own allocation, or memory the caller provides
-/// (and keeps alive through `owner`).
+/// (and keeps alive through an owner). It can move to shared memory once, after a
+/// fork and before serving ([`Stats::move_to`]); the memory of a previous place stays
+/// allocated until the `Stats` is dropped, so no reference handed out earlier dangles.
 pub struct Stats {
-    block: std::ptr::NonNull<StatsBlock>,
-    _owner: Box<dyn Send + Sync>,
+    block: AtomicPtr<StatsBlock>,
+    owners: Mutex<Vec<Box<dyn Send + Sync>>>,
 }
 
-// SAFETY: the block is only ever accessed through atomics.
+// SAFETY: the block is only ever accessed through atomics, and every place it has had
+// stays valid while `owners` holds it.
 unsafe impl Send for Stats {}
 unsafe impl Sync for Stats {}
 
@@ -253,34 +256,47 @@ impl Stats {
             // SAFETY: all-zero bytes are valid AtomicU64s.
             unsafe { std::mem::zeroed() },
         );
-        let ptr = std::ptr::NonNull::from(&*boxed);
+        let ptr = &*boxed as *const StatsBlock as *mut StatsBlock;
         Stats {
-            block: ptr,
-            _owner: Box::new(boxed),
+            block: AtomicPtr::new(ptr),
+            owners: Mutex::new(vec![Box::new(boxed)]),
         }
     }
 
     /// A block at `ptr`, inside memory that `owner` keeps alive and mapped.
     ///
     /// # Safety
-    /// `ptr` must be 8-byte aligned, point to `BLOCK_SIZE` writable bytes that stay
-    /// valid while `owner` lives, and be accessed by others only through atomics.
+    /// `ptr` must point to `BLOCK_SIZE` writable bytes that stay valid while `owner`
+    /// lives, and be accessed by others only through atomics.
     pub unsafe fn shared(ptr: *mut u8, owner: Box<dyn Send + Sync>) -> Option<Stats> {
         if ptr.is_null() || (ptr as usize) % 8 != 0 {
             return None;
         }
         Some(Stats {
-            block: std::ptr::NonNull::new(ptr as *mut StatsBlock)?,
-            _owner: owner,
+            block: AtomicPtr::new(ptr as *mut StatsBlock),
+            owners: Mutex::new(vec![owner]),
         })
+    }
+
+    /// Counts into `other`'s block from now on (a worker taking its slot of a shared
+    /// map after the fork). Counts made so far stay behind: call it before serving.
+    pub fn move_to(&self, other: Stats) {
+        let ptr = other.block.load(Ordering::Acquire);
+        let moved = std::mem::take(&mut *other.owners.lock().unwrap_or_else(|p| p.into_inner()));
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(moved);
+        self.block.store(ptr, Ordering::Release);
     }
 }
 
 impl std::ops::Deref for Stats {
     type Target = StatsBlock;
     fn deref(&self) -> &StatsBlock {
-        // SAFETY: valid for the life of self (see the constructors).
-        unsafe { self.block.as_ref() }
+        // SAFETY: every pointer stored is valid while `owners` holds its memory, which
+        // is as long as self lives.
+        unsafe { &*self.block.load(Ordering::Acquire) }
     }
 }
 
@@ -318,6 +334,26 @@ mod tests {
         assert_eq!(s.restarts.load(Relaxed), 3);
         assert_eq!(s.pid.load(Relaxed), 7);
         assert!(s.is_live());
+    }
+
+    #[test]
+    fn move_to_counts_into_the_new_block() {
+        let s = Stats::owned();
+        s.init(1, 0);
+        s.requests.fetch_add(2, Relaxed);
+        let old: &StatsBlock = &s;
+        let other = Stats::owned();
+        let target = &*other as *const StatsBlock;
+        s.move_to(other);
+        assert_eq!(&*s as *const StatsBlock, target);
+        assert_eq!(
+            old.requests.load(Relaxed),
+            2,
+            "the old block is still valid"
+        );
+        s.init(3, 0);
+        s.requests.fetch_add(1, Relaxed);
+        assert_eq!(s.requests.load(Relaxed), 1);
     }
 
     #[test]

@@ -66,15 +66,9 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The counters' block (own, or a slot of `stats_buffer`) and the access log.
+/// The counters' block and the access log.
 fn observe_settings(settings: &Bound<'_, PyDict>, threads: usize) -> PyResult<Observe> {
-    let stats = match settings.get_item("stats_buffer")? {
-        Some(buffer) if !buffer.is_none() => {
-            let slot: usize = setting(settings, "stats_slot", 0)?;
-            crate::wsgi::metrics::shared_block(&buffer, slot)?
-        }
-        _ => Stats::owned(),
-    };
+    let stats = Stats::owned();
     stats.init(std::process::id(), unix_ms());
     let target: Option<String> = setting(settings, "access_log", None)?;
     let spec: String = setting(
@@ -238,6 +232,29 @@ impl Engine {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let o = &self.ctx.observe;
         crate::wsgi::metrics::stats_dict(py, &o.stats, &o.threads)
+    }
+
+    /// Counts into slot `slot` of the shared writable `buffer` from now on (a worker
+    /// process of a master, after the fork, before `run()`): the master renders every
+    /// slot in one scrape, so this engine no longer serves a metrics listener itself.
+    fn use_stats_slot(&self, buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<()> {
+        if !matches!(
+            &*self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Ready(_)
+        ) {
+            return Err(PyRuntimeError::new_err(
+                "use_stats_slot() must be called before run()",
+            ));
+        }
+        let block = crate::wsgi::metrics::shared_block(buffer, slot)?;
+        let stats = &self.ctx.observe.stats;
+        stats.move_to(block);
+        stats.init(std::process::id(), unix_ms());
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        Ok(())
     }
 
     /// Writes what the access log holds and opens its file again (after a rotation

@@ -95,6 +95,8 @@ pub fn worker_main(
                     })) {
                         Ok(close) => close,
                         Err(panic) => {
+                            // `serve` did not get to count it done.
+                            StatsBlock::dec(&stats.in_flight);
                             let what = panic_message(&*panic);
                             log(py, &ctx, "error", &format!("internal error while serving a request (connection closed): {what}"));
                             true
