@@ -9,6 +9,8 @@
 #   DURATION=5 ROUNDS=3 bash bench/observe.sh
 #
 # Uses the Python in $PYTHON [.venv/bin/python] with maitre (and gunicorn) installed.
+# BASE_PYTHON, if set, is another Python with an earlier maitre build: its hello
+# world ("base:off") shows what the always-on counters cost.
 # A measurement, never a test: it prints numbers, it does not judge them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +23,8 @@ SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-VARIANTS="maitre:off maitre:log maitre:metrics maitre:both gunicorn:off gunicorn:log"
+VARIANTS="${VARIANTS:-maitre:off maitre:log maitre:metrics maitre:both gunicorn:off gunicorn:log}"
+[[ -n "${BASE_PYTHON:-}" ]] && VARIANTS="base:off $VARIANTS"
 TICK="$(getconf CLK_TCK)"
 
 tree_ticks() { # utime+stime of PID and its descendants
@@ -45,7 +48,11 @@ for round in $(seq 1 "$ROUNDS"); do
         metrics) env+=(METRICS_LISTEN="127.0.0.1:$((PORT + 1))") ;;
         both) env+=(ACCESS_LOG="$log" METRICS_LISTEN="127.0.0.1:$((PORT + 1))") ;;
         esac
-        env "${env[@]}" taskset -c "$SERVER_CPU" "$PYTHON" "$ROOT/bench/run_server.py" \
+        py="$PYTHON"
+        if [[ "$server" == base ]]; then
+            py="$BASE_PYTHON" server=maitre
+        fi
+        env "${env[@]}" taskset -c "$SERVER_CPU" "$py" "$ROOT/bench/run_server.py" \
             "$server" "$PORT" hello >"$TMP/server.out" 2>&1 &
         pid=$!
         for _ in $(seq 1 100); do

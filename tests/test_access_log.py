@@ -184,6 +184,14 @@ def test_values_cannot_forge_a_line(logged):
         b'Referer: "quoted"\r\nUser-Agent: ' + evil_agent + b"\r\n\r\n"
     )
     assert resp.status == 200
+    # A raw line break inside a header never reaches the log: the request is refused.
+    refused = served.request(
+        b"GET /x HTTP/1.1\r\nHost: x\r\nUser-Agent: a\n"
+        b'127.0.0.1 - - [01/Jan/2000:00:00:00 +0000] "GET /forged HTTP/1.1" 200 1'
+        b' "-" "-"'
+        b"\r\n\r\n"
+    )
+    assert refused.status == 400
     served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
     lines = read_lines(path, 2)
     assert len(lines) == 2

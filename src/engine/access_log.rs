@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::http::request::{RequestHead, Version};
 
@@ -165,8 +165,9 @@ pub struct Entry {
     pub status: u16,
     /// Body bytes sent (without the head or chunk framing).
     pub body_bytes: u64,
-    /// When the first byte of the request arrived.
-    pub received: SystemTime,
+    /// When the first byte of the request arrived (the writer turns it into wall-clock
+    /// time, which keeps a clock read off the worker's path).
+    pub received: Instant,
     /// From the request's first byte to the response's last byte handed to the kernel.
     pub took: Duration,
     /// Values of [`Format::response_headers`], in order.
@@ -210,9 +211,18 @@ fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
         Version::Http11 => b"HTTP/1.1",
     };
     match a {
-        b'h' => match e.peer {
-            Some(addr) => {
-                let _ = write!(out, "{}", addr.ip());
+        b'h' => match e.peer.map(|a| a.ip()) {
+            Some(std::net::IpAddr::V4(ip)) => {
+                // Four itoa calls instead of the formatting machinery.
+                for (i, octet) in ip.octets().iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    num(*octet as u64, out);
+                }
+            }
+            Some(ip) => {
+                let _ = write!(out, "{ip}");
             }
             None => out.push(b'-'),
         },
@@ -297,15 +307,43 @@ fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Formats `[10/Oct/2000:13:55:36 -0700]` in local time, remembering the last second.
+/// Formats `[10/Oct/2000:13:55:36 -0700]` in local time, remembering the last second;
+/// turns the monotonic instants of entries into wall-clock time from one reading of
+/// both clocks (per batch).
 #[derive(Default)]
 pub struct Clock {
     second: u64,
     text: Vec<u8>,
+    base: Option<(Instant, SystemTime)>,
 }
 
 impl Clock {
-    fn write(&mut self, t: SystemTime, out: &mut Vec<u8>) {
+    /// A clock that takes `instant` to be `wall`.
+    pub fn at(instant: Instant, wall: SystemTime) -> Clock {
+        Clock {
+            base: Some((instant, wall)),
+            ..Clock::default()
+        }
+    }
+
+    /// Reads both clocks again at the next use (the wall clock may have been set).
+    pub fn rebase(&mut self) {
+        self.base = None;
+    }
+
+    fn wall(&mut self, t: Instant) -> SystemTime {
+        let (i, w) = *self
+            .base
+            .get_or_insert_with(|| (Instant::now(), SystemTime::now()));
+        if t <= i {
+            w - (i - t)
+        } else {
+            w + (t - i)
+        }
+    }
+
+    fn write(&mut self, t: Instant, out: &mut Vec<u8>) {
+        let t = self.wall(t);
         let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.second || self.text.is_empty() {
             self.second = secs;
@@ -437,6 +475,7 @@ impl AccessLog {
                 std::mem::swap(&mut p.entries, &mut batch);
                 p.stop
             };
+            clock.rebase();
             self.write_batch(&mut batch, &mut clock, &mut buf);
             if stop {
                 return;
@@ -533,7 +572,7 @@ mod tests {
             peer: Some("127.0.0.1:5555".parse().unwrap()),
             status: 200,
             body_bytes: 12,
-            received: UNIX_EPOCH + Duration::from_secs(1_000_000_000),
+            received: Instant::now(),
             took: Duration::from_micros(1_234_567),
             response_headers: vec![Some(b"abc".to_vec())],
             environ: vec![Some("x\"y".into()), None],
@@ -543,7 +582,8 @@ mod tests {
     fn line(spec: &str, e: &Entry) -> String {
         let f = Format::parse(spec).unwrap();
         let mut out = Vec::new();
-        f.write_line(e, &mut Clock::default(), &mut out);
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        f.write_line(e, &mut Clock::at(e.received, wall), &mut out);
         String::from_utf8(out).unwrap()
     }
 

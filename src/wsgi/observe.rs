@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -112,7 +112,7 @@ impl Observe {
             },
             status: outcome.status,
             body_bytes: outcome.body_bytes,
-            received: SystemTime::now() - took,
+            received,
             took,
             response_headers: outcome.response_headers,
             environ: environ_values,
