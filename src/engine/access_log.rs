@@ -187,13 +187,16 @@ fn value(v: Option<&[u8]>, out: &mut Vec<u8>) {
 /// nginx's escaping: `"`, `\`, control bytes and bytes above 0x7e as `\xHH`.
 pub fn escape(v: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in v {
-        if !(0x20..=0x7e).contains(&b) || b == b'"' || b == b'\\' {
-            out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        } else {
-            out.push(b);
-        }
+    let needs = |b: &u8| !(0x20..=0x7e).contains(b) || *b == b'"' || *b == b'\\';
+    let mut rest = v;
+    // Runs of plain bytes are copied whole: most values have nothing to escape.
+    while let Some(i) = rest.iter().position(needs) {
+        out.extend_from_slice(&rest[..i]);
+        let b = rest[i];
+        out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 fn num(n: u64, out: &mut Vec<u8>) {
@@ -605,6 +608,25 @@ mod tests {
         assert_eq!(
             line("\"%(a)s\"", &e),
             "\"a\\x22 200 1 \\x22\\xFF\\x5C\\x09z\"\n"
+        );
+    }
+
+    #[test]
+    fn escape_matches_the_byte_by_byte_rule() {
+        let all: Vec<u8> = (0..=255u8).chain(b"plain text".iter().copied()).collect();
+        let mut got = Vec::new();
+        escape(&all, &mut got);
+        let mut want = Vec::new();
+        for &b in &all {
+            if (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\' {
+                want.push(b);
+            } else {
+                want.extend_from_slice(format!("\\x{b:02X}").as_bytes());
+            }
+        }
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
         );
     }
 
