@@ -283,6 +283,7 @@ table{{border-collapse:collapse;width:100%;margin-top:1em;background:#fff;font-s
 th,td{{padding:.35em .5em;text-align:right;border-bottom:1px solid #eee}}
 th:first-child,td:first-child{{text-align:left}}
 .wrap{{overflow-x:auto}}
+@media (max-width:600px){{table{{font-size:.72em}}th,td{{padding:.3em .2em}}}}
 </style></head><body>
 <h1>{ident} &middot; status</h1>
 <div class="grid">
