@@ -205,13 +205,13 @@ fn num(n: u64, out: &mut Vec<u8>) {
 
 fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
     let target = e.head.target();
-    let (path, query) = match memchr::memchr(b'?', target) {
-        Some(q) => (&target[..q], &target[q + 1..]),
-        None => (target, &b""[..]),
-    };
     let protocol: &[u8] = match e.head.version {
         Version::Http10 => b"HTTP/1.0",
         Version::Http11 => b"HTTP/1.1",
+    };
+    let split = |target: &[u8]| match memchr::memchr(b'?', target) {
+        Some(q) => q,
+        None => target.len(),
     };
     match a {
         b'h' => match e.peer.map(|a| a.ip()) {
@@ -243,8 +243,8 @@ fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
             out.extend_from_slice(protocol);
         }
         b'm' => escape(e.head.method(), out),
-        b'U' => escape(path, out),
-        b'q' => escape(query, out),
+        b'U' => escape(&target[..split(target)], out),
+        b'q' => escape(target.get(split(target) + 1..).unwrap_or(b""), out),
         b'H' => out.extend_from_slice(protocol),
         b's' => num(e.status as u64, out),
         b'B' => num(e.body_bytes, out),
