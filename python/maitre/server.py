@@ -267,9 +267,9 @@ class BaseWSGIServer:
         by a master before forking) instead of this process's own memory. For a worker
         process after the fork, before ``run()``. The master then serves the metrics
         of every slot (``_maitre.MetricsServer(sock.fileno(), buffer, n)``), so this
-        server stops serving ``metrics_listen`` itself. A slot's
-        ``restarts`` word (the fifth, at offset 32) is the master's to count and
-        survives the next worker's engine."""
+        server stops serving ``metrics_listen`` itself. When it replaces a worker,
+        the master counts it with ``_maitre.count_restart(buffer, index)`` (kept by
+        the slot across engines: ``maitre_worker_restarts_total``)."""
         self._engine.use_stats_slot(buffer, index)
 
     def reopen_logs(self) -> None:

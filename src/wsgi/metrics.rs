@@ -72,6 +72,17 @@ pub fn render_metrics(buffer: &Bound<'_, PyAny>, slots: usize) -> PyResult<Strin
     Ok(render_prometheus(&blocks.snapshots(), true))
 }
 
+/// The master replaced the worker of slot `slot`: counted in the slot, where the next
+/// worker's engine keeps it (`maitre_worker_restarts_total`). Returns the new count.
+#[pyfunction]
+pub fn count_restart(buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<u64> {
+    let block = shared_block(buffer, slot)?;
+    Ok(block
+        .restarts
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1)
+}
+
 /// A metrics listener over every slot of a shared buffer, for a master process that
 /// serves no request itself: `MetricsServer(fd, buffer, slots)`, `.close()`.
 #[pyclass(module = "maitre._maitre", name = "MetricsServer")]
