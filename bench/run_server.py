@@ -25,7 +25,10 @@ Settings are each server's defaults except:
   > 0) is not used: with it, pyruvate 1.6.1 never answers a second request on
   a connection; and ``chunked_transfer=True`` appends a last chunk
   ``0\\r\\n\\r\\n`` to responses that have a Content-Length.
-- access logs off, log level WARNING.
+- access logs off, log level WARNING; except with ACCESS_LOG (env, a file path):
+  maitre ``access_log`` and gunicorn ``accesslog`` write there, each in its
+  default format; and METRICS_LISTEN (env, HOST:PORT): maitre ``metrics_listen``
+  (bench/observe.sh measures what they cost).
 - WORKERS (env, default 1) worker processes: maitre ``workers`` (a master and
   that many workers, the app preloaded since it is an object), gunicorn ``-w``,
   granian ``--workers``, bjoern that many forked processes each with its own
@@ -59,10 +62,21 @@ def _import(server):
         raise SystemExit(3) from None
 
 
+def _observe():
+    """maitre's access log and metrics listener, when the environment asks."""
+    extra = {}
+    if os.environ.get("ACCESS_LOG"):
+        extra["access_log"] = os.environ["ACCESS_LOG"]
+    if os.environ.get("METRICS_LISTEN"):
+        extra["metrics_listen"] = os.environ["METRICS_LISTEN"]
+    return extra
+
+
 def _maitre(module, app, port, threads, many):
     extra = {"connection_limit": many} if many else {}
     if WORKERS > 1:
         extra["workers"] = WORKERS
+    extra.update(_observe())
     module.serve(app, host=HOST, port=port, threads=threads, **extra)
 
 
@@ -90,7 +104,7 @@ def _gunicorn(module, app, port, threads, many):
         "worker_class": "gthread",
         "threads": threads,
         "loglevel": "warning",
-        "accesslog": None,
+        "accesslog": os.environ.get("ACCESS_LOG") or None,
     }
     if many:
         options["worker_connections"] = many

@@ -73,6 +73,10 @@ MAITRE_DEFAULTS = {
     "pid_file": None,
     "reload": False,
     "reload_dirs": [],
+    # observability
+    "access_log": None,
+    "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
+    "metrics_listen": None,
 }
 
 

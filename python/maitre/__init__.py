@@ -61,8 +61,9 @@ def serve(app: Any, **kw: Any) -> None:
         raise
     if not _quiet:
         server.print_listen("Serving on http://{}:{}")
+        _print_summary(server)
     # In the main thread, run() stops gracefully on SIGTERM/SIGINT (at once on a
-    # second one or on SIGQUIT) and returns.
+    # second one or on SIGQUIT) and returns; SIGUSR1 reopens the access log.
     _notify_when_ready(server)
     try:
         if _profile:
@@ -78,6 +79,24 @@ def serve(app: Any, **kw: Any) -> None:
         if close is not None:
             close()
         pid_file.remove()
+
+
+def _print_summary(server: Any, processes: str = "1 process") -> None:
+    """After the "Serving on" lines (waitress's): version, processes, threads, and
+    where the metrics are."""
+    adj = getattr(server, "adj", None)
+    if adj is None:  # a test shim standing in for the server
+        return
+    logger.info(
+        "maitre %s: %s, %d threads, access log %s",
+        __version__,
+        processes,
+        adj.threads,
+        adj.access_log or "off",
+    )
+    address = getattr(server, "metrics_address", None)
+    if address:
+        logger.info("Metrics on http://%s:%s/metrics", *address)
 
 
 def _notify_when_ready(server: Any) -> None:

@@ -134,6 +134,11 @@ def as_workers(value: Any) -> int:
     return asint(value)
 
 
+DEFAULT_ACCESS_LOG_FORMAT = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+)
+
+
 class Setting(NamedTuple):
     name: str
     convert: Callable[[Any], Any]
@@ -411,7 +416,41 @@ SETTINGS: tuple[Setting, ...] = (
         "Directories watched by reload instead of the application's directory.",
         "DIRS",
     ),
+    # Observability (maitre's own; waitress has none).
+    Setting(
+        "access_log",
+        str_iftruthy,
+        None,
+        "Access log: '-' for stdout, a file path (appended to; reopened by "
+        "SIGUSR1), or 'logging' for the 'maitre.access' logger. Off when unset.",
+        "WHERE",
+    ),
+    Setting(
+        "access_log_format",
+        str,
+        DEFAULT_ACCESS_LOG_FORMAT,
+        "Format of access log lines, with gunicorn's atoms: %(h)s address, %(l)s "
+        "'-', %(u)s user, %(t)s time, %(r)s request line, %(m)s method, %(U)s "
+        "path, %(q)s query, %(H)s protocol, %(s)s status, %(B)s body bytes, %(b)s "
+        "body bytes or '-', %(f)s referer, %(a)s user agent, %(T)s/%(M)s/%(D)s/"
+        "%(L)s duration in s/ms/us/decimal s, %(p)s process id, "
+        "%({header}i)s request header, %({header}o)s response header, "
+        "%({key}e)s environ value. Default: Apache's combined format.",
+        "FORMAT",
+    ),
+    Setting(
+        "metrics_listen",
+        str_iftruthy,
+        None,
+        "HOST:PORT of a listener of its own serving Prometheus metrics at "
+        "/metrics and a status page at /. Off when unset; never the "
+        "application's port.",
+        "HOST:PORT",
+    ),
 )
+
+#: Apache's combined log format in gunicorn's atoms.
+ACCESS_LOG_FORMAT_COMBINED = DEFAULT_ACCESS_LOG_FORMAT
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -490,6 +529,12 @@ class Adjustments:
             if getattr(self, name) < 0:
                 raise ValueError(
                     f"{name} must not be negative, not {getattr(self, name)}"
+                )
+        if self.metrics_listen is not None:
+            host, port = _split_listen(self.metrics_listen, -1)
+            if not port.isdigit():
+                raise ValueError(
+                    f"metrics_listen must be HOST:PORT, not {self.metrics_listen!r}"
                 )
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be between 0 and 65535, not {self.port}")
@@ -608,10 +653,11 @@ class Adjustments:
         otherwise; ``--listen`` may repeat; options may come before or after the
         positional arguments. ``help`` and ``call`` are always in the
         result; ``app`` only when ``--app=MODULE:OBJECT`` was given, ``version`` only
-        with ``--version``.
+        with ``--version``; ``mount`` (a list of ``PREFIX=MODULE:OBJECT``) only when
+        ``--mount`` was.
 
         Raises ``getopt.GetoptError`` for an unknown or malformed option."""
-        long_opts = ["help", "call", "version", "app="]
+        long_opts = ["help", "call", "version", "app=", "mount="]
         for s in SETTINGS:
             opt = s.name.replace("_", "-")
             if s.convert is asbool:
@@ -631,6 +677,8 @@ class Adjustments:
                 kw[param] = True
             elif param == "version":  # maitre's own flag: only there when given
                 kw["version"] = True
+            elif param == "mount":
+                kw.setdefault("mount", []).append(value)
             elif param == "app":
                 if "app" in kw:
                     raise getopt.GetoptError("option --app given more than once", "app")

@@ -45,6 +45,12 @@ Options:
         Call OBJECT (with no arguments) to get the WSGI application: for
         application factories.
 
+    --mount=PREFIX=MODULE:OBJECT
+        Serve another application under the path PREFIX (e.g.
+        --mount=/api=pkg.api:app); repeat for more. The MODULE:OBJECT
+        argument, if given, is mounted at /. The longest matching prefix wins
+        (maitre.dispatch.PathDispatcher).
+
 Settings (each is also a keyword argument of maitre.serve() and a key of a
 PasteDeploy [server:...] section, with the same name in snake_case):
 
@@ -175,15 +181,15 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
         print(f"maitre {__version__}")
         return 0
     call = kw.pop("call")
+    mounts = kw.pop("mount", [])
     if "app" in kw:
         args.insert(0, kw.pop("app"))
-    if not args:
+    if not args and not mounts:
         return usage_error("no application given: specify one as MODULE:OBJECT")
     if len(args) > 1:
         return usage_error(
             "specify one application only, not " + " and ".join(map(repr, args))
         )
-    target = args[0]
     # The settings first: a bad value is reported before any user code runs.
     try:
         adj = Adjustments(**kw)
@@ -195,10 +201,14 @@ def run(argv: list[str] | None = None, _serve: Any = None) -> int:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    if adj.workers > 1 or adj.reload:
-        return _run_master(argv, kw, target, call, adj, usage_error)
     try:
-        app = load_application(target, call)
+        mounted = _app_paths(mounts, args)
+    except ValueError as exc:
+        return usage_error(str(exc))
+    if adj.workers > 1 or adj.reload:
+        return _run_master(argv, kw, mounted, call, adj, usage_error)
+    try:
+        app = load_mounted(mounted, call)
     except AppLoadError as exc:
         if exc.__cause__ is not None:
             _print_user_traceback(exc.__cause__)
@@ -245,11 +255,43 @@ def load_application(target: str, call: bool) -> Any:
     return app
 
 
-def _load_in_worker(target: str, call: bool) -> Any:
-    """``load_application`` for a worker, whose error the master shows as a
+def _app_paths(mounts: list[str], args: list[str]) -> list[tuple[str, str]] | str:
+    """``(prefix, MODULE:OBJECT)`` for each ``--mount`` and the positional app (at
+    ``/``); just the positional app's ``MODULE:OBJECT`` when nothing is mounted."""
+    if not mounts:
+        return args[0]
+    paths = []
+    for mount in mounts:
+        prefix, sep, where = mount.partition("=")
+        if not sep or not prefix.startswith("/") or ":" not in where:
+            raise ValueError(
+                f"--mount={mount}: expected PREFIX=MODULE:OBJECT, e.g. /api=pkg.api:app"
+            )
+        paths.append((prefix, where))
+    if args:
+        paths.append(("/", args[0]))
+    return paths
+
+
+def load_mounted(mounted: list[tuple[str, str]] | str, call: bool) -> Any:
+    """The application: ``load_application`` of a target, or a ``PathDispatcher``
+    over the ``(prefix, target)`` mounts."""
+    if isinstance(mounted, str):
+        return load_application(mounted, call)
+    from .dispatch import PathDispatcher
+
+    apps = [(prefix, load_application(target, call)) for prefix, target in mounted]
+    try:
+        return PathDispatcher(apps)
+    except ValueError as exc:
+        raise AppLoadError(f"--mount: {exc}") from None
+
+
+def _load_in_worker(mounted: list[tuple[str, str]] | str, call: bool) -> Any:
+    """``load_mounted`` for a worker, whose error the master shows as a
     traceback: the user's exception itself (once), not wrapped."""
     try:
-        return load_application(target, call)
+        return load_mounted(mounted, call)
     except AppLoadError as exc:
         if exc.__cause__ is not None:
             raise exc.__cause__ from None
@@ -275,7 +317,12 @@ def _app_directory(target: str) -> str:
 
 
 def _run_master(
-    argv: list[str], kw: dict, target: str, call: bool, adj: Any, usage_error: Any
+    argv: list[str],
+    kw: dict,
+    mounted: list[tuple[str, str]] | str,
+    call: bool,
+    adj: Any,
+    usage_error: Any,
 ) -> int:
     """Serve with a master process and ``adj.workers`` worker processes."""
     from .supervisor import Master
@@ -285,17 +332,20 @@ def _run_master(
         new_kw, new_args = Adjustments.parse_args(list(argv[1:]))
         new_call = new_kw.pop("call")
         new_kw.pop("help")
+        new_kw.pop("version", None)
+        new_mounts = new_kw.pop("mount", [])
         if "app" in new_kw:
             new_args.insert(0, new_kw.pop("app"))
-        new_target = new_args[0]
-        return new_kw, lambda: _load_in_worker(new_target, new_call)
+        new_mounted = _app_paths(new_mounts, new_args)
+        return new_kw, lambda: _load_in_worker(new_mounted, new_call)
 
+    first = mounted if isinstance(mounted, str) else mounted[-1][1]
     try:
         master = Master(
             kw,
-            load_app=lambda: _load_in_worker(target, call),
+            load_app=lambda: _load_in_worker(mounted, call),
             reread=reread,
-            watch_dirs=adj.reload_dirs or [_app_directory(target)],
+            watch_dirs=adj.reload_dirs or [_app_directory(first)],
         )
         return master.run()
     except AppLoadError as exc:  # preload_app: loaded in the master

@@ -8,6 +8,7 @@ process can create a server, fork, and run it in the child.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,9 @@ from .adjustments import Adjustments
 from .proxy_headers import proxy_headers_middleware
 from .utilities import cleanup_unix_socket, logger
 
+#: the ``access_log = logging`` destination: one INFO record per request
+access_logger = logging.getLogger("maitre.access")
+
 
 def create_server(
     application: Any,
@@ -28,12 +32,17 @@ def create_server(
     _start: bool = True,
     _sock: socket.socket | None = None,
     _dispatcher: Any = None,
+    _stats_slot: tuple | None = None,
     **kw: Any,
 ) -> BaseWSGIServer:
     """Create a server for ``application`` with waitress's settings (``**kw``).
 
     Returns a single-socket server, or a ``MultiSocketServer`` when several addresses
-    are listened on."""
+    are listened on. ``_stats_slot=(buffer, index)`` (for a master that forks
+    workers) makes the engine count into slot ``index`` of a shared writable buffer
+    of ``index + 1`` or more ``_maitre.STATS_BLOCK_SIZE``-byte slots (e.g.
+    ``mmap.mmap(-1, n * _maitre.STATS_BLOCK_SIZE)`` made before the fork), which
+    ``_maitre.MetricsServer`` or ``_maitre.render_metrics`` then render together."""
     if application is None:
         raise ValueError(
             'The "app" passed to ``create_server`` was ``None``.  You forgot '
@@ -41,7 +50,10 @@ def create_server(
         )
     adj = Adjustments(**with_activated_sockets(kw))
     sockets = [_sock] if _sock is not None else bind_sockets(adj)
-    return server_class(sockets)(application, adj, sockets)
+    server = server_class(sockets)(application, adj, sockets)
+    if _stats_slot is not None:
+        server.use_stats_slot(*_stats_slot)
+    return server
 
 
 def bind_sockets(adj: Adjustments) -> list[socket.socket]:
@@ -124,6 +136,28 @@ def _bind(sock: socket.socket, address: Any, shown: str) -> None:
         raise OSError(exc.errno, exc.strerror, shown) from exc
 
 
+def _bind_metrics(adj: Adjustments) -> socket.socket:
+    from .adjustments import _split_listen
+
+    host, port = _split_listen(adj.metrics_listen, 0)
+    try:
+        infos = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise ValueError(f"metrics_listen {adj.metrics_listen!r}: {exc}") from None
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _bind(sock, sockaddr, f"metrics_listen {adj.metrics_listen}")
+        sock.listen(64)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _bind_unix(adj: Adjustments) -> socket.socket:
     cleanup_unix_socket(adj.unix_socket)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -176,6 +210,10 @@ def _engine_settings(adj: Adjustments) -> dict:
     )
     settings = {name: getattr(adj, name) for name in names}
     settings["ident"] = adj.ident or ""
+    settings["access_log"] = adj.access_log
+    settings["access_log_format"] = adj.access_log_format
+    if adj.access_log == "logging":
+        settings["access_logger"] = access_logger
     # With no trusted proxy, proxy headers can only be spoofed: the engine drops them
     # (unless they are to be logged: then the proxy headers middleware does it).
     settings["clear_proxy_headers"] = bool(
@@ -254,9 +292,49 @@ class BaseWSGIServer:
             (s.fileno(), _environ_template(adj, port))
             for s, (_, port) in zip(sockets, self.effective_listen)
         ]
-        self._engine = _maitre.Engine(
-            application, listeners, _engine_settings(adj), logger
-        )
+        settings = _engine_settings(adj)
+        #: the metrics listener's socket (``metrics_listen``), served by the engine
+        self.metrics_socket = None
+        if adj.metrics_listen:
+            self.metrics_socket = _bind_metrics(adj)
+            settings["metrics_fd"] = self.metrics_socket.fileno()
+        try:
+            self._engine = _maitre.Engine(application, listeners, settings, logger)
+        except BaseException:
+            if self.metrics_socket is not None:
+                self.metrics_socket.close()
+            raise
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) the metrics listener is bound to, or None."""
+        if self.metrics_socket is None:
+            return None
+        return self.metrics_socket.getsockname()[:2]
+
+    def stats(self) -> dict:
+        """The server's counters (CherryPy's ``stats`` keys where they fit: Accepts,
+        Queue, Threads, Requests, Bytes Read/Written, Work Time, Run time, per-thread
+        figures under "Worker Threads"), plus open connections, requests by status
+        class, body spills and the latency histogram. Reading never stops the
+        server."""
+        return self._engine.stats()
+
+    def use_stats_slot(self, buffer: Any, index: int) -> None:
+        """Count into slot ``index`` of ``buffer`` (a writable shared map of
+        ``_maitre.STATS_BLOCK_SIZE``-byte slots, e.g. ``mmap.mmap(-1, n * size)`` made
+        by a master before forking) instead of this process's own memory. For a worker
+        process after the fork, before ``run()``. The master then serves the metrics
+        of every slot (``_maitre.MetricsServer(sock.fileno(), buffer, n)``), so this
+        server stops serving ``metrics_listen`` itself. When it replaces a worker,
+        the master counts it with ``_maitre.count_restart(buffer, index)`` (kept by
+        the slot across engines: ``maitre_worker_restarts_total``)."""
+        self._engine.use_stats_slot(buffer, index)
+
+    def reopen_logs(self) -> None:
+        """Open the access log file again (after logrotate renamed it); lines
+        logged before go to the old file. SIGUSR1 calls this."""
+        self._engine.reopen_logs()
 
     @staticmethod
     def _sockname(sock: socket.socket) -> tuple[str, Any]:
@@ -311,11 +389,6 @@ class BaseWSGIServer:
         """Called on SIGHUP while ``run()`` runs in the main thread: re-read the TLS
         certificates. Nothing to do yet (no TLS in this build)."""
 
-    def reopen_logs(self) -> None:
-        """Called on SIGUSR1 while ``run()`` runs in the main thread: reopen the log
-        files the server writes itself. Nothing to do yet (maitre logs through
-        ``logging``, whose handlers the application owns)."""
-
     def _install_signal_handlers(self) -> dict:
         """Our handlers, in the main thread only (signal handlers can only be set
         there, and only run there); returns the ones they replace."""
@@ -365,6 +438,8 @@ class BaseWSGIServer:
                 except OSError:
                     pass
             s.close()
+        if self.metrics_socket is not None:
+            self.metrics_socket.close()
 
     def print_listen(self, format_str: str) -> None:
         for host, port in self.effective_listen:

@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use mio::Waker;
 
@@ -26,6 +27,8 @@ use crate::http::request::RequestHead;
 pub struct Request {
     pub head: RequestHead,
     pub body: Body,
+    /// When its first byte arrived (the start of its duration in logs and metrics).
+    pub received: Instant,
 }
 
 /// Requests of one connection for a worker to run in order: the one the loop parsed,

@@ -9,7 +9,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{Ordering, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use crate::engine::dispatch::{
 };
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::outbuf::Flushed;
+use crate::engine::stats::{method_index, Stats, StatsBlock};
 use crate::http::request::{
     answer_version, parse_head, BodyKind, RequestError, RequestHead, Version,
 };
@@ -115,6 +116,8 @@ struct Conn {
     /// No request has been received on it yet (a graceful stop waits a little for the
     /// first one; it closes idle keep-alive connections at once).
     fresh: bool,
+    /// When the first byte of the request being received arrived.
+    received: Instant,
 }
 
 pub struct EventLoop {
@@ -149,6 +152,7 @@ pub struct EventLoop {
     next_queue_warning: Instant,
     /// Since when jobs have been waiting without a break.
     queue_busy_since: Option<Instant>,
+    stats: Arc<Stats>,
 }
 
 impl EventLoop {
@@ -156,6 +160,7 @@ impl EventLoop {
         listeners: Vec<Listener>,
         cfg: Arc<Config>,
         jobs: Arc<JobQueue>,
+        stats: Arc<Stats>,
     ) -> io::Result<(EventLoop, LoopHandle, Arc<Completions>)> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
@@ -198,6 +203,7 @@ impl EventLoop {
             accept_due: false,
             next_queue_warning: now,
             queue_busy_since: None,
+            stats,
         };
         Ok((ev, handle, completions))
     }
@@ -283,6 +289,7 @@ impl EventLoop {
                 self.resume_accepting();
             }
             let waiting = self.jobs.push_batch(&mut self.batch);
+            self.stats.queue_depth.store(waiting as u64, Relaxed);
             self.backlog = waiting > 0;
             self.warn_if_queue_backs_up(waiting);
             if self.now >= next_tick {
@@ -363,6 +370,7 @@ impl EventLoop {
             }
             match self.listeners[li].sock.accept() {
                 Ok((sock, addr)) => {
+                    self.stats.accepts.fetch_add(1, Relaxed);
                     if let Err(e) = self.register(li, sock, addr) {
                         if self.cfg.log_socket_errors {
                             self.log(
@@ -379,8 +387,11 @@ impl EventLoop {
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                    self.stats.accept_errors.fetch_add(1, Relaxed);
+                }
                 Err(e) => {
+                    self.stats.accept_errors.fetch_add(1, Relaxed);
                     // Out of descriptors or memory: retry on the next tick rather than spin.
                     if self.cfg.log_socket_errors {
                         self.log(LogLevel::Warning, format!("accept failed: {e}"));
@@ -436,7 +447,9 @@ impl EventLoop {
             read_closed: false,
             last_activity: self.now,
             fresh: true,
+            received: self.now,
         });
+        self.stats.open_connections.fetch_add(1, Relaxed);
         self.drive(token);
         Ok(())
     }
@@ -507,6 +520,7 @@ impl EventLoop {
                 }
             }
             Err(e) => {
+                self.stats.socket_errors.fetch_add(1, Relaxed);
                 let busy = matches!(conn.state, State::Busy);
                 if self.cfg.log_socket_errors && !is_disconnect(&e) {
                     let msg = format!("error writing to {}: {e}", peer_text(&conn.channel.peer));
@@ -555,6 +569,7 @@ impl EventLoop {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    self.stats.socket_errors.fetch_add(1, Relaxed);
                     if self.cfg.log_socket_errors && !is_disconnect(&e) {
                         let msg =
                             format!("error reading from {}: {e}", peer_text(&conn.channel.peer));
@@ -571,6 +586,7 @@ impl EventLoop {
             if lingering {
                 continue;
             }
+            self.stats.bytes_read.fetch_add(n as u64, Relaxed);
             conn.last_activity = self.now;
             if conn.rbuf.is_empty() {
                 let scratch = std::mem::take(&mut self.scratch);
@@ -624,7 +640,10 @@ impl EventLoop {
                     if buf.is_empty() {
                         return pos;
                     }
-                    started.get_or_insert(self.now);
+                    if started.is_none() {
+                        *started = Some(self.now);
+                        conn.received = self.now;
+                    }
                     match find_head_end(buf, *scanned) {
                         Err(e) => {
                             let version = answer_version(buf, &e);
@@ -755,7 +774,15 @@ impl EventLoop {
         let mut requests = Vec::with_capacity(1);
         // Stopping: this request is the connection's last, whatever follows it.
         let more = head.keep_alive && self.draining.is_none();
-        requests.push(Request { head, body });
+        let received = self.conns.get(token).map_or(self.now, |c| c.received);
+        if matches!(body, Body::File(_)) {
+            self.stats.body_spills.fetch_add(1, Relaxed);
+        }
+        requests.push(Request {
+            head,
+            body,
+            received,
+        });
         let used = if more {
             self.pipelined(rest, &mut requests)
         } else {
@@ -766,6 +793,9 @@ impl EventLoop {
         };
         conn.state = State::Busy;
         conn.fresh = false;
+        self.stats
+            .in_flight
+            .fetch_add(requests.len() as u64, Relaxed);
         // Without further input the loop has nothing to do for this connection when the
         // requests are done; `conn_event` and `drive` say otherwise when there is some.
         conn.channel.set_awaited(false);
@@ -800,7 +830,12 @@ impl EventLoop {
             };
             pos += used + body.len() as usize;
             let last = !head.keep_alive;
-            out.push(Request { head, body });
+            out.push(Request {
+                head,
+                body,
+                // Read in the same round as the request before it.
+                received: self.now,
+            });
             if last {
                 break;
             }
@@ -830,6 +865,10 @@ impl EventLoop {
             &self.cfg.ident,
         );
         let sent = conn.channel.send(&[&response], WhenFull::Queue);
+        // Counted as answered requests of no known method (the head may not have parsed).
+        let took = self.now.duration_since(conn.received);
+        self.stats
+            .record(method_index(b""), err.status(), took, response.len() as u64);
         let msg = format!(
             "{} {} from {}: {}",
             err.status(),
@@ -873,6 +912,7 @@ impl EventLoop {
             return;
         }
         let conn = self.conns.remove(token);
+        StatsBlock::dec(&self.stats.open_connections);
         let _ = self
             .poll
             .registry()

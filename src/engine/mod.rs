@@ -1,6 +1,7 @@
 //! The engine: sockets, the event loop, connections and the hand-offs to worker threads.
 //! It knows HTTP framing (through `crate::http`) but nothing of Python or WSGI.
 
+pub mod access_log;
 pub mod balance;
 pub mod body;
 pub mod channel;
@@ -8,4 +9,6 @@ pub mod config;
 pub mod dispatch;
 pub mod event_loop;
 pub mod heartbeat;
+pub mod metrics;
 pub mod outbuf;
+pub mod stats;

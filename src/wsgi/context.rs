@@ -118,6 +118,8 @@ pub struct WsgiContext {
     pub queue_logger: Py<PyAny>,
     pub ident: Vec<u8>,
     pub opts: WsgiOptions,
+    /// Counters and the access log, told of every finished request.
+    pub observe: crate::wsgi::observe::Observe,
 }
 
 impl WsgiContext {
@@ -174,6 +176,7 @@ impl WsgiContext {
             queue_logger,
             ident: opts.ident.as_bytes().to_vec(),
             opts,
+            observe: Default::default(),
         }
     }
 

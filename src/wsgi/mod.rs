@@ -5,6 +5,8 @@ pub mod environ;
 pub mod file_wrapper;
 pub mod gil;
 pub mod input;
+pub mod metrics;
+pub mod observe;
 pub mod parser;
 pub mod responder;
 pub mod server;
@@ -33,6 +35,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<input::Input>()?;
     m.add_class::<responder::Responder>()?;
     m.add_class::<worker::DisconnectedCheck>()?;
+    m.add_class::<metrics::PyMetricsServer>()?;
+    m.add_function(pyo3::wrap_pyfunction!(metrics::render_metrics, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(metrics::count_restart, m)?)?;
+    m.add("STATS_BLOCK_SIZE", crate::engine::stats::BLOCK_SIZE)?;
+    m.add("STATS_LAYOUT_VERSION", crate::engine::stats::LAYOUT_VERSION)?;
     parser::register(m)?;
     m.add(
         "ClientDisconnected",

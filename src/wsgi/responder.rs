@@ -52,6 +52,10 @@ pub struct Responder {
     warned_excess: bool,
     warned_no_body: bool,
     budget: DirectBudget,
+    /// Body bytes the channel took (for the access log's `B`).
+    body_sent: u64,
+    /// Every byte the channel took: head, framing and body.
+    bytes_out: u64,
 }
 
 /// The latin-1 bytes of a `str` (PEP 3333 "native strings").
@@ -107,6 +111,8 @@ impl Responder {
             warned_excess: false,
             warned_no_body: false,
             budget: DirectBudget::default(),
+            body_sent: 0,
+            bytes_out: 0,
         }
     }
 
@@ -320,7 +326,32 @@ impl Responder {
         if n == 0 {
             return Ok(());
         }
-        self.transmit(py, &parts[..n])
+        self.transmit(py, &parts[..n])?;
+        self.body_sent += data.len() as u64;
+        Ok(())
+    }
+
+    /// The response as sent so far, with the values of the response headers `names`
+    /// (lower case) for the access log.
+    pub fn outcome(&self, names: &[Vec<u8>]) -> crate::wsgi::observe::Outcome {
+        let response_headers = names
+            .iter()
+            .map(|name| {
+                self.lines.split(|&b| b == b'\n').find_map(|line| {
+                    let line = line.strip_suffix(b"\r")?;
+                    let colon = line.iter().position(|&b| b == b':')?;
+                    line[..colon]
+                        .eq_ignore_ascii_case(name)
+                        .then(|| line[colon + 1..].trim_ascii().to_vec())
+                })
+            })
+            .collect();
+        crate::wsgi::observe::Outcome {
+            status: self.code,
+            body_bytes: self.body_sent,
+            bytes_out: self.bytes_out,
+            response_headers,
+        }
     }
 
     /// The request is over: later writes raise.
@@ -352,7 +383,9 @@ impl Responder {
                 other => other,
             }
         };
-        self.after_send(py, sent)
+        self.after_send(py, sent)?;
+        self.bytes_out += total as u64;
+        Ok(())
     }
 
     fn after_send(&self, py: Python<'_>, sent: std::io::Result<Sent>) -> PyResult<()> {
@@ -407,7 +440,10 @@ impl Responder {
         self.written += len;
         let channel = self.channel()?;
         let sent = crate::wsgi::gil::detach(py, || channel.send_file(file, offset, len));
-        self.after_send(py, sent)
+        self.after_send(py, sent)?;
+        self.body_sent += len;
+        self.bytes_out += len;
+        Ok(())
     }
 
     /// Ends the response: the head if nothing was sent yet, the last chunk if chunked.

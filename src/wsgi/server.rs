@@ -19,14 +19,19 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use socket2::Socket;
 
+use crate::engine::access_log;
 use crate::engine::config::Config;
 use crate::engine::dispatch::{Job, JobQueue, LogLevel, LogRecord};
 use crate::engine::event_loop::{EventLoop, Listener, LoopHandle};
 use crate::engine::heartbeat::Heartbeat;
+use crate::engine::metrics::{Blocks, MetricsServer};
+use crate::engine::stats::{Stats, ThreadStats};
 use crate::http::request::Limits;
 use crate::wsgi::context::{WsgiContext, WsgiOptions};
+use crate::wsgi::observe::Observe;
 use crate::wsgi::worker::worker_main;
 use crate::wsgi::RequestAbandoned;
+use std::sync::atomic::Ordering::Relaxed;
 
 enum State {
     Ready(Vec<Listener>),
@@ -53,6 +58,8 @@ pub struct Engine {
     heartbeat: Mutex<Option<Heartbeat>>,
     /// Worker threads that a stop left in the application.
     stragglers: Mutex<Vec<JoinHandle<()>>>,
+    /// The metrics listener's socket, until `run()` serves it.
+    metrics: Mutex<Option<std::net::TcpListener>>,
 }
 
 fn setting<'py, T>(settings: &Bound<'py, PyDict>, name: &str, default: T) -> PyResult<T>
@@ -66,6 +73,60 @@ where
         }),
         _ => Ok(default),
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The counters' block and the access log.
+fn observe_settings(settings: &Bound<'_, PyDict>, threads: usize) -> PyResult<Observe> {
+    let stats = Stats::owned();
+    stats.init(std::process::id(), unix_ms());
+    let target: Option<String> = setting(settings, "access_log", None)?;
+    let spec: String = setting(
+        settings,
+        "access_log_format",
+        access_log::DEFAULT_FORMAT.to_string(),
+    )?;
+    let mut observe = Observe {
+        stats: Arc::new(stats),
+        threads: (0..threads).map(|_| ThreadStats::default()).collect(),
+        access: None,
+        access_logger: None,
+    };
+    let Some(target) = target.filter(|t| !t.is_empty()) else {
+        return Ok(observe);
+    };
+    let format = access_log::Format::parse(&spec)
+        .map_err(|e| PyValueError::new_err(format!("invalid access_log_format: {e}")))?;
+    match target.as_str() {
+        "logging" => {
+            let logger: Py<PyAny> = match settings.get_item("access_logger")? {
+                Some(l) if !l.is_none() => l.unbind(),
+                _ => {
+                    return Err(PyValueError::new_err(
+                        "access_log=logging needs the access_logger setting",
+                    ))
+                }
+            };
+            observe.access_logger = Some((format, logger));
+        }
+        t => {
+            let dest = if t == "-" {
+                access_log::Target::Stdout
+            } else {
+                access_log::Target::File(t.into())
+            };
+            let log = access_log::AccessLog::new(format, dest).map_err(|e| {
+                PyOSError::new_err(format!("cannot open access_log {target:?}: {e}"))
+            })?;
+            observe.access = Some(Arc::new(log));
+        }
+    }
+    Ok(observe)
 }
 
 fn positive(name: &str, v: usize) -> PyResult<usize> {
@@ -169,7 +230,12 @@ impl Engine {
             log_socket_errors: cfg.log_socket_errors,
             clear_proxy_headers: setting(settings, "clear_proxy_headers", true)?,
         };
-        let ctx = WsgiContext::new(py, app, templates, logger, opts);
+        let mut ctx = WsgiContext::new(py, app, templates, logger, opts);
+        ctx.observe = observe_settings(settings, cfg.threads)?;
+        let metrics = match setting::<Option<RawFd>>(settings, "metrics_fd", None)? {
+            Some(fd) => Some(crate::wsgi::metrics::listener_from_fd(fd)?),
+            None => None,
+        };
         Ok(Engine {
             state: Mutex::new(State::Ready(socks)),
             stopped: Condvar::new(),
@@ -178,6 +244,7 @@ impl Engine {
             ctx: Arc::new(ctx),
             heartbeat: Mutex::new(None),
             stragglers: Mutex::new(Vec::new()),
+            metrics: Mutex::new(metrics),
         })
     }
 
@@ -207,6 +274,45 @@ impl Engine {
         list.len()
     }
 
+    /// Counters as a dict (CherryPy's `stats` keys, and more); never stops the loop.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let o = &self.ctx.observe;
+        crate::wsgi::metrics::stats_dict(py, &o.stats, &o.threads)
+    }
+
+    /// Counts into slot `slot` of the shared writable `buffer` from now on (a worker
+    /// process of a master, after the fork, before `run()`): the master renders every
+    /// slot in one scrape, so this engine no longer serves a metrics listener itself.
+    fn use_stats_slot(&self, buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<()> {
+        if !matches!(
+            &*self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            State::Ready(_)
+        ) {
+            return Err(PyRuntimeError::new_err(
+                "use_stats_slot() must be called before run()",
+            ));
+        }
+        let block = crate::wsgi::metrics::shared_block(buffer, slot)?;
+        let stats = &self.ctx.observe.stats;
+        stats.move_to(block);
+        stats.init(std::process::id(), unix_ms());
+        self.metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        Ok(())
+    }
+
+    /// Writes what the access log holds and opens its file again (after a rotation
+    /// renamed it); the old file keeps everything logged before.
+    fn reopen_logs(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(log) = &self.ctx.observe.access {
+            crate::wsgi::gil::detach(py, || log.reopen())
+                .map_err(|e| PyOSError::new_err(format!("cannot reopen access_log: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Serves until `close()` is called or a signal handler raises (Ctrl-C).
     fn run(&self, py: Python<'_>) -> PyResult<()> {
         let jobs = Arc::new(JobQueue::default());
@@ -220,8 +326,11 @@ impl Engine {
                 }
                 State::Closed => return Ok(()),
             };
+            let stats = self.ctx.observe.stats.clone();
+            stats.started_ms.store(unix_ms(), Relaxed);
+            stats.threads.store(self.cfg.threads as u64, Relaxed);
             let (mut ev, handle, completions) =
-                EventLoop::new(listeners, self.cfg.clone(), jobs.clone())
+                EventLoop::new(listeners, self.cfg.clone(), jobs.clone(), stats)
                     .map_err(|e| PyOSError::new_err(e.to_string()))?;
             if let Some(hb) = self
                 .heartbeat
@@ -237,6 +346,33 @@ impl Engine {
             (ev, handle, completions)
         };
 
+        // The observers first: they must see the first request.
+        let access_writer = match &self.ctx.observe.access {
+            Some(log) => Some(
+                log.start()
+                    .map_err(|e| PyOSError::new_err(format!("cannot start access log: {e}")))?,
+            ),
+            None => None,
+        };
+        let metrics_server = match self
+            .metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(listener) => {
+                let blocks = Blocks {
+                    blocks: vec![self.ctx.observe.stats.clone()],
+                    labelled: false,
+                };
+                Some(
+                    MetricsServer::start(listener, blocks, self.cfg.ident.clone()).map_err(
+                        |e| PyOSError::new_err(format!("cannot start metrics listener: {e}")),
+                    )?,
+                )
+            }
+            None => None,
+        };
         let finished: Finished = Arc::new((Mutex::new(None), Condvar::new()));
         let io_thread = {
             let finished = finished.clone();
@@ -262,7 +398,7 @@ impl Engine {
             let (ctx, jobs, completions) = (self.ctx.clone(), jobs.clone(), completions.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("maitre-{i}"))
-                .spawn(move || worker_main(ctx, jobs, completions));
+                .spawn(move || worker_main(ctx, jobs, completions, i));
             match spawned {
                 Ok(h) => workers.push(h),
                 Err(e) => {
@@ -367,6 +503,15 @@ impl Engine {
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(stuck.into_iter().filter(|w| !w.is_finished()));
         }
+        // After the workers: every request they finished is in the log.
+        crate::wsgi::gil::detach(py, || {
+            if let Some(w) = access_writer {
+                w.stop();
+            }
+            if let Some(m) = metrics_server {
+                m.stop();
+            }
+        });
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
         self.stopped.notify_all();
         if let Some(e) = interrupted.or(spawn_error) {

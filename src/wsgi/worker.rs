@@ -4,21 +4,26 @@
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use crate::engine::body::Body;
 use crate::engine::channel::{Channel, WhenFull};
 use crate::engine::dispatch::{
     Completion, Completions, Job, JobQueue, LogLevel, Request, Requests,
 };
 use crate::engine::event_loop::panic_message;
+use crate::engine::stats::StatsBlock;
+use crate::http::request::RequestHead;
 use crate::http::response::error_response;
 use crate::wsgi::context::WsgiContext;
 use crate::wsgi::environ;
 use crate::wsgi::file_wrapper::FileWrapper;
+use crate::wsgi::observe::Outcome;
 use crate::wsgi::responder::Responder;
 use crate::wsgi::{ClientDisconnected, RequestAbandoned};
 
@@ -53,7 +58,12 @@ pub fn on_worker_thread() -> bool {
     WORKER.with(|w| w.get())
 }
 
-pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<Completions>) {
+pub fn worker_main(
+    ctx: Arc<WsgiContext>,
+    jobs: Arc<JobQueue>,
+    completions: Arc<Completions>,
+    index: usize,
+) {
     WORKER.with(|w| w.set(true));
     jobs.add_worker();
     Python::attach(|py| loop {
@@ -67,6 +77,9 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
         match job {
             Job::Requests(job) => {
                 let Requests { channel, requests } = *job;
+                let stats = &ctx.observe.stats;
+                stats.threads_busy.fetch_add(1, Relaxed);
+                let mut left = requests.len() as u64;
                 let (token, id) = (channel.token, channel.id);
                 let mut close = false;
                 let mut served = 0;
@@ -77,10 +90,14 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                 for req in requests {
                     // In order; after a response that closes the connection (an error,
                     // Connection: close) nothing more on it runs.
-                    close = match catch_unwind(AssertUnwindSafe(|| serve(py, &ctx, &channel, req)))
-                    {
+                    left -= 1;
+                    close = match catch_unwind(AssertUnwindSafe(|| {
+                        serve(py, &ctx, &channel, req, index)
+                    })) {
                         Ok(close) => close,
                         Err(panic) => {
+                            // `serve` did not get to count it done.
+                            StatsBlock::dec(&stats.in_flight);
                             let what = panic_message(&*panic);
                             log(py, &ctx, "error", &format!("internal error while serving a request (connection closed): {what}"));
                             true
@@ -95,6 +112,11 @@ pub fn worker_main(ctx: Arc<WsgiContext>, jobs: Arc<JobQueue>, completions: Arc<
                 if corked {
                     channel.cork(false);
                 }
+                // Requests of the batch that will not run are no longer in flight.
+                let _ = stats
+                    .in_flight
+                    .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(left)));
+                StatsBlock::dec(&stats.threads_busy);
                 completions.push(
                     Completion {
                         token,
@@ -168,9 +190,46 @@ pub fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
     }
 }
 
-/// Runs one request; returns whether the connection must close.
-fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, channel: &Arc<Channel>, req: Request) -> bool {
-    let Request { head, body } = req;
+/// Runs one request, then counts and logs it; returns whether the connection must
+/// close.
+fn serve(
+    py: Python<'_>,
+    ctx: &Arc<WsgiContext>,
+    channel: &Arc<Channel>,
+    req: Request,
+    thread: usize,
+) -> bool {
+    let Request {
+        head,
+        body,
+        received,
+    } = req;
+    let mut environ = None;
+    let mut outcome = Outcome::default();
+    let close = run_request(py, ctx, channel, &head, body, &mut environ, &mut outcome);
+    ctx.observe.done(
+        py,
+        thread,
+        head,
+        &channel.peer,
+        received,
+        outcome,
+        environ.as_ref(),
+    );
+    close
+}
+
+/// Runs one request; says how it went in `observed` (and keeps the environ there when
+/// the access log reads from it); returns whether the connection must close.
+fn run_request<'py>(
+    py: Python<'py>,
+    ctx: &Arc<WsgiContext>,
+    channel: &Arc<Channel>,
+    head: &RequestHead,
+    body: Body,
+    environ: &mut Option<Bound<'py, PyDict>>,
+    observed: &mut Outcome,
+) -> bool {
     let is_head = head.method() == b"HEAD";
     let responder = match Bound::new(
         py,
@@ -185,18 +244,24 @@ fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, channel: &Arc<Channel>, req: Re
         Ok(r) => r,
         Err(e) => {
             log_exception(py, ctx, "cannot allocate a response", &e);
+            observed.status = 500;
             return true;
         }
     };
     let outcome = (|| -> PyResult<()> {
-        let env = environ::build(py, ctx, &head, channel, body)?;
+        let env = environ::build(py, ctx, head, channel, body)?;
+        if !ctx.observe.environ_keys().is_empty() {
+            *environ = Some(env.clone());
+        }
         call_app(py, ctx, env, &responder)
     })();
     let Ok(mut r) = responder.try_borrow_mut() else {
         // The application kept start_response busy on another thread; give up cleanly.
+        observed.status = 500;
         return true;
     };
     r.detach();
+    *observed = r.outcome(ctx.observe.response_headers());
     let Err(err) = outcome else { return r.close };
     if err.is_instance_of::<RequestAbandoned>(py) {
         // The stop that abandoned it has said so; the connection is gone.
@@ -210,6 +275,10 @@ fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, channel: &Arc<Channel>, req: Re
             "info",
             &format!("Client disconnected while serving {path}"),
         );
+        if !r.headers_sent {
+            // nginx's "client closed request": no status was ever sent.
+            observed.status = 499;
+        }
         return true;
     }
     log_exception(py, ctx, &format!("Exception while serving {path}"), &err);
@@ -227,7 +296,11 @@ fn serve(py: Python<'_>, ctx: &Arc<WsgiContext>, channel: &Arc<Channel>, req: Re
             &ctx.opts.ident,
         );
         r.headers_sent = true;
-        let _ = channel.send(&[&response], WhenFull::Queue);
+        observed.status = 500;
+        observed.body_bytes = 0;
+        if channel.send(&[&response], WhenFull::Queue).is_ok() {
+            observed.bytes_out += response.len() as u64;
+        }
     }
     // Headers already out: closing is the only way to tell the client the body is cut.
     true

@@ -22,7 +22,7 @@
 //! are abandoned. Both say what they do in a notice that the thread inside
 //! `Engine.run()` logs at once (the workers may all be busy in the application).
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -308,6 +308,11 @@ impl EventLoop {
             // see the end now.
             let _ = conn.channel.sock.shutdown(std::net::Shutdown::Both);
         }
+        let open = self.conns.len() as u64;
+        let _ = self
+            .stats
+            .open_connections
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(open)));
         self.conns.clear();
         for l in &self.listeners {
             let _ = self

@@ -1,0 +1,647 @@
+//! The access log: one line per answered request, in gunicorn's format language, made
+//! from what the engine knows when the response is done (status, body bytes, timings).
+//!
+//! A worker hands over an [`Entry`] (the request head it already owns, moved, plus a few
+//! numbers) under a short lock; a writer thread of its own formats the entries and writes
+//! them in batches, each batch one `write()` of whole lines to a file opened with
+//! `O_APPEND`: lines from several processes appending to one file never interleave.
+//! No Python runs per request (unless the `logging` sink was asked for, which the WSGI
+//! layer serves with the same formatter).
+//!
+//! Values are escaped as nginx does (`"`, `\`, control and non-ASCII bytes as `\xHH`),
+//! so that no header or path can end a line or a quoted field early.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::mem::ManuallyDrop;
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::http::request::{RequestHead, Version};
+
+/// Apache's combined format, gunicorn's default.
+pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+/// How long a line may wait in memory before it is written.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Entries that make the writer start at once rather than at the next interval.
+const BATCH: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(Vec<u8>),
+    /// One of gunicorn's one-letter atoms.
+    Atom(u8),
+    /// `{name}i`: a request header (lower-case name).
+    RequestHeader(Vec<u8>),
+    /// `{name}o`: a response header; the index into [`Entry::response_headers`].
+    ResponseHeader(usize),
+    /// `{key}e`: an environ value; the index into [`Entry::environ`].
+    Environ(usize),
+}
+
+const ATOMS: &[u8] = b"hlutrmUqHsBbfaTMDLp";
+
+/// A parsed `access_log_format`.
+#[derive(Debug, Clone)]
+pub struct Format {
+    pieces: Vec<Piece>,
+    /// Response header names the format uses (lower case), in `ResponseHeader` order.
+    pub response_headers: Vec<Vec<u8>>,
+    /// Environ keys the format uses, in `Environ` order: only these are captured.
+    pub environ_keys: Vec<String>,
+}
+
+impl Format {
+    /// Parses gunicorn's syntax: `%(h)s`, `%({x-request-id}i)s`, `%%` for a percent sign.
+    pub fn parse(spec: &str) -> Result<Format, String> {
+        let mut f = Format {
+            pieces: Vec::new(),
+            response_headers: Vec::new(),
+            environ_keys: Vec::new(),
+        };
+        let bytes = spec.as_bytes();
+        let mut text = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b != b'%' {
+                text.push(b);
+                i += 1;
+                continue;
+            }
+            if bytes.get(i + 1) == Some(&b'%') {
+                text.push(b'%');
+                i += 2;
+                continue;
+            }
+            if bytes.get(i + 1) != Some(&b'(') {
+                return Err(format!("'%' at offset {i} starts no %(name)s atom"));
+            }
+            let close = bytes[i..]
+                .windows(2)
+                .position(|w| w == b")s")
+                .ok_or_else(|| format!("atom at offset {i} does not end with ')s'"))?;
+            let name = &spec[i + 2..i + close];
+            i += close + 2;
+            if !text.is_empty() {
+                f.pieces.push(Piece::Text(std::mem::take(&mut text)));
+            }
+            let piece = f.atom(name)?;
+            f.pieces.push(piece);
+        }
+        if !text.is_empty() {
+            f.pieces.push(Piece::Text(text));
+        }
+        Ok(f)
+    }
+
+    fn atom(&mut self, name: &str) -> Result<Piece, String> {
+        if let Some(rest) = name.strip_prefix('{') {
+            let (key, kind) = rest
+                .rsplit_once('}')
+                .ok_or_else(|| format!("unknown atom %({name})s"))?;
+            if key.is_empty() {
+                return Err(format!("empty name in atom %({name})s"));
+            }
+            return match kind {
+                "i" => Ok(Piece::RequestHeader(key.to_ascii_lowercase().into_bytes())),
+                "o" => {
+                    self.response_headers
+                        .push(key.to_ascii_lowercase().into_bytes());
+                    Ok(Piece::ResponseHeader(self.response_headers.len() - 1))
+                }
+                "e" => {
+                    self.environ_keys.push(key.to_string());
+                    Ok(Piece::Environ(self.environ_keys.len() - 1))
+                }
+                _ => Err(format!(
+                    "unknown atom %({name})s (use {{header}}i, {{header}}o or {{key}}e)"
+                )),
+            };
+        }
+        match name.as_bytes() {
+            [a] if ATOMS.contains(a) => Ok(Piece::Atom(*a)),
+            _ => Err(format!(
+                "unknown atom %({name})s (known: h l u t r m U q H s B b f a T M D L p, \
+                 {{header}}i, {{header}}o, {{key}}e)"
+            )),
+        }
+    }
+
+    /// Appends the line for `e` to `out`, with its newline.
+    pub fn write_line(&self, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => out.extend_from_slice(t),
+                Piece::Atom(a) => atom(*a, e, clock, out),
+                Piece::RequestHeader(name) => value(e.head.header(name), out),
+                Piece::ResponseHeader(i) => {
+                    value(e.response_headers.get(*i).and_then(|v| v.as_deref()), out)
+                }
+                Piece::Environ(i) => value(
+                    e.environ
+                        .get(*i)
+                        .and_then(|v| v.as_deref())
+                        .map(str::as_bytes),
+                    out,
+                ),
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+/// What the log needs of one answered request.
+#[derive(Debug)]
+pub struct Entry {
+    pub head: RequestHead,
+    pub peer: Option<SocketAddr>,
+    pub status: u16,
+    /// Body bytes sent (without the head or chunk framing).
+    pub body_bytes: u64,
+    /// When the first byte of the request arrived (the writer turns it into wall-clock
+    /// time, which keeps a clock read off the worker's path).
+    pub received: Instant,
+    /// From the request's first byte to the response's last byte handed to the kernel.
+    pub took: Duration,
+    /// Values of [`Format::response_headers`], in order.
+    pub response_headers: Vec<Option<Vec<u8>>>,
+    /// Values of [`Format::environ_keys`], in order.
+    pub environ: Vec<Option<String>>,
+}
+
+/// Writes `v` escaped, or `-` when absent.
+fn value(v: Option<&[u8]>, out: &mut Vec<u8>) {
+    match v {
+        Some(v) => escape(v, out),
+        None => out.push(b'-'),
+    }
+}
+
+/// nginx's escaping: `"`, `\`, control bytes and bytes above 0x7e as `\xHH`.
+pub fn escape(v: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let needs = |b: &u8| !(0x20..=0x7e).contains(b) || *b == b'"' || *b == b'\\';
+    let mut rest = v;
+    // Runs of plain bytes are copied whole: most values have nothing to escape.
+    while let Some(i) = rest.iter().position(needs) {
+        out.extend_from_slice(&rest[..i]);
+        let b = rest[i];
+        out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+fn num(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
+    let target = e.head.target();
+    let protocol: &[u8] = match e.head.version {
+        Version::Http10 => b"HTTP/1.0",
+        Version::Http11 => b"HTTP/1.1",
+    };
+    let split = |target: &[u8]| match memchr::memchr(b'?', target) {
+        Some(q) => q,
+        None => target.len(),
+    };
+    match a {
+        b'h' => match e.peer.map(|a| a.ip()) {
+            Some(std::net::IpAddr::V4(ip)) => {
+                // Four itoa calls instead of the formatting machinery.
+                for (i, octet) in ip.octets().iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    num(*octet as u64, out);
+                }
+            }
+            Some(ip) => {
+                let _ = write!(out, "{ip}");
+            }
+            None => out.push(b'-'),
+        },
+        b'l' => out.push(b'-'),
+        b'u' => match basic_user(e.head.header(b"authorization")) {
+            Some(user) => escape(&user, out),
+            None => out.push(b'-'),
+        },
+        b't' => clock.write(e.received, out),
+        b'r' => {
+            escape(e.head.method(), out);
+            out.push(b' ');
+            escape(target, out);
+            out.push(b' ');
+            out.extend_from_slice(protocol);
+        }
+        b'm' => escape(e.head.method(), out),
+        b'U' => escape(&target[..split(target)], out),
+        b'q' => escape(target.get(split(target) + 1..).unwrap_or(b""), out),
+        b'H' => out.extend_from_slice(protocol),
+        b's' => num(e.status as u64, out),
+        b'B' => num(e.body_bytes, out),
+        b'b' => {
+            if e.body_bytes == 0 {
+                out.push(b'-')
+            } else {
+                num(e.body_bytes, out)
+            }
+        }
+        b'f' => value(e.head.header(b"referer"), out),
+        b'a' => value(e.head.header(b"user-agent"), out),
+        b'T' => num(e.took.as_secs(), out),
+        b'M' => num(e.took.as_millis() as u64, out),
+        b'D' => num(e.took.as_micros() as u64, out),
+        b'L' => {
+            let _ = write!(out, "{:.6}", e.took.as_secs_f64());
+        }
+        b'p' => {
+            out.push(b'<');
+            num(std::process::id() as u64, out);
+            out.push(b'>');
+        }
+        _ => out.push(b'-'),
+    }
+}
+
+/// The user name of `Authorization: Basic ...`, as gunicorn's `u`.
+fn basic_user(auth: Option<&[u8]>) -> Option<Vec<u8>> {
+    let auth = auth?;
+    let (scheme, rest) = auth.split_at(auth.iter().position(|&b| b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return None;
+    }
+    let decoded = base64_decode(rest.trim_ascii())?;
+    let user = match memchr::memchr(b':', &decoded) {
+        Some(i) => decoded[..i].to_vec(),
+        None => decoded,
+    };
+    Some(user)
+}
+
+fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in s {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        acc = acc << 6 | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Formats `[10/Oct/2000:13:55:36 -0700]` in local time, remembering the last second;
+/// turns the monotonic instants of entries into wall-clock time from one reading of
+/// both clocks (per batch).
+#[derive(Default)]
+pub struct Clock {
+    second: u64,
+    text: Vec<u8>,
+    base: Option<(Instant, SystemTime)>,
+}
+
+impl Clock {
+    /// A clock that takes `instant` to be `wall`.
+    pub fn at(instant: Instant, wall: SystemTime) -> Clock {
+        Clock {
+            base: Some((instant, wall)),
+            ..Clock::default()
+        }
+    }
+
+    /// Reads both clocks again at the next use (the wall clock may have been set).
+    pub fn rebase(&mut self) {
+        self.base = None;
+    }
+
+    fn wall(&mut self, t: Instant) -> SystemTime {
+        let (i, w) = *self
+            .base
+            .get_or_insert_with(|| (Instant::now(), SystemTime::now()));
+        if t <= i {
+            w - (i - t)
+        } else {
+            w + (t - i)
+        }
+    }
+
+    fn write(&mut self, t: Instant, out: &mut Vec<u8>) {
+        let t = self.wall(t);
+        let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != self.second || self.text.is_empty() {
+            self.second = secs;
+            self.text = clf_time(secs);
+        }
+        out.extend_from_slice(&self.text);
+    }
+}
+
+fn clf_time(secs: u64) -> Vec<u8> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = secs as libc::time_t;
+    // SAFETY: localtime_r writes only into the zeroed struct we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    let off = tm.tm_gmtoff / 60;
+    let sign = if off < 0 { '-' } else { '+' };
+    format!(
+        "[{:02}/{}/{}:{:02}:{:02}:{:02} {sign}{:02}{:02}]",
+        tm.tm_mday,
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_year + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        off.abs() / 60,
+        off.abs() % 60
+    )
+    .into_bytes()
+}
+
+/// Where lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Stdout,
+    File(PathBuf),
+}
+
+fn open(path: &PathBuf) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+struct Pending {
+    entries: Vec<Entry>,
+    stop: bool,
+}
+
+/// The buffered writer: entries in, whole lines out.
+pub struct AccessLog {
+    pub format: Format,
+    target: Target,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// The open file (None for stdout); replaced by [`AccessLog::reopen`].
+    file: Mutex<Option<File>>,
+    /// Something went wrong writing: said once, not once per batch.
+    failed: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AccessLog {
+    /// Opens the target at once, so that a path that cannot be written fails at start.
+    pub fn new(format: Format, target: Target) -> io::Result<AccessLog> {
+        let file = match &target {
+            Target::File(p) => Some(open(p)?),
+            Target::Stdout => None,
+        };
+        Ok(AccessLog {
+            format,
+            target,
+            pending: Mutex::new(Pending {
+                entries: Vec::new(),
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            file: Mutex::new(file),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// Queues an entry (called by a worker after its response).
+    pub fn push(&self, e: Entry) {
+        let mut p = lock(&self.pending);
+        p.entries.push(e);
+        if p.entries.len() == BATCH {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Starts the writer thread; [`Writer::stop`] writes what is left and ends it.
+    pub fn start(self: &Arc<Self>) -> io::Result<Writer> {
+        lock(&self.pending).stop = false;
+        let log = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("maitre-access-log".into())
+            .spawn(move || log.run())?;
+        Ok(Writer {
+            log: self.clone(),
+            thread: Some(thread),
+        })
+    }
+
+    fn run(&self) {
+        let mut clock = Clock::default();
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut batch = Vec::new();
+        loop {
+            let stop = {
+                let mut p = lock(&self.pending);
+                // Wait out the interval (or a full batch): one write per interval,
+                // not one per request.
+                if p.entries.len() < BATCH && !p.stop {
+                    p = self
+                        .wake
+                        .wait_timeout(p, FLUSH_INTERVAL)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                std::mem::swap(&mut p.entries, &mut batch);
+                p.stop
+            };
+            clock.rebase();
+            self.write_batch(&mut batch, &mut clock, &mut buf);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn write_batch(&self, batch: &mut Vec<Entry>, clock: &mut Clock, buf: &mut Vec<u8>) {
+        if batch.is_empty() {
+            return;
+        }
+        buf.clear();
+        for e in batch.drain(..) {
+            self.format.write_line(&e, clock, buf);
+        }
+        let file = lock(&self.file);
+        let result = match (&self.target, &*file) {
+            (Target::File(_), Some(f)) => write_once(f, buf),
+            (Target::File(_), None) => Err(io::Error::other("the log file is not open")),
+            (Target::Stdout, _) => {
+                // SAFETY: fd 1 stays open for the life of the process; not closed here.
+                let out = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+                write_once(&out, buf)
+            }
+        };
+        if let Err(e) = result {
+            if !self.failed.swap(true, Ordering::Relaxed) {
+                eprintln!("maitre: cannot write the access log: {e}");
+            }
+        }
+    }
+
+    /// Writes what is queued to the current file, then opens the path again (after a
+    /// rotation renamed it). Errors keep the old file.
+    pub fn reopen(&self) -> io::Result<()> {
+        let mut batch = std::mem::take(&mut lock(&self.pending).entries);
+        self.write_batch(&mut batch, &mut Clock::default(), &mut Vec::new());
+        if let Target::File(path) = &self.target {
+            let f = open(path)?;
+            *lock(&self.file) = Some(f);
+            self.failed.store(false, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// One `write()` of whole lines: with `O_APPEND` the kernel places it at the end in one
+/// piece. A short write (disk full, signal) finishes with more writes.
+fn write_once(mut f: &File, buf: &[u8]) -> io::Result<()> {
+    f.write_all(buf)
+}
+
+/// The running writer thread.
+pub struct Writer {
+    log: Arc<AccessLog>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn stop(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        lock(&self.log.pending).stop = true;
+        self.log.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::{parse_head, Limits};
+
+    fn entry(raw: &[u8]) -> Entry {
+        let limits = Limits {
+            max_header_size: 65536,
+            max_body_size: 1 << 20,
+        };
+        let (head, _) = parse_head(raw, &limits)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .unwrap();
+        Entry {
+            head,
+            peer: Some("127.0.0.1:5555".parse().unwrap()),
+            status: 200,
+            body_bytes: 12,
+            received: Instant::now(),
+            took: Duration::from_micros(1_234_567),
+            response_headers: vec![Some(b"abc".to_vec())],
+            environ: vec![Some("x\"y".into()), None],
+        }
+    }
+
+    fn line(spec: &str, e: &Entry) -> String {
+        let f = Format::parse(spec).unwrap();
+        let mut out = Vec::new();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        f.write_line(e, &mut Clock::at(e.received, wall), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn every_atom() {
+        let e = entry(b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nReferer: http://r/\r\nUser-Agent: UA/1\r\nAuthorization: Basic dXNlcjpwdw==\r\nX-Id: 7\r\n\r\n");
+        assert_eq!(
+            line("%(h)s|%(l)s|%(u)s|%(r)s|%(m)s|%(U)s|%(q)s|%(H)s|%(s)s|%(B)s|%(b)s|%(f)s|%(a)s|%(T)s|%(M)s|%(D)s|%(L)s|%({x-id}i)s|%({X-Res}o)s|%({k}e)s|%({n}e)s|%%", &e),
+            "127.0.0.1|-|user|GET /a/b?x=1 HTTP/1.1|GET|/a/b|x=1|HTTP/1.1|200|12|12|http://r/|UA/1|1|1234|1234567|1.234567|7|abc|x\\x22y|-|%\n"
+        );
+        let t = line("%(t)s", &e);
+        assert!(t.starts_with('[') && t.contains("/Sep/2001:"), "{t}");
+        assert_eq!(line("%(p)s", &e), format!("<{}>\n", std::process::id()));
+    }
+
+    #[test]
+    fn values_cannot_forge_lines() {
+        let e = entry(b"GET /x HTTP/1.1\r\nHost: h\r\nUser-Agent: a\" 200 1 \"\xff\\\tz\r\n\r\n");
+        assert_eq!(
+            line("\"%(a)s\"", &e),
+            "\"a\\x22 200 1 \\x22\\xFF\\x5C\\x09z\"\n"
+        );
+    }
+
+    #[test]
+    fn escape_matches_the_byte_by_byte_rule() {
+        let all: Vec<u8> = (0..=255u8).chain(b"plain text".iter().copied()).collect();
+        let mut got = Vec::new();
+        escape(&all, &mut got);
+        let mut want = Vec::new();
+        for &b in &all {
+            if (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\' {
+                want.push(b);
+            } else {
+                want.extend_from_slice(format!("\\x{b:02X}").as_bytes());
+            }
+        }
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+    }
+
+    #[test]
+    fn zero_bytes_is_a_dash_for_b() {
+        let mut e = entry(b"HEAD / HTTP/1.0\r\n\r\n");
+        e.body_bytes = 0;
+        assert_eq!(line("%(b)s %(B)s %(H)s %(f)s", &e), "- 0 HTTP/1.0 -\n");
+    }
+
+    #[test]
+    fn bad_formats_are_refused() {
+        for bad in ["%(z)s", "%(h", "%d", "%({x}q)s", "%({}i)s", "50%"] {
+            assert!(Format::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Format::parse(DEFAULT_FORMAT).is_ok());
+    }
+}

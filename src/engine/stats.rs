@@ -1,0 +1,385 @@
+//! What the engine counts: one fixed-layout block of atomics per engine (per worker
+//! process), updated on paths that already run and read without stopping anything.
+//!
+//! The block is `#[repr(C)]` and made only of `AtomicU64`s, so that it can live in
+//! memory the engine does not own: a master process maps one anonymous shared region
+//! (`mmap.mmap(-1, n * BLOCK_SIZE)`) before it forks, each worker's engine counts into
+//! its slot, and the master (or any process holding the map) renders every slot in one
+//! scrape with a `worker` label. Layout (version [`LAYOUT_VERSION`]): the fields below in
+//! declaration order, each 8 bytes, native endianness; [`BLOCK_SIZE`] bytes per slot.
+//! A field is only ever appended (before `reserved`, which shrinks), never moved, and
+//! the version changes when a meaning does.
+//!
+//! Everything is `Relaxed`: each figure is a counter or a gauge read on its own; no
+//! reader needs one figure to be consistent with another.
+
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// "maitreS1" read as a little-endian integer: marks a slot an engine has initialised.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"maitreS1");
+pub const LAYOUT_VERSION: u64 = 1;
+
+/// Methods counted on their own; any other is "other".
+pub const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+];
+/// Status classes 1xx to 5xx.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Upper bounds of the request duration histogram, in microseconds (Prometheus's
+/// default buckets, with finer steps below 5 ms where a fast application lives).
+pub const BUCKETS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+const N_BUCKETS: usize = BUCKETS_US.len() + 1;
+
+/// One engine's counters. Gauges (`open_connections`, `queue_depth`, `threads`,
+/// `threads_busy`, `in_flight`) go up and down; everything else only goes up.
+#[repr(C)]
+pub struct StatsBlock {
+    /// [`MAGIC`] once initialised.
+    pub magic: AtomicU64,
+    pub version: AtomicU64,
+    /// The process counting into this block.
+    pub pid: AtomicU64,
+    /// When the engine started serving, in milliseconds since the Unix epoch.
+    pub started_ms: AtomicU64,
+    /// Times the master replaced the worker of this slot (kept across its engines).
+    pub restarts: AtomicU64,
+    pub accepts: AtomicU64,
+    /// accept() failures other than "would block" (out of descriptors, aborted...).
+    pub accept_errors: AtomicU64,
+    /// Reads or writes that failed on an open connection.
+    pub socket_errors: AtomicU64,
+    pub open_connections: AtomicU64,
+    /// Jobs waiting for a worker thread, as of the loop's last round.
+    pub queue_depth: AtomicU64,
+    pub threads: AtomicU64,
+    pub threads_busy: AtomicU64,
+    /// Requests received whole and not yet answered (queued or running).
+    pub in_flight: AtomicU64,
+    pub requests: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    /// Sum of request durations, in microseconds.
+    pub work_time_us: AtomicU64,
+    /// Request bodies that went to a temporary file.
+    pub body_spills: AtomicU64,
+    /// Requests by method (`METHODS`) and status class (`CLASSES`).
+    pub by_method_class: [[AtomicU64; 5]; 8],
+    /// Request durations: count per bucket (not cumulative), the last one unbounded.
+    pub duration_buckets: [AtomicU64; N_BUCKETS],
+    pub reserved: [AtomicU64; 16],
+}
+
+pub const BLOCK_SIZE: usize = std::mem::size_of::<StatsBlock>();
+const _: () = assert!(BLOCK_SIZE == 8 * (18 + 40 + 17 + 16));
+const _: () = assert!(std::mem::align_of::<StatsBlock>() == 8);
+
+/// Method index in [`METHODS`].
+pub fn method_index(method: &[u8]) -> usize {
+    METHODS[..7]
+        .iter()
+        .position(|m| m.as_bytes() == method)
+        .unwrap_or(7)
+}
+
+fn class_index(status: u16) -> usize {
+    (status / 100).clamp(1, 5) as usize - 1
+}
+
+fn bucket_index(us: u64) -> usize {
+    BUCKETS_US.partition_point(|&b| b < us)
+}
+
+impl StatsBlock {
+    /// Prepares a block for a new engine: counters from zero, `restarts` kept (the
+    /// master counts it across the engines of a slot).
+    pub fn init(&self, pid: u32, started_ms: u64) {
+        let restarts = if self.magic.load(Relaxed) == MAGIC {
+            self.restarts.load(Relaxed)
+        } else {
+            0
+        };
+        for word in self.words() {
+            word.store(0, Relaxed);
+        }
+        self.restarts.store(restarts, Relaxed);
+        self.version.store(LAYOUT_VERSION, Relaxed);
+        self.pid.store(pid as u64, Relaxed);
+        self.started_ms.store(started_ms, Relaxed);
+        self.magic
+            .store(MAGIC, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether an engine has initialised this block (with this layout).
+    pub fn is_live(&self) -> bool {
+        self.magic.load(Ordering::Acquire) == MAGIC && self.version.load(Relaxed) == LAYOUT_VERSION
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the struct is repr(C) and made only of AtomicU64 (asserted by size).
+        unsafe {
+            std::slice::from_raw_parts(self as *const Self as *const AtomicU64, BLOCK_SIZE / 8)
+        }
+    }
+
+    /// A request was answered (or refused by the loop).
+    pub fn record(&self, method: usize, status: u16, took: Duration, written: u64) {
+        let us = took.as_micros().min(u64::MAX as u128) as u64;
+        self.requests.fetch_add(1, Relaxed);
+        self.by_method_class[method.min(7)][class_index(status)].fetch_add(1, Relaxed);
+        self.duration_buckets[bucket_index(us)].fetch_add(1, Relaxed);
+        self.work_time_us.fetch_add(us, Relaxed);
+        self.bytes_written.fetch_add(written, Relaxed);
+    }
+
+    /// Takes one away from a gauge without wrapping below zero.
+    pub fn dec(gauge: &AtomicU64) {
+        let _ = gauge.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+    }
+
+    /// A consistent-enough copy for rendering.
+    pub fn snapshot(&self) -> Snapshot {
+        let get = |a: &AtomicU64| a.load(Relaxed);
+        let mut by = [[0u64; 5]; 8];
+        for (m, row) in self.by_method_class.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                by[m][c] = get(v);
+            }
+        }
+        let mut buckets = [0u64; N_BUCKETS];
+        for (i, b) in self.duration_buckets.iter().enumerate() {
+            buckets[i] = get(b);
+        }
+        Snapshot {
+            pid: get(&self.pid),
+            started_ms: get(&self.started_ms),
+            restarts: get(&self.restarts),
+            accepts: get(&self.accepts),
+            accept_errors: get(&self.accept_errors),
+            socket_errors: get(&self.socket_errors),
+            open_connections: get(&self.open_connections),
+            queue_depth: get(&self.queue_depth),
+            threads: get(&self.threads),
+            threads_busy: get(&self.threads_busy),
+            in_flight: get(&self.in_flight),
+            requests: get(&self.requests),
+            bytes_read: get(&self.bytes_read),
+            bytes_written: get(&self.bytes_written),
+            work_time_us: get(&self.work_time_us),
+            body_spills: get(&self.body_spills),
+            by_method_class: by,
+            buckets,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub pid: u64,
+    pub started_ms: u64,
+    pub restarts: u64,
+    pub accepts: u64,
+    pub accept_errors: u64,
+    pub socket_errors: u64,
+    pub open_connections: u64,
+    pub queue_depth: u64,
+    pub threads: u64,
+    pub threads_busy: u64,
+    pub in_flight: u64,
+    pub requests: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub work_time_us: u64,
+    pub body_spills: u64,
+    pub by_method_class: [[u64; 5]; 8],
+    pub buckets: [u64; N_BUCKETS],
+}
+
+impl Snapshot {
+    /// Requests per status class, all methods together.
+    pub fn by_class(&self) -> [u64; 5] {
+        let mut out = [0; 5];
+        for row in &self.by_method_class {
+            for (c, v) in row.iter().enumerate() {
+                out[c] += v;
+            }
+        }
+        out
+    }
+
+    /// The `q` quantile (0..1) of request durations in seconds, interpolated within
+    /// its histogram bucket (as Prometheus's histogram_quantile); None without requests.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = q * total as f64;
+        let mut seen = 0u64;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            if n > 0 && (seen + n) as f64 >= rank {
+                let lower = if i == 0 { 0 } else { BUCKETS_US[i - 1] } as f64;
+                let Some(&upper) = BUCKETS_US.get(i) else {
+                    // The unbounded bucket: its lower bound is all we know.
+                    return Some(lower / 1e6);
+                };
+                let within = (rank - seen as f64) / n as f64;
+                return Some((lower + (upper as f64 - lower) * within.clamp(0.0, 1.0)) / 1e6);
+            }
+            seen += n;
+        }
+        Some(BUCKETS_US[BUCKETS_US.len() - 1] as f64 / 1e6)
+    }
+}
+
+/// Where an engine's block lives: its own allocation, or memory the caller provides
+/// (and keeps alive through an owner). It can move to shared memory once, after a
+/// fork and before serving ([`Stats::move_to`]); the memory of a previous place stays
+/// allocated until the `Stats` is dropped, so no reference handed out earlier dangles.
+pub struct Stats {
+    block: AtomicPtr<StatsBlock>,
+    owners: Mutex<Vec<Box<dyn Send + Sync>>>,
+}
+
+// SAFETY: the block is only ever accessed through atomics, and every place it has had
+// stays valid while `owners` holds it.
+unsafe impl Send for Stats {}
+unsafe impl Sync for Stats {}
+
+impl Stats {
+    pub fn owned() -> Stats {
+        let boxed: Box<StatsBlock> = Box::new(
+            // SAFETY: all-zero bytes are valid AtomicU64s.
+            unsafe { std::mem::zeroed() },
+        );
+        let ptr = &*boxed as *const StatsBlock as *mut StatsBlock;
+        Stats {
+            block: AtomicPtr::new(ptr),
+            owners: Mutex::new(vec![Box::new(boxed)]),
+        }
+    }
+
+    /// A block at `ptr`, inside memory that `owner` keeps alive and mapped.
+    ///
+    /// # Safety
+    /// `ptr` must point to `BLOCK_SIZE` writable bytes that stay valid while `owner`
+    /// lives, and be accessed by others only through atomics.
+    pub unsafe fn shared(ptr: *mut u8, owner: Box<dyn Send + Sync>) -> Option<Stats> {
+        if ptr.is_null() || (ptr as usize) % 8 != 0 {
+            return None;
+        }
+        Some(Stats {
+            block: AtomicPtr::new(ptr as *mut StatsBlock),
+            owners: Mutex::new(vec![owner]),
+        })
+    }
+
+    /// Counts into `other`'s block from now on (a worker taking its slot of a shared
+    /// map after the fork). Counts made so far stay behind: call it before serving.
+    pub fn move_to(&self, other: Stats) {
+        let ptr = other.block.load(Ordering::Acquire);
+        let moved = std::mem::take(&mut *other.owners.lock().unwrap_or_else(|p| p.into_inner()));
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(moved);
+        self.block.store(ptr, Ordering::Release);
+    }
+}
+
+impl std::ops::Deref for Stats {
+    type Target = StatsBlock;
+    fn deref(&self) -> &StatsBlock {
+        // SAFETY: every pointer stored is valid while `owners` holds its memory, which
+        // is as long as self lives.
+        unsafe { &*self.block.load(Ordering::Acquire) }
+    }
+}
+
+/// Figures of one worker thread (CherryPy's per-thread stats), kept beside the block:
+/// they are only ever read by this process.
+#[derive(Default)]
+pub struct ThreadStats {
+    pub requests: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub work_time_us: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_take_their_upper_bound_inclusive() {
+        assert_eq!(bucket_index(0), 0);
+        assert_eq!(bucket_index(100), 0);
+        assert_eq!(bucket_index(101), 1);
+        assert_eq!(bucket_index(10_000_000), 15);
+        assert_eq!(bucket_index(10_000_001), 16);
+    }
+
+    #[test]
+    fn init_keeps_restarts_and_clears_the_rest() {
+        let s = Stats::owned();
+        s.init(1, 2);
+        s.requests.fetch_add(5, Relaxed);
+        s.restarts.fetch_add(3, Relaxed);
+        s.init(7, 9);
+        assert_eq!(s.requests.load(Relaxed), 0);
+        assert_eq!(s.restarts.load(Relaxed), 3);
+        assert_eq!(s.pid.load(Relaxed), 7);
+        assert!(s.is_live());
+    }
+
+    #[test]
+    fn move_to_counts_into_the_new_block() {
+        let s = Stats::owned();
+        s.init(1, 0);
+        s.requests.fetch_add(2, Relaxed);
+        let old: &StatsBlock = &s;
+        let other = Stats::owned();
+        let target = &*other as *const StatsBlock;
+        s.move_to(other);
+        assert_eq!(&*s as *const StatsBlock, target);
+        assert_eq!(
+            old.requests.load(Relaxed),
+            2,
+            "the old block is still valid"
+        );
+        s.init(3, 0);
+        s.requests.fetch_add(1, Relaxed);
+        assert_eq!(s.requests.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn record_counts_method_class_and_duration() {
+        let s = Stats::owned();
+        s.init(1, 0);
+        s.record(method_index(b"GET"), 200, Duration::from_micros(300), 10);
+        s.record(method_index(b"BREW"), 418, Duration::from_millis(20), 5);
+        let snap = s.snapshot();
+        assert_eq!(snap.requests, 2);
+        assert_eq!(snap.by_method_class[0][1], 1);
+        assert_eq!(snap.by_method_class[7][3], 1);
+        assert_eq!(snap.buckets[2], 1);
+        assert_eq!(snap.buckets[7], 1);
+        assert_eq!(snap.bytes_written, 15);
+        assert_eq!(snap.work_time_us, 20_300);
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_a_bucket() {
+        let mut snap = Snapshot::default();
+        assert_eq!(snap.quantile(0.5), None);
+        snap.buckets[3] = 10; // 500 us .. 1 ms
+        let p50 = snap.quantile(0.5).unwrap();
+        assert!((p50 - 0.00075).abs() < 1e-9, "{p50}");
+        snap.buckets[16] = 10;
+        assert_eq!(snap.quantile(0.99), Some(10.0));
+    }
+}

@@ -1,0 +1,192 @@
+//! The Python face of the counters: counting into a caller's shared memory, the
+//! `stats()` dict, and a metrics listener a master process can run over every worker's
+//! slot (`MetricsServer`, `render_metrics`).
+
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::Arc;
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::engine::metrics::{render_prometheus, Blocks, MetricsServer as Server};
+use crate::engine::stats::{Stats, ThreadStats, BLOCK_SIZE, BUCKETS_US, CLASSES};
+
+/// Keeps a Python buffer exported (and so mapped) while an engine counts into it.
+struct Exported(#[allow(dead_code)] PyBuffer<u8>);
+
+/// Slot `slot` of the writable, contiguous buffer `buffer` (e.g. `mmap.mmap(-1, n)`,
+/// made by a master before it forks, so that every worker's slot is visible to it).
+pub fn shared_block(buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<Stats> {
+    let buf: PyBuffer<u8> = PyBuffer::get(buffer)?;
+    if buf.readonly() || !buf.is_c_contiguous() {
+        return Err(PyValueError::new_err(
+            "stats_buffer must be a writable contiguous buffer (e.g. mmap.mmap(-1, n))",
+        ));
+    }
+    let need = (slot + 1) * BLOCK_SIZE;
+    if buf.len_bytes() < need {
+        return Err(PyValueError::new_err(format!(
+            "stats_buffer holds {} bytes; slot {slot} needs {need} ({BLOCK_SIZE} per slot)",
+            buf.len_bytes()
+        )));
+    }
+    // SAFETY: within the buffer (checked above); the export keeps it mapped.
+    let ptr = unsafe { (buf.buf_ptr() as *mut u8).add(slot * BLOCK_SIZE) };
+    // SAFETY: the buffer stays exported while the Stats lives; only atomics touch it.
+    unsafe { Stats::shared(ptr, Box::new(Exported(buf))) }
+        .ok_or_else(|| PyValueError::new_err("stats_buffer is not 8-byte aligned"))
+}
+
+/// Every slot of a shared buffer, labelled by worker index.
+fn shared_blocks(buffer: &Bound<'_, PyAny>, slots: usize) -> PyResult<Blocks> {
+    let blocks = (0..slots)
+        .map(|i| shared_block(buffer, i).map(Arc::new))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Blocks {
+        blocks,
+        labelled: true,
+    })
+}
+
+/// A listening socket given by descriptor (duplicated: the caller keeps its own).
+pub fn listener_from_fd(fd: RawFd) -> PyResult<TcpListener> {
+    // SAFETY: dup returns a new descriptor that we own (or -1, checked).
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(PyOSError::new_err(format!(
+            "cannot use the metrics socket {fd}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: `dup` is ours.
+    Ok(unsafe { TcpListener::from_raw_fd(dup) })
+}
+
+/// `/metrics` text of every live slot of `buffer` (a master's view of its workers).
+#[pyfunction]
+pub fn render_metrics(buffer: &Bound<'_, PyAny>, slots: usize) -> PyResult<String> {
+    let blocks = shared_blocks(buffer, slots)?;
+    Ok(render_prometheus(&blocks.snapshots(), true))
+}
+
+/// The master replaced the worker of slot `slot`: counted in the slot, where the next
+/// worker's engine keeps it (`maitre_worker_restarts_total`). Returns the new count.
+#[pyfunction]
+pub fn count_restart(buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<u64> {
+    let block = shared_block(buffer, slot)?;
+    Ok(block
+        .restarts
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1)
+}
+
+/// A metrics listener over every slot of a shared buffer, for a master process that
+/// serves no request itself: `MetricsServer(fd, buffer, slots)`, `.close()`.
+#[pyclass(module = "maitre._maitre", name = "MetricsServer")]
+pub struct PyMetricsServer {
+    server: std::sync::Mutex<Option<Server>>,
+}
+
+#[pymethods]
+impl PyMetricsServer {
+    #[new]
+    #[pyo3(signature = (fd, buffer, slots, ident = "maitre".to_string()))]
+    fn new(fd: RawFd, buffer: &Bound<'_, PyAny>, slots: usize, ident: String) -> PyResult<Self> {
+        let blocks = shared_blocks(buffer, slots)?;
+        let server = Server::start(listener_from_fd(fd)?, blocks, ident)
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(PyMetricsServer {
+            server: std::sync::Mutex::new(Some(server)),
+        })
+    }
+
+    fn close(&self, py: Python<'_>) {
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(s) = server {
+            crate::wsgi::gil::detach(py, || s.stop());
+        }
+    }
+}
+
+/// `server.stats()`: CherryPy's keys where they fit, and maitre's own.
+pub fn stats_dict<'py>(
+    py: Python<'py>,
+    stats: &Stats,
+    threads: &[ThreadStats],
+) -> PyResult<Bound<'py, PyDict>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = stats.snapshot();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let run_time = if s.started_ms == 0 {
+        0.0
+    } else {
+        now_ms.saturating_sub(s.started_ms) as f64 / 1000.0
+    };
+    let per_sec = |n: u64| {
+        if run_time > 0.0 {
+            n as f64 / run_time
+        } else {
+            0.0
+        }
+    };
+    let d = PyDict::new(py);
+    d.set_item("Enabled", true)?;
+    d.set_item("Run time", run_time)?;
+    d.set_item("Accepts", s.accepts)?;
+    d.set_item("Accepts/sec", per_sec(s.accepts))?;
+    d.set_item("Queue", s.queue_depth)?;
+    d.set_item("Threads", s.threads)?;
+    d.set_item("Threads Idle", s.threads.saturating_sub(s.threads_busy))?;
+    d.set_item("Socket Errors", s.socket_errors)?;
+    d.set_item("Requests", s.requests)?;
+    d.set_item("Bytes Read", s.bytes_read)?;
+    d.set_item("Bytes Written", s.bytes_written)?;
+    d.set_item("Work Time", s.work_time_us as f64 / 1e6)?;
+    d.set_item("Read Throughput", per_sec(s.bytes_read))?;
+    d.set_item("Write Throughput", per_sec(s.bytes_written))?;
+    d.set_item("Open Connections", s.open_connections)?;
+    d.set_item("Requests In Flight", s.in_flight)?;
+    d.set_item("Accept Errors", s.accept_errors)?;
+    d.set_item("Body Spills", s.body_spills)?;
+    d.set_item("Process ID", s.pid)?;
+    let classes = PyDict::new(py);
+    for (name, n) in CLASSES.iter().zip(s.by_class()) {
+        classes.set_item(*name, n)?;
+    }
+    d.set_item("Requests By Status", classes)?;
+    // Cumulative (upper bound in seconds, count) pairs, the last bound being inf.
+    let hist = PyList::empty(py);
+    let mut cumulative = 0;
+    for (i, n) in s.buckets.iter().enumerate() {
+        cumulative += n;
+        let le = BUCKETS_US
+            .get(i)
+            .map_or(f64::INFINITY, |us| *us as f64 / 1e6);
+        hist.append((le, cumulative))?;
+    }
+    d.set_item("Latency Histogram", hist)?;
+    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        d.set_item(format!("Latency {name}"), s.quantile(q))?;
+    }
+    let workers = PyDict::new(py);
+    for (i, t) in threads.iter().enumerate() {
+        let w = PyDict::new(py);
+        let work = t.work_time_us.load(Relaxed) as f64 / 1e6;
+        let (read, written) = (t.bytes_read.load(Relaxed), t.bytes_written.load(Relaxed));
+        w.set_item("Requests", t.requests.load(Relaxed))?;
+        w.set_item("Bytes Read", read)?;
+        w.set_item("Bytes Written", written)?;
+        w.set_item("Work Time", work)?;
+        let tp = |n: u64| if work > 0.0 { n as f64 / work } else { 0.0 };
+        w.set_item("Read Throughput", tp(read))?;
+        w.set_item("Write Throughput", tp(written))?;
+        workers.set_item(format!("maitre-{i}"), w)?;
+    }
+    d.set_item("Worker Threads", workers)?;
+    Ok(d)
+}

@@ -1,0 +1,363 @@
+"""The access log (``access_log``, ``access_log_format``): every gunicorn atom
+against known requests, escaping that stops log forgery, rotation with a renamed
+file (``reopen_logs()`` and SIGUSR1), stdout and the ``logging`` sink, and whole
+lines from two processes appending to one file. waitress has no access log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+import pytest
+from helpers import (
+    HOST,
+    RawConnection,
+    ServerProcess,
+    chunked,
+    create_server,
+    free_port,
+    maitre_only,
+    wait_for,
+)
+
+pytestmark = maitre_only("waitress has no access log")
+
+#: Apache's combined format, field by field
+COMBINED = re.compile(
+    r"^(?P<h>\S+) (?P<l>\S+) (?P<u>\S+) \[(?P<t>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d "
+    r'[+-]\d{4})\] "(?P<r>(?:[^"\\]|\\x[0-9A-F]{2})*)" (?P<s>\d{3}) (?P<b>\d+|-) '
+    r'"(?P<f>(?:[^"\\]|\\x[0-9A-F]{2})*)" "(?P<a>(?:[^"\\]|\\x[0-9A-F]{2})*)"$'
+)
+
+
+def app(environ, start_response):
+    """``/status/NNN``: that status; ``/sleep``: 50 ms; ``/read``: the body's
+    length; ``/big``: 2 MiB in 64 KiB pieces; else ``hello world``."""
+    path = environ["PATH_INFO"]
+    environ["REMOTE_USER"] = "from-app"
+    if path.startswith("/status/"):
+        status = path.rsplit("/", 1)[1]
+        start_response(f"{status} Whatever", [("X-Res", "r-" + status)])
+        return [b""]
+    if path == "/sleep":
+        time.sleep(0.05)
+    if path == "/read":
+        body = environ["wsgi.input"].read()
+        out = str(len(body)).encode()
+        start_response("200 OK", [("Content-Length", str(len(out)))])
+        return [out]
+    if path == "/big":
+        start_response("200 OK", [("Content-Length", str(32 * 65536))])
+
+        def pieces():
+            for _ in range(32):
+                time.sleep(0.01)
+                yield b"x" * 65536
+
+        return pieces()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Res", "res-value")])
+    return [b"hello world"]
+
+
+def read_lines(path, count, timeout=5.0):
+    """The log's lines once it holds ``count`` of them (fails after ``timeout``)."""
+    lines = []
+
+    def enough():
+        nonlocal lines
+        try:
+            with open(path, "rb") as f:
+                lines = f.read().decode("latin-1").splitlines()
+        except FileNotFoundError:
+            return False
+        return len(lines) >= count
+
+    assert wait_for(enough, timeout), f"{len(lines)} of {count} lines: {lines}"
+    return lines
+
+
+@pytest.fixture
+def logged(serve_app, tmp_path):
+    """Factory: serve ``app`` with an access log file; returns (served, path)."""
+
+    def start(fmt=None, **settings):
+        path = tmp_path / "access.log"
+        if fmt is not None:
+            settings["access_log_format"] = fmt
+        served = serve_app(app, access_log=str(path), **settings)
+        return served, path
+
+    return start
+
+
+def test_default_is_the_combined_format(logged):
+    served, path = logged()
+    resp = served.request(
+        b"GET /p?q=1 HTTP/1.1\r\nHost: x\r\nReferer: http://ref.example/\r\n"
+        b"User-Agent: Agent/1.0 (test)\r\nAuthorization: Basic dXNlcjpzZWNyZXQ=\r\n\r\n"
+    )
+    assert resp.status == 200
+    [line] = read_lines(path, 1)
+    m = COMBINED.match(line)
+    assert m, line
+    assert m["h"] == "127.0.0.1" and m["l"] == "-" and m["u"] == "user"
+    assert m["r"] == "GET /p?q=1 HTTP/1.1"
+    assert (m["s"], m["b"]) == ("200", "11")
+    assert m["f"] == "http://ref.example/" and m["a"] == "Agent/1.0 (test)"
+    stamp = time.strptime(m["t"], "%d/%b/%Y:%H:%M:%S %z")
+    assert abs(time.mktime(stamp) - time.mktime(time.localtime())) < 120
+
+
+def test_every_atom(logged):
+    fmt = (
+        "|".join(f"%({a})s" for a in "h l u t r m U q H s B b f a T M D L p".split())
+        + "|%({x-id}i)s|%({x-res}o)s|%({REMOTE_USER}e)s|%({missing}e)s|%%"
+    )
+    served, path = logged(fmt)
+    resp = served.request(
+        b"GET /sleep?a=b&c HTTP/1.0\r\nHost: x\r\nX-Id: 42\r\nUser-Agent: U\r\n\r\n"
+    )
+    assert resp.status == 200
+    [line] = read_lines(path, 1)
+    f = line.split("|")
+    assert f[0:3] == ["127.0.0.1", "-", "-"]
+    assert re.fullmatch(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]", f[3])
+    assert f[4:9] == ["GET /sleep?a=b&c HTTP/1.0", "GET", "/sleep", "a=b&c", "HTTP/1.0"]
+    assert f[9:12] == ["200", "11", "11"]
+    assert f[12:14] == ["-", "U"]
+    seconds, ms, us, decimal = int(f[14]), int(f[15]), int(f[16]), float(f[17])
+    # The app slept 50 ms; every unit says the same duration.
+    assert 50 <= ms < 5000 and 50_000 <= us < 5_000_000 and seconds == us // 1_000_000
+    assert ms == us // 1000 and abs(decimal - us / 1e6) < 1e-5
+    assert f[18] == f"<{os.getpid()}>"
+    assert f[19:24] == ["42", "res-value", "from-app", "-", "%"]
+
+
+def test_chunked_upload_304_and_head(logged):
+    served, path = logged('"%(r)s" %(s)s %(B)s %(b)s %({x-res}o)s')
+    with served.connect() as conn:
+        body = chunked(b"a" * 1000, b"b" * 234)
+        conn.send(
+            b"POST /read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + body
+        )
+        assert conn.read_response().body == b"1234"
+        conn.send(b"GET /status/304 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.read_response().status == 304
+        conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.read_response("HEAD").status == 200
+    lines = read_lines(path, 3)
+    assert lines == [
+        '"POST /read HTTP/1.1" 200 4 4 -',
+        '"GET /status/304 HTTP/1.1" 304 0 - r-304',
+        '"HEAD / HTTP/1.1" 200 0 - res-value',
+    ]
+
+
+def test_client_that_disconnects_mid_response(logged):
+    served, path = logged("%(s)s %(B)s")
+    sock = socket.create_connection((HOST, served.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    # Reset rather than a polite close: the server's next write fails.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    [line] = read_lines(path, 1, timeout=10)
+    status, sent = line.split()
+    assert status == "200"
+    assert 0 < int(sent) < 32 * 65536, line
+
+
+def test_values_cannot_forge_a_line(logged):
+    served, path = logged()
+    evil_agent = b'x" 200 1 "-" "forged\tagent\xff\\'
+    resp = served.request(
+        b'GET /a%22b%0A?q=%0d%0a"x HTTP/1.1\r\nHost: x\r\n'
+        b'Referer: "quoted"\r\nUser-Agent: ' + evil_agent + b"\r\n\r\n"
+    )
+    assert resp.status == 200
+    # A raw line break inside a header never reaches the log: the request is refused.
+    refused = served.request(
+        b"GET /x HTTP/1.1\r\nHost: x\r\nUser-Agent: a\n"
+        b'127.0.0.1 - - [01/Jan/2000:00:00:00 +0000] "GET /forged HTTP/1.1" 200 1'
+        b' "-" "-"'
+        b"\r\n\r\n"
+    )
+    assert refused.status == 400
+    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    lines = read_lines(path, 2)
+    assert len(lines) == 2
+    m = COMBINED.match(lines[0])
+    assert m, lines[0]
+    assert m["r"] == "GET /a%22b%0A?q=%0d%0a\\x22x HTTP/1.1"
+    assert m["f"] == "\\x22quoted\\x22"
+    assert m["a"] == "x\\x22 200 1 \\x22-\\x22 \\x22forged\\x09agent\\xFF\\x5C"
+    assert COMBINED.match(lines[1])["r"] == "GET /next HTTP/1.1"
+
+
+def test_rejected_requests_are_counted_not_logged(logged):
+    """A request the engine refuses (400) never reached a worker: it is counted in
+    the stats but has no access log line (documented limitation)."""
+    served, path = logged("%(s)s")
+    resp = served.request(b"GET / HTTP/1.1\r\n\r\n")  # no Host
+    assert resp.status == 400
+    served.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_lines(path, 1) == ["200"]
+    stats = served.server.stats()
+    assert stats["Requests By Status"]["4xx"] == 1
+
+
+def test_reopen_logs_after_rotation(logged):
+    served, path = logged("%(U)s")
+    for i in range(3):
+        served.request(f"GET /before{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    read_lines(path, 3)
+    rotated = path.with_name("access.log.1")
+    os.rename(path, rotated)
+    served.request(b"GET /renamed HTTP/1.1\r\nHost: x\r\n\r\n")
+    served.server.reopen_logs()
+    for i in range(2):
+        served.request(f"GET /after{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert read_lines(path, 2) == ["/after0", "/after1"]
+    # What was logged before reopen_logs() went to the renamed file.
+    assert read_lines(rotated, 4) == ["/before0", "/before1", "/before2", "/renamed"]
+
+
+def _write_app(directory):
+    (directory / "logapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '2')])\n"
+        "    return [b'ok']\n"
+    )
+
+
+def _cli(directory, *args, port=None):
+    port = port or free_port()
+    proc = ServerProcess(
+        [sys.executable, "-m", "maitre", f"--listen={HOST}:{port}", *args]
+        + ["logapp:app"],
+        cwd=str(directory),
+    )
+    proc.wait_for_line("Serving on")
+    return proc, port
+
+
+def _hammer(port, tag, count):
+    """``count`` keep-alive requests tagged ``/tag-i``, answered one by one."""
+    with RawConnection(port) as conn:
+        for i in range(count):
+            conn.send(f"GET /{tag}-{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert conn.read_response().status == 200
+
+
+def test_sigusr1_reopens_the_file(tmp_path):
+    _write_app(tmp_path)
+    path = tmp_path / "a.log"
+    proc, port = _cli(tmp_path, f"--access-log={path}", "--access-log-format=%(U)s")
+    try:
+        _hammer(port, "one", 2)
+        read_lines(path, 2)
+        os.rename(path, tmp_path / "a.log.1")
+        proc.proc.send_signal(signal.SIGUSR1)
+        # The signal is handled between bytecodes of the main thread: wait for the
+        # new file rather than guess.
+        assert wait_for(path.exists, 5), proc.stderr
+        _hammer(port, "two", 2)
+        assert read_lines(path, 2) == ["/two-0", "/two-1"]
+        assert read_lines(tmp_path / "a.log.1", 2) == ["/one-0", "/one-1"]
+    finally:
+        proc.stop(signal.SIGTERM)
+        proc.kill()
+
+
+def test_stdout_sink_and_startup_lines(tmp_path):
+    _write_app(tmp_path)
+    proc, port = _cli(tmp_path, "--access-log=-", "--access-log-format=%(m)s %(U)s")
+    try:
+        summary = proc.wait_for_line("threads")
+        assert re.search(r"maitre \S+: 1 process, 4 threads, access log -$", summary)
+        _hammer(port, "out", 3)
+        assert wait_for(lambda: len(proc.stdout_lines) >= 3, 5), proc.stdout
+        assert proc.stdout_lines[:3] == ["GET /out-0", "GET /out-1", "GET /out-2"]
+    finally:
+        proc.stop(signal.SIGTERM)
+        proc.kill()
+
+
+def test_logging_sink(serve_app):
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep()
+    access = logging.getLogger("maitre.access")
+    access.addHandler(handler)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        served = serve_app(app, access_log="logging", access_log_format="%(r)s %(s)s")
+        served.request(b"GET /via-logging HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_for(lambda: records, 5)
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
+    assert records[0].getMessage() == "GET /via-logging HTTP/1.1 200"
+    assert records[0].levelno == logging.INFO
+
+
+def test_two_processes_write_whole_lines(tmp_path):
+    """Two servers append to one file: 10,000 requests give 10,000 whole lines."""
+    _write_app(tmp_path)
+    path = tmp_path / "shared.log"
+    fmt = '%(h)s "%(r)s" %(s)s %(b)s %({x-pad}i)s'
+    procs = []
+    try:
+        for _ in range(2):
+            procs.append(
+                _cli(tmp_path, f"--access-log={path}", f"--access-log-format={fmt}")
+            )
+        per_client, clients = 2500, 2
+        threads = [
+            threading.Thread(target=_hammer, args=(port, f"p{n}c{c}", per_client))
+            for n, (_, port) in enumerate(procs)
+            for c in range(clients)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        total = per_client * clients * len(procs)
+    finally:
+        for proc, _ in procs:
+            proc.stop(signal.SIGTERM)
+            proc.kill()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    lines = lines[:-1]
+    assert len(lines) == total
+    pattern = re.compile(rb'^127\.0\.0\.1 "GET /(p\dc\d-\d+) HTTP/1\.1" 200 2 -$')
+    tags = set()
+    for line in lines:
+        m = pattern.match(line)
+        assert m, line
+        tags.add(m[1])
+    assert len(tags) == total
+
+
+def test_bad_settings_fail_at_start(tmp_path):
+    with pytest.raises(ValueError, match="access_log_format"):
+        create_server(app, host=HOST, port=0, access_log="-", access_log_format="%(Z)s")
+    with pytest.raises(OSError, match="access_log"):
+        create_server(
+            app, host=HOST, port=0, access_log=str(tmp_path / "no" / "such" / "dir.log")
+        )
