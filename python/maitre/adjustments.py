@@ -80,6 +80,18 @@ def str_or_none(s: Any) -> str | None:
     return None if s is None else str(s)
 
 
+def one_of(*choices: str) -> Callable[[Any], str]:
+    """A conversion accepting only ``choices`` (case-insensitive)."""
+
+    def convert(value: Any) -> str:
+        v = str(value).strip().lower()
+        if v not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return v
+
+    return convert
+
+
 def asint(s: Any) -> int:
     if isinstance(s, bool):
         raise ValueError("expected an integer, got a boolean")
@@ -175,7 +187,8 @@ SETTINGS: tuple[Setting, ...] = (
         ["0.0.0.0:8080"],
         "HOST:PORT to listen on; repeat the option (or separate with spaces) for "
         "several sockets. '*:8080' listens on every enabled family, '[::1]:8080' "
-        "on an IPv6 address, a host name on each address it resolves to.",
+        "on an IPv6 address, a host name on each address it resolves to. "
+        "'https://HOST:PORT' serves TLS there (see ssl_certificate).",
         "HOST:PORT",
     ),
     Setting("threads", asint, 4, "Number of worker threads running the application."),
@@ -447,6 +460,60 @@ SETTINGS: tuple[Setting, ...] = (
         "application's port.",
         "HOST:PORT",
     ),
+    # TLS (maitre's own).
+    Setting(
+        "ssl_certificate",
+        str_iftruthy,
+        None,
+        "PEM file of the server certificate (leaf first, intermediates may follow). "
+        "With it, the listen entries marked https:// serve TLS, or every listener "
+        "when none is marked.",
+        "PATH",
+    ),
+    Setting(
+        "ssl_private_key",
+        str_iftruthy,
+        None,
+        "PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1; "
+        "encrypted PKCS#8 with ssl_private_key_password).",
+        "PATH",
+    ),
+    Setting(
+        "ssl_certificate_chain",
+        str_iftruthy,
+        None,
+        "PEM file of intermediate certificates sent after ssl_certificate.",
+        "PATH",
+    ),
+    Setting(
+        "ssl_private_key_password",
+        str_iftruthy,
+        None,
+        "Password of an encrypted ssl_private_key.",
+        "PASSWORD",
+    ),
+    Setting(
+        "ssl_ca_certificate",
+        str_iftruthy,
+        None,
+        "PEM file of the CA certificates that client certificates must chain to.",
+        "PATH",
+    ),
+    Setting(
+        "ssl_verify_client",
+        one_of("none", "optional", "required"),
+        "none",
+        "Client certificates: none (not asked for), optional (verified if sent) or "
+        "required.",
+        "MODE",
+    ),
+    Setting(
+        "ssl_min_version",
+        one_of("1.2", "1.3"),
+        "1.2",
+        "Oldest TLS version accepted: 1.2 or 1.3.",
+        "VERSION",
+    ),
 )
 
 #: Apache's combined log format in gunicorn's atoms.
@@ -495,11 +562,22 @@ class Adjustments:
         self._check_values()
         if "listen" not in kw:
             self.listen = [f"{self.host}:{self.port}"]
+        marked = [_is_https(item) for item in self.listen]
+        self._check_tls(any(marked))
         if self.unix_socket or "sockets" in kw:
             # Nothing is listened on by address: only the values are checked.
             self.listen = []
+            #: TLS on the unix socket or the given sockets: all or none
+            self.listen_tls: list[bool] = []
+            self.tls_everywhere = bool(self.ssl_certificate)
         else:
-            self.listen = self._resolve(self.listen)
+            # With certificates and no https:// anywhere, every listener is TLS.
+            everywhere = bool(self.ssl_certificate) and not any(marked)
+            self.listen, self.listen_tls = self._resolve_marked(
+                [_strip_https(item) for item in self.listen],
+                [m or everywhere for m in marked],
+            )
+            self.tls_everywhere = everywhere
         self._check_proxy()
         if "sockets" in kw and not self.sockets:
             raise ValueError("sockets was set but holds no socket")
@@ -583,6 +661,40 @@ class Adjustments:
                     wanted.append((family, socktype, proto, sockaddr))
                     seen.add(key)
         return wanted
+
+    def _resolve_marked(
+        self, listen: list, tls: list[bool]
+    ) -> tuple[list, list[bool]]:
+        """``_resolve``, keeping with each address whether its entry was TLS."""
+        addresses: list = []
+        flags: list[bool] = []
+        for item, is_tls in zip(listen, tls):
+            resolved = self._resolve([item])
+            seen = {(a[3][0].split("%", 1)[0], a[3][1]) for a in addresses}
+            for a in resolved:
+                if a[3][1] == 0 or (a[3][0].split("%", 1)[0], a[3][1]) not in seen:
+                    addresses.append(a)
+                    flags.append(is_tls)
+        return addresses, flags
+
+    def _check_tls(self, marked: bool) -> None:
+        if marked and not self.ssl_certificate:
+            raise ValueError("an https:// listen entry needs ssl_certificate")
+        if self.ssl_certificate and not self.ssl_private_key:
+            raise ValueError("ssl_private_key must be set with ssl_certificate")
+        if not self.ssl_certificate:
+            for name in (
+                "ssl_private_key",
+                "ssl_certificate_chain",
+                "ssl_private_key_password",
+                "ssl_ca_certificate",
+            ):
+                if getattr(self, name):
+                    raise ValueError(f"{name} has no meaning without ssl_certificate")
+        if self.ssl_verify_client != "none" and not self.ssl_ca_certificate:
+            raise ValueError(
+                f"ssl_verify_client={self.ssl_verify_client} needs ssl_ca_certificate"
+            )
 
     def _check_proxy(self) -> None:
         if self.trusted_proxy_count is not None and self.trusted_proxy is None:
@@ -695,6 +807,17 @@ class Adjustments:
 for _setting in SETTINGS:
     setattr(Adjustments, _setting.name, _copy_default(_setting.default))
 del _setting
+
+
+def _is_https(item: str) -> bool:
+    return str(item).lower().startswith("https://")
+
+
+def _strip_https(item: str) -> str:
+    item = str(item)
+    if item.lower().startswith(("https://", "http://")):
+        return item.split("://", 1)[1]
+    return item
 
 
 def _split_listen(item: str, default_port: int) -> tuple[str | None, str]:

@@ -171,7 +171,7 @@ def _bind_unix(adj: Adjustments) -> socket.socket:
     return sock
 
 
-def _environ_template(adj: Adjustments, port: Any) -> dict:
+def _environ_template(adj: Adjustments, port: Any, tls: bool = False) -> dict:
     """The environ entries that are the same for every request on one socket."""
     return {
         "SERVER_NAME": adj.server_name,
@@ -179,7 +179,7 @@ def _environ_template(adj: Adjustments, port: Any) -> dict:
         "SERVER_SOFTWARE": adj.ident or "",
         "SCRIPT_NAME": adj.url_prefix,
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": adj.url_scheme,
+        "wsgi.url_scheme": "https" if tls else adj.url_scheme,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
         "wsgi.multiprocess": False,
@@ -207,6 +207,13 @@ def _engine_settings(adj: Adjustments) -> dict:
         "url_prefix",
         "expose_tracebacks",
         "shutdown_timeout",
+        "ssl_certificate",
+        "ssl_private_key",
+        "ssl_certificate_chain",
+        "ssl_private_key_password",
+        "ssl_ca_certificate",
+        "ssl_verify_client",
+        "ssl_min_version",
     )
     settings = {name: getattr(adj, name) for name in names}
     settings["ident"] = adj.ident or ""
@@ -228,6 +235,16 @@ def _needs_proxy_middleware(adj: Adjustments) -> bool:
         adj.trusted_proxy
         or (adj.clear_untrusted_proxy_headers and adj.log_untrusted_proxy_headers)
     )
+
+
+def _tls_listeners(adj: Adjustments, sockets: list[socket.socket]) -> set[int]:
+    """Indices of the sockets that serve TLS."""
+    listen_tls = getattr(adj, "listen_tls", [])
+    if len(listen_tls) == len(sockets) and adj.listen:
+        return {i for i, tls in enumerate(listen_tls) if tls}
+    # A unix socket, given sockets, or a server built around other sockets: TLS on
+    # all of them when certificates are set.
+    return set(range(len(sockets))) if adj.ssl_certificate else set()
 
 
 #: Servers inside run(). A program that exits with one still running (in a daemon
@@ -288,17 +305,20 @@ class BaseWSGIServer:
         self.effective_listen = [self._sockname(s) for s in sockets]
         self.effective_host, self.effective_port = self.effective_listen[0]
         self.server_name = adj.server_name
+        self.tls_listeners = _tls_listeners(adj, sockets)
         listeners = [
-            (s.fileno(), _environ_template(adj, port))
-            for s, (_, port) in zip(sockets, self.effective_listen)
+            (s.fileno(), _environ_template(adj, port, i in self.tls_listeners))
+            for i, (s, (_, port)) in enumerate(zip(sockets, self.effective_listen))
         ]
         settings = _engine_settings(adj)
         #: the metrics listener's socket (``metrics_listen``), served by the engine
         self.metrics_socket = None
+        settings["tls_listeners"] = sorted(self.tls_listeners)
         if adj.metrics_listen:
             self.metrics_socket = _bind_metrics(adj)
             settings["metrics_fd"] = self.metrics_socket.fileno()
         try:
+            # Reads and checks the certificate files: a bad one fails here, at start.
             self._engine = _maitre.Engine(application, listeners, settings, logger)
         except BaseException:
             if self.metrics_socket is not None:
@@ -352,6 +372,18 @@ class BaseWSGIServer:
         after ``M`` until it is stopped."""
         self._engine.attach_supervisor(fd, max_requests)
 
+    def reload_certificates(self) -> bool:
+        """Read the TLS certificate and key files again (called on SIGHUP while
+        ``run()`` runs in the main thread). New connections get the new certificate;
+        open ones are not disturbed. If the new files are not usable, the old
+        certificate stays, the reason is logged, and False is returned (also without
+        TLS, where there is nothing to read)."""
+        try:
+            return bool(self._engine.reload_certificates())
+        except ValueError as exc:
+            logger.error("TLS certificates not reloaded, keeping the old ones: %s", exc)
+            return False
+
     def run(self) -> None:
         """Serve until ``close()`` is called (from another thread) or a signal.
 
@@ -385,9 +417,6 @@ class BaseWSGIServer:
         if not getattr(self, "_ran", False):
             self._close_sockets()
 
-    def reload_certificates(self) -> None:
-        """Called on SIGHUP while ``run()`` runs in the main thread: re-read the TLS
-        certificates. Nothing to do yet (no TLS in this build)."""
 
     def _install_signal_handlers(self) -> dict:
         """Our handlers, in the main thread only (signal handlers can only be set
@@ -442,10 +471,13 @@ class BaseWSGIServer:
             self.metrics_socket.close()
 
     def print_listen(self, format_str: str) -> None:
-        for host, port in self.effective_listen:
+        for i, (host, port) in enumerate(self.effective_listen):
             if ":" in str(host):
                 host = f"[{host}]"
-            logger.info(format_str.format(host, port))
+            line = format_str.format(host, port)
+            if i in self.tls_listeners:
+                line = line.replace("http://", "https://", 1)
+            logger.info(line)
 
 
 class TcpWSGIServer(BaseWSGIServer):

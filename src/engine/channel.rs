@@ -7,7 +7,7 @@
 //! a descriptor can never be reused under a worker's feet (CVE-2022-31015).
 
 use std::fs::File;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use socket2::Socket;
 
-use crate::engine::outbuf::{self, Flushed, OutBuf};
+use crate::engine::outbuf::{Flushed, OutBuf};
+use crate::engine::transport::{Sink, TlsSession};
 
 /// Who is on the other end.
 #[derive(Debug, Clone)]
@@ -145,6 +146,8 @@ pub struct Channel {
     last: AtomicBool,
     overflow: usize,
     high_watermark: u64,
+    /// The TLS session, on a TLS listener's connections.
+    tls: Option<Box<TlsSession>>,
 }
 
 impl Channel {
@@ -170,7 +173,55 @@ impl Channel {
             last: AtomicBool::new(false),
             overflow,
             high_watermark: high_watermark as u64,
+            tls: None,
         }
+    }
+
+    /// Carries this connection over TLS.
+    pub fn with_tls(mut self, tls: Option<TlsSession>) -> Self {
+        self.tls = tls.map(Box::new);
+        self
+    }
+
+    pub fn tls(&self) -> Option<&TlsSession> {
+        self.tls.as_deref()
+    }
+
+    /// Environ entries the transport contributes to every request (mod_ssl's, on TLS),
+    /// computed once per connection.
+    pub fn transport_environ(&self) -> &[(&'static str, String)] {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.environ())
+            .unwrap_or_default()
+    }
+
+    /// Reads what the client sent (decrypted, on TLS): as `read(2)` on the socket.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.tls {
+            None => (&self.sock).read(buf),
+            Some(tls) => tls.read(&self.sock, buf),
+        }
+    }
+
+    /// Shuts our sending side down (after TLS's close_notify).
+    pub fn shutdown_write(&self) {
+        if let Some(tls) = &self.tls {
+            tls.close_notify(&self.sock);
+        }
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+    }
+
+    fn write_direct(&self, parts: &[&[u8]], start: usize) -> io::Result<usize> {
+        match &self.tls {
+            None => write_direct(&mut &self.sock, parts, start),
+            Some(tls) => tls.with_sink(&self.sock, |sink| write_direct(sink, parts, start)),
+        }
+    }
+
+    /// Whether encrypted bytes wait in the TLS session (never on a plain connection).
+    fn tls_pending(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.has_pending())
     }
 
     /// The client is gone (or the server closed the connection).
@@ -228,7 +279,8 @@ impl Channel {
                 return Err(disconnected());
             }
             if out.is_empty() {
-                let n = write_direct(&self.sock, parts, done)
+                let n = self
+                    .write_direct(parts, done)
                     .inspect_err(|_| self.closed.store(true, Ordering::Release))?;
                 done += n;
                 if let Some(budget) = when_full.budget() {
@@ -278,23 +330,17 @@ impl Channel {
             return Err(disconnected());
         }
         if out.is_empty() {
-            while offset < end {
-                let count = end - offset;
-                match outbuf::sendfile(&self.sock, file, &mut offset, count) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file shorter than its length",
-                        ))
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        self.closed.store(true, Ordering::Release);
-                        return Err(e);
-                    }
+            let sent = match &self.tls {
+                None => send_file_direct(&mut &self.sock, file, &mut offset, end),
+                Some(tls) => tls.with_sink(&self.sock, |sink| {
+                    send_file_direct(sink, file, &mut offset, end)
+                }),
+            };
+            if let Err(e) = sent {
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    self.closed.store(true, Ordering::Release);
                 }
+                return Err(e);
             }
         }
         if offset < end {
@@ -335,12 +381,25 @@ impl Channel {
     /// any byte went out (a client that reads nothing makes no progress).
     pub fn flush(&self) -> io::Result<(Flushed, bool)> {
         let mut out = self.lock_out();
-        if out.is_empty() {
-            return Ok((Flushed::All, false));
-        }
-        let before = out.len();
-        let result = out.flush(&self.sock);
-        let progressed = out.len() < before;
+        let result = match &self.tls {
+            None if out.is_empty() => return Ok((Flushed::All, false)),
+            None => {
+                let before = out.len();
+                let result = out.flush(&self.sock);
+                (result, out.len() < before)
+            }
+            Some(tls) => {
+                // Records the session holds leave before any queued plaintext.
+                let before = (out.len(), tls.has_pending());
+                let result = match tls.push_pending(&self.sock) {
+                    Ok(true) => tls.with_sink(&self.sock, |sink| out.flush_to(sink)),
+                    Ok(false) => Ok(Flushed::Blocked),
+                    Err(e) => Err(e),
+                };
+                (result, (out.len(), tls.has_pending()) != before)
+            }
+        };
+        let (result, progressed) = result;
         if progressed && out.len() <= self.high_watermark {
             self.drained.notify_all();
         }
@@ -363,7 +422,7 @@ impl Channel {
     }
 
     pub fn has_pending_output(&self) -> bool {
-        !self.lock_out().is_empty()
+        !self.lock_out().is_empty() || self.tls_pending()
     }
 }
 
@@ -410,7 +469,11 @@ pub fn sub_parts<'a>(parts: &[&'a [u8]], start: usize, len: usize, out: &mut Vec
 
 /// Writes as much of `parts` as the socket takes without blocking, starting `start`
 /// bytes into their concatenation; returns the count written.
-fn write_direct(sock: &Socket, parts: &[&[u8]], start: usize) -> io::Result<usize> {
+fn write_direct<S: Sink + ?Sized>(
+    sink: &mut S,
+    parts: &[&[u8]],
+    start: usize,
+) -> io::Result<usize> {
     const MAX: usize = 8;
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut done = start;
@@ -427,7 +490,7 @@ fn write_direct(sock: &Socket, parts: &[&[u8]], start: usize) -> io::Result<usiz
                 skip = 0;
             }
         }
-        match outbuf::send_vectored(sock, &iov[..n_iov]) {
+        match sink.send_vectored(&iov[..n_iov]) {
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // A short write leaves the socket full; trying again until EAGAIN guarantees the
@@ -437,6 +500,31 @@ fn write_direct(sock: &Socket, parts: &[&[u8]], start: usize) -> io::Result<usiz
         }
     }
     Ok(done - start)
+}
+
+/// Sends `file` from `*offset` up to `end` until the sink is full (sendfile on a plain
+/// socket; read and encrypted on TLS).
+fn send_file_direct<S: Sink + ?Sized>(
+    sink: &mut S,
+    file: &File,
+    offset: &mut u64,
+    end: u64,
+) -> io::Result<()> {
+    while *offset < end {
+        match sink.send_file(file, offset, end - *offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than its length",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

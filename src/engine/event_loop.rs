@@ -7,7 +7,7 @@
 //! does not read from it (waitress's `channel_request_lookahead = 0`): pipelined requests
 //! wait in the kernel, and responses go out in request order by construction.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{Ordering, Ordering::Relaxed};
 use std::sync::Arc;
@@ -28,6 +28,8 @@ use crate::engine::dispatch::{
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::outbuf::Flushed;
 use crate::engine::stats::{method_index, Stats, StatsBlock};
+use crate::engine::tls::TlsAcceptor;
+use crate::engine::transport::{is_not_tls, TlsSession};
 use crate::http::request::{
     answer_version, parse_head, BodyKind, RequestError, RequestHead, Version,
 };
@@ -80,6 +82,8 @@ impl Key {
 
 pub struct Listener {
     pub sock: Socket,
+    /// Set on a TLS listener: its connections start with a handshake.
+    pub tls: Option<Arc<TlsAcceptor>>,
 }
 
 enum State {
@@ -413,6 +417,15 @@ impl EventLoop {
             }
             None => Peer::Unix,
         };
+        let tls = match &self.listeners[li].tls {
+            None => None,
+            Some(acceptor) => Some(TlsSession::new(
+                acceptor.session().map_err(io::Error::other)?,
+            )),
+        };
+        // The handshake and the first request head must together arrive within
+        // channel_timeout, as a head alone must (a slow handshaker is cut like a slowloris).
+        let started = tls.as_ref().map(|_| self.now);
         let entry = self.conns.vacant_entry();
         let token = entry.key();
         self.next_id += 1;
@@ -421,15 +434,18 @@ impl EventLoop {
             Token(Key::new(token, self.next_id).0),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let channel = Arc::new(Channel::new(
-            self.next_id,
-            token,
-            li,
-            sock,
-            peer,
-            self.cfg.outbuf_overflow,
-            self.cfg.outbuf_high_watermark,
-        ));
+        let channel = Arc::new(
+            Channel::new(
+                self.next_id,
+                token,
+                li,
+                sock,
+                peer,
+                self.cfg.outbuf_overflow,
+                self.cfg.outbuf_high_watermark,
+            )
+            .with_tls(tls),
+        );
         if self.draining.is_some() {
             // Taken from the kernel's queue as the stop began: one request, then close.
             channel.set_last();
@@ -439,7 +455,7 @@ impl EventLoop {
             rbuf: Vec::new(),
             state: State::Head {
                 scanned: 0,
-                started: None,
+                started,
             },
             // Data often arrives with the connection; the first edge may predate the
             // registration.
@@ -556,7 +572,7 @@ impl EventLoop {
                 return;
             }
             reads += 1;
-            let n = match (&conn.channel.sock).read(&mut self.scratch) {
+            let n = match conn.channel.read(&mut self.scratch) {
                 Ok(0) => {
                     // The peer is done. Whatever it left unfinished cannot be answered.
                     self.close(token);
@@ -568,6 +584,23 @@ impl EventLoop {
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_not_tls(&e) => {
+                    // As nginx does: say so in plain HTTP, then close.
+                    let e = RequestError::BadRequest(e.to_string());
+                    self.reject(token, e, Version::Http10, 0);
+                    continue;
+                }
+                Err(e) if conn.channel.tls().is_some_and(|t| t.is_handshaking()) => {
+                    if self.cfg.log_socket_errors && !is_disconnect(&e) {
+                        let msg = format!(
+                            "TLS handshake with {} failed: {e}",
+                            peer_text(&conn.channel.peer)
+                        );
+                        self.log(LogLevel::Info, msg);
+                    }
+                    self.close(token);
+                    return;
+                }
                 Err(e) => {
                     self.stats.socket_errors.fetch_add(1, Relaxed);
                     if self.cfg.log_socket_errors && !is_disconnect(&e) {
@@ -898,7 +931,7 @@ impl EventLoop {
             self.close(token);
             return;
         }
-        let _ = conn.channel.sock.shutdown(std::net::Shutdown::Write);
+        conn.channel.shutdown_write();
         conn.state = State::Lingering {
             deadline: self.now + LINGER,
         };
@@ -992,8 +1025,12 @@ impl EventLoop {
                     started: Some(started),
                     ..
                 } if sweep && now.duration_since(started) > timeout => {
+                    let what = match c.channel.tls() {
+                        Some(t) if t.is_handshaking() => "TLS handshake",
+                        _ => "request head",
+                    };
                     let msg = format!(
-                        "closed connection from {}: request head incomplete after {} s",
+                        "closed connection from {}: {what} incomplete after {} s",
                         peer_text(&c.channel.peer),
                         timeout.as_secs()
                     );

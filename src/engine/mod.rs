@@ -12,3 +12,5 @@ pub mod heartbeat;
 pub mod metrics;
 pub mod outbuf;
 pub mod stats;
+pub mod tls;
+pub mod transport;

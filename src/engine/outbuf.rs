@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use socket2::Socket;
 
+use crate::engine::transport::Sink;
+
 #[derive(Debug)]
 enum Chunk {
     Mem {
@@ -130,15 +132,20 @@ impl OutBuf {
 
     /// Writes as much as the socket takes.
     pub fn flush(&mut self, sock: &Socket) -> io::Result<Flushed> {
+        self.flush_to(&mut &*sock)
+    }
+
+    /// Writes as much as `sink` (the socket, or a TLS session over it) takes.
+    pub fn flush_to<S: Sink + ?Sized>(&mut self, sink: &mut S) -> io::Result<Flushed> {
         let before = self.len;
-        let result = self.flush_inner(sock);
+        let result = self.flush_inner(sink);
         if self.len < before {
             self.progress = Some(Instant::now());
         }
         result
     }
 
-    fn flush_inner(&mut self, sock: &Socket) -> io::Result<Flushed> {
+    fn flush_inner<S: Sink + ?Sized>(&mut self, sink: &mut S) -> io::Result<Flushed> {
         while let Some(front) = self.chunks.front_mut() {
             match front {
                 Chunk::Mem { .. } => {
@@ -153,7 +160,7 @@ impl OutBuf {
                             _ => break,
                         }
                     }
-                    let written = match send_vectored(sock, &iov[..n_iov]) {
+                    let written = match sink.send_vectored(&iov[..n_iov]) {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             return Ok(Flushed::Blocked)
@@ -170,7 +177,7 @@ impl OutBuf {
                         self.chunks.pop_front();
                         continue;
                     }
-                    match sendfile(sock, file, offset, *end - *offset) {
+                    match sink.send_file(file, offset, *end - *offset) {
                         Ok(0) => {
                             // The file shrank under us: what is missing can never be sent,
                             // and the client must not take a short body for a whole one.

@@ -157,6 +157,10 @@ pub fn build<'py>(
         }
     }
 
+    for (key, value) in channel.transport_environ() {
+        env.set_item(key, value)?;
+    }
+
     let mut keybuf = Vec::with_capacity(64);
     for (i, h) in head.headers.iter().enumerate() {
         let name = head.header_name(h);

@@ -26,6 +26,7 @@ use crate::engine::event_loop::{EventLoop, Listener, LoopHandle};
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::metrics::{Blocks, MetricsServer};
 use crate::engine::stats::{Stats, ThreadStats};
+use crate::engine::tls::{TlsAcceptor, TlsSettings, VerifyClient};
 use crate::http::request::Limits;
 use crate::wsgi::context::{WsgiContext, WsgiOptions};
 use crate::wsgi::observe::Observe;
@@ -60,6 +61,49 @@ pub struct Engine {
     stragglers: Mutex<Vec<JoinHandle<()>>>,
     /// The metrics listener's socket, until `run()` serves it.
     metrics: Mutex<Option<std::net::TcpListener>>,
+    /// The TLS configuration of the TLS listeners, if any.
+    tls: Option<Arc<TlsAcceptor>>,
+}
+
+/// The TLS settings, if `ssl_certificate` is given; files are read (and checked) here,
+/// at start.
+fn tls_acceptor(settings: &Bound<'_, PyDict>) -> PyResult<Option<Arc<TlsAcceptor>>> {
+    let Some(certificate) = setting::<Option<String>>(settings, "ssl_certificate", None)? else {
+        return Ok(None);
+    };
+    let private_key = setting::<Option<String>>(settings, "ssl_private_key", None)?
+        .ok_or_else(|| PyValueError::new_err("ssl_private_key must be set with ssl_certificate"))?;
+    let verify_client = match setting(settings, "ssl_verify_client", "none".to_string())?.as_str() {
+        "none" => VerifyClient::None,
+        "optional" => VerifyClient::Optional,
+        "required" => VerifyClient::Required,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "ssl_verify_client must be none, optional or required, not {other:?}"
+            )))
+        }
+    };
+    let tls13_only = match setting(settings, "ssl_min_version", "1.2".to_string())?.as_str() {
+        "1.2" => false,
+        "1.3" => true,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "ssl_min_version must be 1.2 or 1.3, not {other:?}"
+            )))
+        }
+    };
+    let tls = TlsSettings {
+        certificate,
+        private_key,
+        certificate_chain: setting(settings, "ssl_certificate_chain", None)?,
+        private_key_password: setting(settings, "ssl_private_key_password", None)?,
+        ca_certificate: setting(settings, "ssl_ca_certificate", None)?,
+        verify_client,
+        tls13_only,
+    };
+    TlsAcceptor::new(tls)
+        .map(|a| Some(Arc::new(a)))
+        .map_err(PyValueError::new_err)
 }
 
 fn setting<'py, T>(settings: &Bound<'py, PyDict>, name: &str, default: T) -> PyResult<T>
@@ -204,9 +248,17 @@ impl Engine {
                 setting(settings, "shutdown_timeout", 30.0f64)?.max(0.0),
             ),
         };
+        let tls = tls_acceptor(settings)?;
+        // Indices of the listeners that speak TLS.
+        let tls_listeners: Vec<usize> = setting(settings, "tls_listeners", Vec::new())?;
+        if tls.is_none() && !tls_listeners.is_empty() {
+            return Err(PyValueError::new_err(
+                "a TLS listener needs ssl_certificate and ssl_private_key",
+            ));
+        }
         let mut socks = Vec::with_capacity(listeners.len());
         let mut templates = Vec::with_capacity(listeners.len());
-        for (fd, template) in listeners {
+        for (i, (fd, template)) in listeners.into_iter().enumerate() {
             // SAFETY: dup returns a new descriptor that we own (or -1, checked).
             let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
             if dup < 0 {
@@ -217,6 +269,7 @@ impl Engine {
             }
             socks.push(Listener {
                 sock: unsafe { Socket::from_raw_fd(dup) },
+                tls: tls.clone().filter(|_| tls_listeners.contains(&i)),
             });
             templates.push(template);
         }
@@ -245,6 +298,7 @@ impl Engine {
             heartbeat: Mutex::new(None),
             stragglers: Mutex::new(Vec::new()),
             metrics: Mutex::new(metrics),
+            tls,
         })
     }
 
@@ -311,6 +365,17 @@ impl Engine {
                 .map_err(|e| PyOSError::new_err(format!("cannot reopen access_log: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Reads the certificate and key files again: new connections get them, open ones
+    /// keep what they have. Raises (keeping the old ones) if the new files are not usable.
+    fn reload_certificates(&self, py: Python<'_>) -> PyResult<bool> {
+        let Some(tls) = &self.tls else {
+            return Ok(false);
+        };
+        crate::wsgi::gil::detach(py, || tls.reload())
+            .map(|()| true)
+            .map_err(PyValueError::new_err)
     }
 
     /// Serves until `close()` is called or a signal handler raises (Ctrl-C).

@@ -1,0 +1,349 @@
+//! What carries a connection's bytes: the socket itself, or a TLS session over it.
+//!
+//! The connection code above (the loop's reader, `Channel::send`/`send_file`, `OutBuf`)
+//! is the same for both: it reads plaintext with [`TlsSession::read`] and writes through
+//! a [`Sink`]. A TLS sink encrypts into the session and pushes records to the socket,
+//! keeping at most one chunk of records pending in the session when the socket is full:
+//! the rest waits as plaintext in the `OutBuf` like any other queued output, so a slow
+//! TLS client costs what a slow plain one does.
+//!
+//! Lock order: the channel's output lock, then the session's (the loop reads and drives
+//! the handshake under the session's lock alone; it never reads while a worker writes).
+
+use std::fs::File;
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use rustls::ServerConnection;
+use socket2::Socket;
+
+use crate::engine::outbuf;
+
+/// Where queued or direct output goes: the plain socket, or the TLS session over it.
+pub trait Sink {
+    /// Takes some of `bufs`; `WouldBlock` when nothing can be taken now.
+    fn send_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Takes some of `count` bytes of `file` at `*offset`, advancing it; 0 at the file's end.
+    fn send_file(&mut self, file: &File, offset: &mut u64, count: u64) -> io::Result<usize>;
+}
+
+impl Sink for &Socket {
+    fn send_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        outbuf::send_vectored(self, bufs)
+    }
+
+    fn send_file(&mut self, file: &File, offset: &mut u64, count: u64) -> io::Result<usize> {
+        outbuf::sendfile(self, file, offset, count)
+    }
+}
+
+/// Plaintext taken into the session per call: records of this much are encrypted and
+/// written in one go (large enough for few system calls, small enough that a full socket
+/// leaves little behind in the session).
+const CHUNK: usize = 256 * 1024;
+
+/// The TLS side of one connection.
+pub struct TlsSession {
+    conn: Mutex<Tls>,
+    /// The mod_ssl environ entries, set once the handshake is done.
+    environ: OnceLock<Vec<(&'static str, String)>>,
+    /// The client spoke plain HTTP: the connection is answered (400) and closed in clear.
+    plain: AtomicBool,
+}
+
+struct Tls {
+    conn: ServerConnection,
+    /// File bytes on their way into the session (allocated on the first file sent).
+    file_buf: Vec<u8>,
+    /// Whether any byte has arrived (the first one tells TLS from plain HTTP).
+    started: bool,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession").finish_non_exhaustive()
+    }
+}
+
+/// The error [`TlsSession::read`] gives for a client that spoke plain HTTP.
+#[derive(Debug)]
+pub struct NotTls;
+
+impl std::fmt::Display for NotTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("plain HTTP request sent to an HTTPS port")
+    }
+}
+
+impl std::error::Error for NotTls {}
+
+pub fn is_not_tls(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NotTls>())
+}
+
+/// The socket as `io::Read`/`io::Write` for rustls, with MSG_NOSIGNAL on writes.
+struct SockIo<'a>(&'a Socket);
+
+impl Read for SockIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for SockIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        outbuf::send_vectored(self.0, &[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        outbuf::send_vectored(self.0, bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TlsSession {
+    pub fn new(mut conn: ServerConnection) -> TlsSession {
+        conn.set_buffer_limit(Some(CHUNK));
+        TlsSession {
+            conn: Mutex::new(Tls {
+                conn,
+                file_buf: Vec::new(),
+                started: false,
+            }),
+            environ: OnceLock::new(),
+            plain: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tls> {
+        // Every step leaves the session consistent; a panic elsewhere does not matter.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client turned out to speak plain HTTP: from now on bytes pass in clear.
+    pub fn is_plain(&self) -> bool {
+        self.plain.load(Ordering::Relaxed)
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        !self.is_plain() && self.environ.get().is_none()
+    }
+
+    pub fn environ(&self) -> Option<&[(&'static str, String)]> {
+        self.environ.get().map(Vec::as_slice)
+    }
+
+    /// Reads plaintext into `buf`, driving the handshake on the way. Like a socket read:
+    /// `Ok(0)` at the end, `WouldBlock` when nothing is available, and a count short of
+    /// `buf.len()` only once the socket has been read dry.
+    pub fn read(&self, sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+        if self.is_plain() {
+            return (&*sock).read(buf);
+        }
+        let mut tls = self.lock();
+        if !tls.started {
+            match first_byte(sock)? {
+                None => return Ok(0),
+                // A TLS handshake record starts with 22.
+                Some(22) => tls.started = true,
+                Some(_) => {
+                    self.plain.store(true, Ordering::Relaxed);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, NotTls));
+                }
+            }
+        }
+        let mut n = 0;
+        let mut eof = false;
+        loop {
+            // Plaintext the session already holds comes first.
+            match tls.conn.reader().read(&mut buf[n..]) {
+                Ok(0) => eof = true,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => eof = true,
+                Err(e) => return Err(e),
+            }
+            if n == buf.len() || eof {
+                break;
+            }
+            match tls.conn.read_tls(&mut SockIo(sock)) {
+                Ok(0) => {
+                    eof = true;
+                    // Whatever the session still decrypts from what it holds.
+                    let _ = tls.conn.process_new_packets();
+                    if let Ok(k) = tls.conn.reader().read(&mut buf[n..]) {
+                        n += k;
+                    }
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let processed = tls.conn.process_new_packets();
+            // Handshake messages, or an alert telling the client why it failed.
+            let _ = push_records(&mut tls.conn, sock);
+            if let Err(e) = processed {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            if self.environ.get().is_none() && !tls.conn.is_handshaking() {
+                let _ = self.environ.set(crate::engine::tls::environ_of(&tls.conn));
+            }
+        }
+        if n > 0 {
+            Ok(n)
+        } else if eof {
+            Ok(0)
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    /// Whether encrypted bytes wait in the session for the socket.
+    pub fn has_pending(&self) -> bool {
+        !self.is_plain() && self.lock().conn.wants_write()
+    }
+
+    /// Writes as much of the session's pending records as the socket takes; true when
+    /// none is left.
+    pub fn push_pending(&self, sock: &Socket) -> io::Result<bool> {
+        if self.is_plain() {
+            return Ok(true);
+        }
+        let mut tls = self.lock();
+        match push_records(&mut tls.conn, sock) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` with the sink output goes through (the plain socket once the client
+    /// turned out to speak plain HTTP).
+    pub fn with_sink<R>(&self, sock: &Socket, f: impl FnOnce(&mut dyn Sink) -> R) -> R {
+        if self.is_plain() {
+            return f(&mut &*sock);
+        }
+        let mut tls = self.lock();
+        let Tls { conn, file_buf, .. } = &mut *tls;
+        f(&mut TlsSink {
+            sock,
+            conn,
+            file_buf,
+        })
+    }
+
+    /// Says goodbye (close_notify) before our side of the socket is shut down.
+    pub fn close_notify(&self, sock: &Socket) {
+        if self.is_plain() {
+            return;
+        }
+        let mut tls = self.lock();
+        tls.conn.send_close_notify();
+        let _ = push_records(&mut tls.conn, sock);
+    }
+}
+
+/// Peeks at the first byte without taking it. `None` at the end of the stream.
+fn first_byte(sock: &Socket) -> io::Result<Option<u8>> {
+    let mut b = 0u8;
+    loop {
+        // SAFETY: a one-byte buffer that outlives the call.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                (&mut b as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK,
+            )
+        };
+        if n >= 0 {
+            return Ok((n == 1).then_some(b));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Writes the session's pending records until none is left (`Ok`) or the socket is full
+/// (`WouldBlock`).
+fn push_records(conn: &mut ServerConnection, sock: &Socket) -> io::Result<()> {
+    while conn.wants_write() {
+        match conn.write_tls(&mut SockIo(sock)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+struct TlsSink<'a> {
+    sock: &'a Socket,
+    conn: &'a mut ServerConnection,
+    file_buf: &'a mut Vec<u8>,
+}
+
+impl Sink for TlsSink<'_> {
+    fn send_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // Records already made go first; while they wait, nothing more is taken.
+        push_records(self.conn, self.sock)?;
+        let mut slices: [IoSlice<'_>; 64] = [IoSlice::new(&[]); 64];
+        let mut n_slices = 0;
+        let mut total = 0;
+        for b in bufs {
+            if total == CHUNK || n_slices == slices.len() {
+                break;
+            }
+            let take = b.len().min(CHUNK - total);
+            slices[n_slices] = IoSlice::new(&b[..take]);
+            n_slices += 1;
+            total += take;
+        }
+        let n = self.conn.writer().write_vectored(&slices[..n_slices])?;
+        // Send now what the socket takes; the rest leaves on the next call or flush.
+        match push_records(self.conn, self.sock) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if n == 0 && total > 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }
+
+    fn send_file(&mut self, file: &File, offset: &mut u64, count: u64) -> io::Result<usize> {
+        // Records still waiting: do not read the file for nothing.
+        push_records(self.conn, self.sock)?;
+        let want = count.min(CHUNK as u64) as usize;
+        if self.file_buf.len() < want {
+            self.file_buf.resize(want, 0);
+        }
+        let got = loop {
+            match file.read_at(&mut self.file_buf[..want], *offset) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if got == 0 {
+            return Ok(0);
+        }
+        let buf = std::mem::take(self.file_buf);
+        let sent = self.send_vectored(&[IoSlice::new(&buf[..got])]);
+        *self.file_buf = buf;
+        let n = sent?;
+        *offset += n as u64;
+        Ok(n)
+    }
+}
