@@ -662,9 +662,7 @@ class Adjustments:
                     seen.add(key)
         return wanted
 
-    def _resolve_marked(
-        self, listen: list, tls: list[bool]
-    ) -> tuple[list, list[bool]]:
+    def _resolve_marked(self, listen: list, tls: list[bool]) -> tuple[list, list[bool]]:
         """``_resolve``, keeping with each address whether its entry was TLS."""
         addresses: list = []
         flags: list[bool] = []

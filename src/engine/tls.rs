@@ -51,7 +51,20 @@ pub fn build_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| format!("ssl_min_version: {e}"))?;
-    let builder = match (&s.ca_certificate, s.verify_client) {
+    // Read (and so checked) even when not asked for: a bad file is said at start.
+    let roots = match &s.ca_certificate {
+        None => None,
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs("ssl_ca_certificate", path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ssl_ca_certificate: {path}: {e}"))?;
+            }
+            Some((path, roots))
+        }
+    };
+    let builder = match (roots, s.verify_client) {
         (_, VerifyClient::None) => builder.with_no_client_auth(),
         (None, _) => {
             return Err(
@@ -60,13 +73,7 @@ pub fn build_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
                     .into(),
             )
         }
-        (Some(path), mode) => {
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs("ssl_ca_certificate", path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("ssl_ca_certificate: {path}: {e}"))?;
-            }
+        (Some((path, roots)), mode) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if mode == VerifyClient::Optional {
                 verifier.allow_unauthenticated()
