@@ -33,6 +33,9 @@ Settings are each server's defaults except:
   that many workers, the app preloaded since it is an object), gunicorn ``-w``,
   granian ``--workers``, bjoern that many forked processes each with its own
   ``reuse_port`` socket; waitress and pyruvate have one process and ignore it.
+- TLS_CERT and TLS_KEY (env, PEM files; unset by default) serve HTTPS with each
+  server's own TLS: maitre ``ssl_certificate``/``ssl_private_key``, gunicorn
+  ``certfile``/``keyfile``, granian ``ssl_cert``/``ssl_key`` (bench/tls.sh).
 
 ``--check`` only imports the server (exit 0, or 3 with the reason);
 ``--version`` prints its installed version.
@@ -50,6 +53,8 @@ HOST = "127.0.0.1"
 SERVERS = ("maitre", "waitress", "bjoern", "gunicorn", "granian", "pyruvate")
 IDLE_TIMEOUT = 120
 WORKERS = int(os.environ.get("WORKERS") or 1)
+TLS_CERT = os.environ.get("TLS_CERT")
+TLS_KEY = os.environ.get("TLS_KEY")
 
 
 def _import(server):
@@ -77,6 +82,8 @@ def _maitre(module, app, port, threads, many):
     if WORKERS > 1:
         extra["workers"] = WORKERS
     extra.update(_observe())
+    if TLS_CERT:
+        extra.update(ssl_certificate=TLS_CERT, ssl_private_key=TLS_KEY)
     module.serve(app, host=HOST, port=port, threads=threads, **extra)
 
 
@@ -110,6 +117,9 @@ def _gunicorn(module, app, port, threads, many):
         options["worker_connections"] = many
         options["backlog"] = max(2048, many)
         options["keepalive"] = IDLE_TIMEOUT
+    if TLS_CERT:
+        options["certfile"] = TLS_CERT
+        options["keyfile"] = TLS_KEY
 
     class Application(BaseApplication):
         def load_config(self):
@@ -128,6 +138,8 @@ def _granian(module, app_name, port, threads, many):
     from granian.log import LogLevels
 
     extra = {"backpressure": many, "backlog": max(1024, many)} if many else {}
+    if TLS_CERT:
+        extra.update(ssl_cert=Path(TLS_CERT), ssl_key=Path(TLS_KEY))
     Granian(
         f"apps:{app_name}",
         address=HOST,

@@ -342,6 +342,28 @@ def test_keep_alive_and_pipelining(serve_app, pki):
             assert json.loads(body)["PATH_INFO"] == f"/p{i}"
 
 
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_session_resumption_and_alpn(serve_app, pki, version):
+    served = serve_app(hello_app, **pki.settings())
+    ctx = pki.client_context()
+    if version == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    with tls_socket(served.port, ctx) as first:
+        assert first.selected_alpn_protocol() == "http/1.1"
+        first.sendall(request)
+        # (A TLS 1.3 ticket arrives after the handshake: read something first.)
+        assert read_response(first.makefile("rb"))[2] == b"Hello, world!"
+        session = first.session
+        assert not first.session_reused
+    raw = socket.create_connection((HOST, served.port), timeout=10)
+    with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as second:
+        assert second.session_reused
+        second.sendall(request)
+        assert read_response(second.makefile("rb"))[2] == b"Hello, world!"
+
+
 def test_plain_http_to_the_tls_port_gets_400(serve_app, pki):
     served = serve_app(hello_app, **pki.settings())
     with socket.create_connection((HOST, served.port), timeout=10) as s:
