@@ -206,10 +206,17 @@ impl Channel {
 
     /// Shuts our sending side down (after TLS's close_notify).
     pub fn shutdown_write(&self) {
-        if let Some(tls) = &self.tls {
-            tls.close_notify(&self.sock);
-        }
+        self.close_notify();
         let _ = self.sock.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// On TLS, says that nothing more will be sent (best effort); nothing on plain.
+    pub fn close_notify(&self) {
+        if let Some(tls) = &self.tls {
+            if !tls.is_handshaking() {
+                tls.close_notify(&self.sock);
+            }
+        }
     }
 
     fn write_direct(&self, parts: &[&[u8]], start: usize) -> io::Result<usize> {

@@ -950,6 +950,11 @@ impl EventLoop {
             .poll
             .registry()
             .deregister(&mut SourceFd(&conn.channel.sock.as_raw_fd()));
+        if matches!(conn.state, State::Head { .. }) && !conn.channel.is_closed() {
+            // Between requests (an idle timeout): a TLS client is told the end
+            // (close_notify) rather than left to guess at a truncation.
+            conn.channel.close_notify();
+        }
         conn.channel.mark_closed();
         // Python may still hold the channel (an environ kept in a reference cycle): the
         // client must see the end now, not when the garbage collector runs.

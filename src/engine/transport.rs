@@ -347,3 +347,163 @@ impl Sink for TlsSink<'_> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::channel::{Channel, Peer, WhenFull};
+    use crate::engine::outbuf::Flushed;
+    use crate::engine::tls::{TlsAcceptor, TlsSettings, VerifyClient};
+    use rustls::pki_types::pem::PemObject;
+    use std::os::unix::net::UnixStream;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// A CA and a certificate for localhost made now with the openssl command.
+    fn make_certificates(dir: &Path) {
+        let script = "set -e
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout ca.key -out ca.pem -days 2 -subj /CN=ca 2>/dev/null
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout key.pem -out leaf.csr -subj /CN=localhost 2>/dev/null
+            printf 'subjectAltName=DNS:localhost\\nbasicConstraints=critical,CA:FALSE\\n' >ext
+            openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -days 2 -extfile ext -out cert.pem 2>/dev/null";
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .status()
+            .expect("sh");
+        assert!(
+            status.success(),
+            "openssl could not make the test certificates"
+        );
+    }
+
+    struct Pair {
+        channel: Channel,
+        client: rustls::ClientConnection,
+        peer: UnixStream,
+        _dir: tempfile::TempDir,
+    }
+
+    fn tls_pair() -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        make_certificates(dir.path());
+        let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        let acceptor = TlsAcceptor::new(TlsSettings {
+            certificate: path("cert.pem"),
+            private_key: path("key.pem"),
+            certificate_chain: None,
+            private_key_password: None,
+            ca_certificate: None,
+            verify_client: VerifyClient::None,
+            tls13_only: false,
+        })
+        .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = std::fs::read(path("ca.pem")).unwrap();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let client =
+            rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap())
+                .unwrap();
+        let (a, peer) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let sock = Socket::from(std::os::fd::OwnedFd::from(a));
+        let channel = Channel::new(1, 0, 0, sock, Peer::Unix, 1 << 20, 16 << 20)
+            .with_tls(Some(TlsSession::new(acceptor.session().unwrap())));
+        Pair {
+            channel,
+            client,
+            peer,
+            _dir: dir,
+        }
+    }
+
+    /// Moves bytes both ways until the handshake is done (the server side as the loop
+    /// drives it: reads, and flushes on writable).
+    fn handshake(p: &mut Pair) {
+        let mut buf = vec![0u8; 4096];
+        for _ in 0..100 {
+            while p.client.wants_write() {
+                p.client.write_tls(&mut p.peer).unwrap();
+            }
+            match p.channel.read(&mut buf) {
+                Ok(n) => assert_eq!(n, 0, "no plaintext during the handshake"),
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}"),
+            }
+            p.channel.flush().unwrap();
+            if p.channel.tls().unwrap().environ().is_some() && !p.client.is_handshaking() {
+                return;
+            }
+            p.peer.set_nonblocking(true).unwrap();
+            let _ = p.client.read_tls(&mut p.peer);
+            p.peer.set_nonblocking(false).unwrap();
+            p.client.process_new_packets().unwrap();
+        }
+        panic!("no handshake");
+    }
+
+    #[test]
+    fn queued_output_reaches_a_slow_tls_reader_whole_and_in_order() {
+        let mut p = tls_pair();
+        handshake(&mut p);
+        let env = p.channel.transport_environ();
+        assert!(env.contains(&("HTTPS", "on".to_string())));
+        // 6 MiB while the client reads nothing: most is queued, as plaintext.
+        let body: Vec<u8> = (0..6usize << 20).map(|i| (i % 251) as u8).collect();
+        for piece in body.chunks(1 << 20) {
+            p.channel.send(&[piece], WhenFull::Queue).unwrap();
+        }
+        assert!(p.channel.has_pending_output());
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while got.len() < body.len() {
+            p.peer.set_nonblocking(true).unwrap();
+            match p.client.read_tls(&mut p.peer) {
+                Ok(_) => {
+                    p.client.process_new_packets().unwrap();
+                    loop {
+                        match p.client.reader().read(&mut buf) {
+                            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                            _ => break,
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The loop's part: a writable socket gets what is queued.
+                    p.channel.flush().unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(got == body, "bytes lost, repeated or out of order");
+        assert_eq!(p.channel.flush().unwrap().0, Flushed::All);
+        assert!(!p.channel.has_pending_output());
+    }
+
+    #[test]
+    fn plain_http_is_told_apart_from_a_handshake() {
+        let mut p = tls_pair();
+        p.peer.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let e = p.channel.read(&mut buf).unwrap_err();
+        assert!(is_not_tls(&e), "{e}");
+        // From then on the connection is plain: an answer goes out in clear.
+        assert_eq!(p.channel.read(&mut buf).unwrap(), 18);
+        p.channel.send(&[b"HTTP/1.0 400"], WhenFull::Queue).unwrap();
+        let mut got = [0u8; 12];
+        p.peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"HTTP/1.0 400");
+    }
+}
