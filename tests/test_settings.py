@@ -77,6 +77,14 @@ MAITRE_DEFAULTS = {
     "access_log": None,
     "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
     "metrics_listen": None,
+    # TLS
+    "ssl_certificate": None,
+    "ssl_private_key": None,
+    "ssl_certificate_chain": None,
+    "ssl_private_key_password": None,
+    "ssl_ca_certificate": None,
+    "ssl_verify_client": "none",
+    "ssl_min_version": "1.2",
 }
 
 
