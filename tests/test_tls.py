@@ -122,6 +122,32 @@ def read_response(sock_file):
     return status, headers, body
 
 
+def command(name: str) -> str:
+    """Path of a command-line client, installed with apt-get (Debian package of the
+    same name) when missing, as tests/test_nginx.py does for nginx."""
+    found = shutil.which(name)
+    if found:
+        return found
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.skip(f"{name} is not installed and cannot be installed here")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for args in (
+        ["install", "-y", "-q", name],
+        ["update", "-q"],
+        ["install", "-y", name],
+    ):
+        subprocess.run(
+            ["apt-get", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=600,
+        )
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip(f"{name} could not be installed")
+
+
 # -- serving -------------------------------------------------------------------------
 
 
@@ -195,14 +221,13 @@ def test_requests_with_the_ca(serve_app, pki):
         requests.get(f"https://localhost:{served.port}/")  # not the system's CA
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @pytest.mark.parametrize("version", ["--tlsv1.2", "--tlsv1.3"])
 def test_curl(serve_app, pki, version):
     served = serve_app(hello_app, **pki.settings())
     extra = ["--tls-max", "1.2"] if version == "--tlsv1.2" else []
     out = subprocess.run(
         [
-            "curl",
+            command("curl"),
             "-sS",
             "--cacert",
             pki.ca_file,
@@ -222,7 +247,7 @@ def test_curl(serve_app, pki, version):
 def s_client(port, *args, data=b""):
     return subprocess.run(
         [
-            "openssl",
+            command("openssl"),
             "s_client",
             "-connect",
             f"{HOST}:{port}",
@@ -237,7 +262,6 @@ def s_client(port, *args, data=b""):
     )
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_openssl_s_client_versions_and_alpn(serve_app, pki):
     served = serve_app(hello_app, **pki.settings())
     for flag, ok in [
