@@ -489,7 +489,8 @@ SETTINGS: tuple[Setting, ...] = (
         "ssl_private_key_password",
         str_iftruthy,
         None,
-        "Password of an encrypted ssl_private_key.",
+        "Password of an encrypted ssl_private_key (on the command line it shows in "
+        "the process list: prefer an ini file or the Python API).",
         "PASSWORD",
     ),
     Setting(
