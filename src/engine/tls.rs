@@ -425,6 +425,8 @@ mod tests {
         assert_eq!(serial_hex(&[0x00, 0x9a, 0x01]), "9A01");
         assert_eq!(serial_hex(&[0x00]), "00");
         assert_eq!(serial_hex(&[0x12, 0x00]), "1200");
+        // Whole bytes, as OpenSSL prints them: a leading zero digit stays.
+        assert_eq!(serial_hex(&[0x0c, 0x9f]), "0C9F");
     }
 
     #[test]
