@@ -9,6 +9,8 @@
 # to CPU $SERVER_CPU (bench/run_server.py, THREADS app threads):
 #   hello      13-byte answers on $CONNECTIONS keep-alive connections
 #   big        1 MiB answers on $BIG_CONNECTIONS keep-alive connections
+#   file       a $FILE_MIB MiB file through wsgi.file_wrapper, $BIG_CONNECTIONS
+#              connections (sendfile on plain; read and encrypted over TLS)
 #   handshake  hello with "Connection: close": a new connection, so a full
 #              handshake, per request (wrk does not resume sessions)
 # For each: requests/s (or MiB/s), and the server's CPU time (all its processes)
@@ -33,7 +35,8 @@ CLIENT_CPU="${CLIENT_CPU:-1}"
 PORT="${PORT:-18600}"
 INSTALL="${INSTALL:-0}"
 SERVERS="${SERVERS:-maitre gunicorn granian}"
-SCENARIOS="${SCENARIOS:-hello big handshake}"
+SCENARIOS="${SCENARIOS:-hello big file handshake}"
+FILE_MIB="${FILE_MIB:-100}"
 
 if [ ! -x "$VPY" ] || [ "$INSTALL" = 1 ]; then
     [ -x "$VPY" ] || python3 -m venv "$BENCH/.venv"
@@ -65,6 +68,9 @@ cert.cert_chain_pems[0].write_to_path(f"{sys.argv[1]}/cert.pem")
 cert.private_key_pem.write_to_path(f"{sys.argv[1]}/key.pem")
 EOF
 
+export BENCH_FILE="$WORK/file.bin"
+head -c "$((FILE_MIB * 1024 * 1024))" /dev/urandom >"$BENCH_FILE"
+
 mkdir -p "$BENCH/results"
 TSV="$BENCH/results/tls-$(date +%Y%m%d-%H%M%S).tsv"
 printf 'scenario\tround\tserver\tscheme\trequests\tbytes\tseconds\terrors\tserver_cpu_s\n' >"$TSV"
@@ -84,6 +90,7 @@ run() {
     local scenario="$1" round="$2" server="$3" scheme="$4" app=hello conns="$CONNECTIONS"
     local extra=() env=() t0 t1 out
     [ "$scenario" = big ] && app=big && conns="$BIG_CONNECTIONS"
+    [ "$scenario" = file ] && app=file && conns="$BIG_CONNECTIONS"
     [ "$scenario" = handshake ] && extra=(-H "Connection: close")
     [ "$scheme" = https ] && env=(TLS_CERT="$WORK/cert.pem" TLS_KEY="$WORK/key.pem")
     PORT=$((PORT + 1))
@@ -95,7 +102,7 @@ run() {
         sleep 0.1
     done
     t0="$(tree_ticks "$SERVER_PID")"
-    out="$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" "${extra[@]}" \
+    out="$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 30s "${extra[@]}" \
         "$scheme://127.0.0.1:$PORT/" 2>&1 || true)"
     t1="$(tree_ticks "$SERVER_PID")"
     for p in $(pgrep -P "$SERVER_PID" 2>/dev/null || true) "$SERVER_PID"; do
