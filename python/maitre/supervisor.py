@@ -65,6 +65,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from . import _maitre
 from . import server as _server
 from .adjustments import Adjustments
 from .utilities import logger
@@ -274,6 +275,9 @@ class Master:
             logger.setLevel(logging.INFO)
         self.pid_file.create()
         try:
+            # Bad TLS files stop the start here, naming the setting, rather than each
+            # worker's boot.
+            _maitre.check_tls_files(_server._engine_settings(self.adj))
             self.sockets = _server.bind_sockets(self.adj)
             if self.adj.preload_app and self.app is None:
                 self.app = self.load_app()  # errors are the caller's to show
@@ -640,6 +644,14 @@ class Master:
             if load_app is not None:  # None: the application stays the loaded one
                 self.load_app = load_app
             self.target = adj.workers
+        try:
+            # New workers read the TLS files again: unusable ones keep the old workers
+            # (and so the old certificate), as a single process keeps its old one.
+            _maitre.check_tls_files(_server._engine_settings(self.adj))
+        except ValueError as exc:
+            logger.error("%s: not reloaded, the TLS files are not usable: %s", why, exc)
+            self.kw, self.adj, self.load_app, self.target = self.before_reload
+            return
         logger.info("%s: reloading, starting %d new worker(s)", why, self.target)
         self.state = State.RELOADING
         self.reload_started = time.monotonic()

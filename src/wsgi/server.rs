@@ -106,6 +106,15 @@ fn tls_acceptor(settings: &Bound<'_, PyDict>) -> PyResult<Option<Arc<TlsAcceptor
         .map_err(PyValueError::new_err)
 }
 
+/// Reads and checks the TLS files the settings name, as an engine would at start
+/// (raising `ValueError` naming the setting), and keeps nothing: for a master process,
+/// which serves nothing itself, before it starts or reloads its workers.
+#[pyfunction]
+pub fn check_tls_files(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<()> {
+    let _ = py;
+    tls_acceptor(settings).map(drop)
+}
+
 fn setting<'py, T>(settings: &Bound<'py, PyDict>, name: &str, default: T) -> PyResult<T>
 where
     T: for<'a> FromPyObject<'a, 'py>,
