@@ -12,16 +12,27 @@ import http.client
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 from apps import hello_app
-from helpers import HOST, create_server, maitre_only, stop_server
+from helpers import (
+    HOST,
+    ServerProcess,
+    create_server,
+    free_port,
+    maitre_only,
+    stop_server,
+    wait_for,
+)
 
 trustme = pytest.importorskip("trustme")
 from cryptography import x509  # noqa: E402  (comes with trustme)
@@ -772,3 +783,112 @@ def test_sslyze_scan(serve_app, pki):
     # trusting only the root, validates the chain as sent.
     assert not info.verified_chain_has_sha1_signature
     assert https_get(served.port, pki.client_context())[0] == 200
+
+
+# -- real processes and real signals -------------------------------------------------
+
+
+def renew(pki):
+    """New certificate and key files in place (as a renewal does); the new serial."""
+    renewed = pki.ca.issue_cert("localhost", "127.0.0.1")
+    renewed.private_key_pem.write_to_path(pki.key_file)
+    with open(pki.cert_file, "wb") as f:
+        f.write(b"".join(b.bytes() for b in renewed.cert_chain_pems))
+    return x509.load_pem_x509_certificate(
+        renewed.cert_chain_pems[0].bytes()
+    ).serial_number
+
+
+def serial_of_new_connection(port, ctx) -> int | None:
+    try:
+        with tls_socket(port, ctx) as s:
+            return peer_serial(s)
+    except (OSError, ssl.SSLError):
+        return None
+
+
+def tls_cli(pki, tmp_path, *flags) -> ServerProcess:
+    (tmp_path / "tlsapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '2')])\n"
+        "    return [b'ok']\n"
+    )
+    return ServerProcess(
+        [
+            sys.executable,
+            "-m",
+            "maitre",
+            f"--ssl-certificate={pki.cert_file}",
+            f"--ssl-private-key={pki.key_file}",
+            *flags,
+            "tlsapp:app",
+        ],
+        cwd=tmp_path,
+        timeout=20,
+    )
+
+
+def test_sighup_rotates_the_certificate(pki, tmp_path):
+    proc = tls_cli(pki, tmp_path, f"--listen={HOST}:0")
+    try:
+        line = proc.wait_for_line("Serving on https://")
+        port = int(re.search(r":(\d+)$", line)[1])
+        ctx = pki.client_context()
+        old = tls_socket(port, ctx)
+        old_serial = peer_serial(old)
+        new_serial = renew(pki)
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        assert wait_for(
+            lambda: serial_of_new_connection(port, ctx) == new_serial, timeout=5
+        )
+        assert new_serial != old_serial
+        with old:  # the connection from before is undisturbed
+            old.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert read_response(old.makefile("rb"))[2] == b"ok"
+        # Unusable new files: the certificate stays, the log says why.
+        with open(pki.cert_file, "wb") as f:
+            f.write(b"garbage")
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        proc.wait_for_line("not reloaded")
+        assert serial_of_new_connection(port, ctx) == new_serial
+        assert proc.stop(signal.SIGTERM) == 0
+    finally:
+        proc.kill()
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_workers_serve_tls_and_rotate_on_sighup(pki, tmp_path):
+    port = free_port()
+    proc = tls_cli(pki, tmp_path, f"--listen={HOST}:{port}", "--workers=2")
+    try:
+        proc.wait_for_line("Ready with 2 worker(s)")
+        ctx = pki.client_context()
+        status, body = https_get(port, ctx)
+        assert (status, body) == (200, b"ok")
+        new_serial = renew(pki)
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        # The new workers read the new files.
+        assert wait_for(
+            lambda: serial_of_new_connection(port, ctx) == new_serial, timeout=15
+        )
+        # Unusable files: the master keeps the workers it has.
+        with open(pki.key_file, "wb") as f:
+            f.write(b"garbage")
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        proc.wait_for_line("TLS files are not usable")
+        assert serial_of_new_connection(port, ctx) == new_serial
+        assert https_get(port, ctx)[0] == 200
+        assert proc.stop(signal.SIGTERM) == 0
+    finally:
+        proc.kill()
+
+
+def test_workers_refuse_bad_files_at_start(pki, tmp_path):
+    with open(pki.key_file, "wb") as f:
+        f.write(b"garbage")
+    proc = tls_cli(pki, tmp_path, f"--listen={HOST}:{free_port()}", "--workers=2")
+    try:
+        assert proc.wait() != 0
+    finally:
+        proc.kill()
+    assert "ssl_private_key" in proc.stderr, proc.stderr
