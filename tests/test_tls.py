@@ -862,6 +862,7 @@ def test_workers_serve_tls_and_rotate_on_sighup(pki, tmp_path):
     proc = tls_cli(pki, tmp_path, f"--listen={HOST}:{port}", "--workers=2")
     try:
         proc.wait_for_line("Ready with 2 worker(s)")
+        proc.wait_for_line(f"Serving on https://{HOST}:{port}")
         ctx = pki.client_context()
         status, body = https_get(port, ctx)
         assert (status, body) == (200, b"ok")

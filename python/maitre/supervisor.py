@@ -284,12 +284,14 @@ class Master:
             self._install_signals()
             if self.adj.reload:
                 self._start_watcher()
-            for host, port in (
+            tls = _server._tls_listeners(self.adj, self.sockets)
+            for i, (host, port) in enumerate(
                 _server.BaseWSGIServer._sockname(s) for s in self.sockets
             ):
                 if ":" in str(host):
                     host = f"[{host}]"
-                logger.info("Serving on http://%s:%s", host, port)
+                scheme = "https" if i in tls else "http"
+                logger.info("Serving on %s://%s:%s", scheme, host, port)
             logger.info(
                 "Master %d starting %d worker(s)%s",
                 os.getpid(),
