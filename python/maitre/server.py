@@ -417,7 +417,6 @@ class BaseWSGIServer:
         if not getattr(self, "_ran", False):
             self._close_sockets()
 
-
     def _install_signal_handlers(self) -> dict:
         """Our handlers, in the main thread only (signal handlers can only be set
         there, and only run there); returns the ones they replace."""
