@@ -19,6 +19,9 @@ use std::time::Duration;
 
 /// "maitreS1" read as a little-endian integer: marks a slot an engine has initialised.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"maitreS1");
+/// "maitreF1": a slot whose worker has gone (the master released it): not rendered,
+/// its `restarts` kept for the next worker of the slot.
+pub const FREE: u64 = u64::from_le_bytes(*b"maitreF1");
 pub const LAYOUT_VERSION: u64 = 1;
 
 /// Methods counted on their own; any other is "other".
@@ -98,7 +101,7 @@ impl StatsBlock {
     /// Prepares a block for a new engine: counters from zero, `restarts` kept (the
     /// master counts it across the engines of a slot).
     pub fn init(&self, pid: u32, started_ms: u64) {
-        let restarts = if self.magic.load(Relaxed) == MAGIC {
+        let restarts = if matches!(self.magic.load(Relaxed), MAGIC | FREE) {
             self.restarts.load(Relaxed)
         } else {
             0
@@ -112,6 +115,24 @@ impl StatsBlock {
         self.started_ms.store(started_ms, Relaxed);
         self.magic
             .store(MAGIC, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The worker of this slot has gone: the slot is no longer rendered (a dead process
+    /// has no open connections or busy threads), and the next worker's `init` starts
+    /// its counters from zero with `restarts` set to the given count.
+    pub fn release(&self, restarts: u64) {
+        self.magic.store(FREE, Ordering::Release);
+        for gauge in [
+            &self.pid,
+            &self.open_connections,
+            &self.queue_depth,
+            &self.threads,
+            &self.threads_busy,
+            &self.in_flight,
+        ] {
+            gauge.store(0, Relaxed);
+        }
+        self.restarts.store(restarts, Relaxed);
     }
 
     /// Whether an engine has initialised this block (with this layout).
@@ -334,6 +355,22 @@ mod tests {
         assert_eq!(s.restarts.load(Relaxed), 3);
         assert_eq!(s.pid.load(Relaxed), 7);
         assert!(s.is_live());
+    }
+
+    #[test]
+    fn a_released_slot_is_not_live_and_passes_its_restarts_on() {
+        let s = Stats::owned();
+        s.init(1, 2);
+        s.open_connections.fetch_add(4, Relaxed);
+        s.requests.fetch_add(5, Relaxed);
+        s.release(6);
+        assert!(!s.is_live());
+        assert_eq!(s.open_connections.load(Relaxed), 0);
+        assert_eq!(s.pid.load(Relaxed), 0);
+        s.init(8, 9);
+        assert!(s.is_live());
+        assert_eq!(s.restarts.load(Relaxed), 6);
+        assert_eq!(s.requests.load(Relaxed), 0);
     }
 
     #[test]

@@ -83,6 +83,17 @@ pub fn count_restart(buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<u64> {
         + 1)
 }
 
+/// The master has reaped the worker of slot `slot`, or is about to fork one into it:
+/// the slot is not rendered until that worker's engine starts counting in it, and that
+/// engine starts with `restarts` (how often the worker it replaces, if any, was
+/// replaced before).
+#[pyfunction]
+#[pyo3(signature = (buffer, slot, restarts = 0))]
+pub fn release_stats_slot(buffer: &Bound<'_, PyAny>, slot: usize, restarts: u64) -> PyResult<()> {
+    shared_block(buffer, slot)?.release(restarts);
+    Ok(())
+}
+
 /// A metrics listener over every slot of a shared buffer, for a master process that
 /// serves no request itself: `MetricsServer(fd, buffer, slots)`, `.close()`.
 #[pyclass(module = "maitre._maitre", name = "MetricsServer")]
