@@ -15,7 +15,7 @@ from typing import Any
 from .adjustments import as_workers, asbool
 from .server import create_server
 from .supervisor import PidFile, sd_notify
-from .utilities import logger
+from .utilities import log_summary, logger
 
 __all__ = ["create_server", "profile", "serve", "serve_paste"]
 
@@ -87,16 +87,7 @@ def _print_summary(server: Any, processes: str = "1 process") -> None:
     adj = getattr(server, "adj", None)
     if adj is None:  # a test shim standing in for the server
         return
-    logger.info(
-        "maitre %s: %s, %d threads, access log %s",
-        __version__,
-        processes,
-        adj.threads,
-        adj.access_log or "off",
-    )
-    address = getattr(server, "metrics_address", None)
-    if address:
-        logger.info("Metrics on http://%s:%s/metrics", *address)
+    log_summary(adj, processes, getattr(server, "metrics_address", None))
 
 
 def _notify_when_ready(server: Any) -> None:

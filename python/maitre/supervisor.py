@@ -48,10 +48,16 @@ foreground group) reaches the master alone, which stops them once, gracefully,
 instead of each worker getting the signal twice (which would mean "at once").
 They get SIGTERM if the master dies (PR_SET_PDEATHSIG) rather than serving on,
 orphaned.
+
+With ``metrics_listen``, the workers count into slots of a map the master shares
+with them and the master alone serves the metrics of them all (``worker_stats``).
+Each worker opens the access log itself, with O_APPEND: whole lines from every
+worker, never interleaved; SIGUSR1 to the master reaches every worker.
 """
 
 from __future__ import annotations
 
+import copy
 import enum
 import errno
 import logging
@@ -68,7 +74,8 @@ from typing import Any, Callable
 from . import _maitre
 from . import server as _server
 from .adjustments import Adjustments
-from .utilities import logger
+from .utilities import log_summary, logger
+from .worker_stats import WorkerStats
 
 #: exit status of a worker that could not load the application
 WORKER_BOOT_ERROR = 3
@@ -99,10 +106,15 @@ class State(enum.Enum):
 class Worker:
     """The master's view of one worker process."""
 
-    def __init__(self, pid: int, pipe: int, generation: int) -> None:
+    def __init__(
+        self, pid: int, pipe: int, generation: int, slot: int | None, restarts: int
+    ) -> None:
         self.pid = pid
         self.pipe = pipe  # read end; -1 once closed
         self.generation = generation
+        self.slot = slot  # of the shared stats (metrics_listen), or None
+        #: times the workers this one follows were replaced (died, wedged, recycled)
+        self.restarts = restarts
         self.booted = time.monotonic()
         self.last_beat = time.monotonic()  # boot counts as activity
         self.ready = False
@@ -266,6 +278,9 @@ class Master:
         self.reload_started = 0.0
         self.pending_reload: tuple[str, bool] | None = None
         self.before_reload: tuple = (self.kw, self.adj, self.load_app, self.target)
+        self.stats: WorkerStats | None = None  # with metrics_listen
+        #: ``restarts`` of the workers replaced whose replacements are not forked yet
+        self.replaced: list[int] = []
 
     # ------------------------------------------------------------------ life
 
@@ -292,6 +307,11 @@ class Master:
                     host = f"[{host}]"
                 scheme = "https" if i in tls else "http"
                 logger.info("Serving on %s://%s:%s", scheme, host, port)
+            metrics = None
+            if self.adj.metrics_listen:
+                self.stats = WorkerStats(self.target)
+                metrics = self.stats.serve(self.adj)
+            log_summary(self.adj, f"{self.target} workers", metrics)
             logger.info(
                 "Master %d starting %d worker(s)%s",
                 os.getpid(),
@@ -301,6 +321,8 @@ class Master:
             self._loop()
         finally:
             self._close_sockets()
+            if self.stats is not None:
+                self.stats.close()
             self._stop_watcher()
             self.pid_file.remove()
             self._restore_signals()
@@ -447,6 +469,12 @@ class Master:
         max_requests = self.adj.max_requests
         if max_requests > 0 and self.adj.max_requests_jitter > 0:
             max_requests += random.randint(0, self.adj.max_requests_jitter)
+        restarts = self.replaced.pop(0) + 1 if self.replaced else 0
+        slot = None
+        if self.stats is not None:
+            slot = self.stats.take(max(restarts - 1, 0))
+            if slot is not None and restarts:
+                restarts = self.stats.count_restart(slot)
         read_end, write_end = os.pipe()
         # Signals are blocked across fork so that none reaches the child before it
         # has dropped the master's handlers.
@@ -455,12 +483,12 @@ class Master:
             pid = os.fork()
             if pid == 0:
                 os.close(read_end)
-                self._run_worker(write_end, max_requests)  # never returns
+                self._run_worker(write_end, max_requests, slot)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         os.close(write_end)
         os.set_blocking(read_end, False)
-        worker = Worker(pid, read_end, self.generation)
+        worker = Worker(pid, read_end, self.generation, slot, restarts)
         self.workers[pid] = worker
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         logger.info("Booting worker %d", pid)
@@ -494,6 +522,7 @@ class Master:
             logger.info("Worker %d accepting", worker.pid)
         if b"M" in data and not worker.recycle and worker.stopping_since is None:
             worker.recycle = True
+            self.replaced.append(worker.restarts)
             logger.info("Worker %d reached max_requests: replacing it", worker.pid)
         return True
 
@@ -522,6 +551,8 @@ class Master:
             while worker.pipe >= 0 and self._on_worker_pipe(worker):
                 pass
             self._close_pipe(worker)
+            if self.stats is not None:
+                self.stats.give_back(worker.slot)
             self._on_exit(worker, status)
 
     def _on_exit(self, worker: Worker, status: int) -> None:
@@ -533,6 +564,7 @@ class Master:
         if expected:
             logger.info("Worker %d %s", worker.pid, _describe_status(status))
         else:
+            self.replaced.append(worker.restarts)
             logger.error(
                 "Worker %d %s; starting a replacement",
                 worker.pid,
@@ -610,6 +642,7 @@ class Master:
                 _kill(w.pid, signal.SIGKILL)
                 # Out of the count now: its replacement starts at once.
                 w.stopping_since = now
+                self.replaced.append(w.restarts)
 
     def _shutdown_timeout(self) -> float:
         return float(getattr(self.adj, "shutdown_timeout", 30))
@@ -694,7 +727,7 @@ class Master:
 
     # ---------------------------------------------------------- the worker
 
-    def _run_worker(self, pipe: int, max_requests: int) -> None:
+    def _run_worker(self, pipe: int, max_requests: int, slot: int | None) -> None:
         """The child side of a fork: serve, and exit (never returns)."""
         code = 0
         try:
@@ -713,7 +746,7 @@ class Master:
             for w in self.workers.values():
                 if w.pipe >= 0:
                     os.close(w.pipe)
-            code = self._serve_in_worker(pipe, max_requests)
+            code = self._serve_in_worker(pipe, max_requests, slot)
         except KeyboardInterrupt:
             code = 0
         except SystemExit as exc:
@@ -729,7 +762,7 @@ class Master:
                     pass
             os._exit(code)
 
-    def _serve_in_worker(self, pipe: int, max_requests: int) -> int:
+    def _serve_in_worker(self, pipe: int, max_requests: int, slot: int | None) -> int:
         app = self.app
         if app is None:
             try:
@@ -739,8 +772,16 @@ class Master:
                 _write_all(pipe, b"E" + traceback.format_exc().encode())
                 return WORKER_BOOT_ERROR
         sockets = self.sockets
-        server = _server.server_class(sockets)(app, self.adj, sockets)
+        adj = self.adj
+        if self.stats is not None:
+            # The master serves metrics_listen (and holds its port): not this one.
+            adj = copy.copy(adj)
+            adj.metrics_listen = None
+            self.stats.close_in_child()
+        server = _server.server_class(sockets)(app, adj, sockets)
         server.owns_unix_socket_file = False
+        if self.stats is not None and slot is not None:
+            server.use_stats_slot(self.stats.map, slot)
         # The engine serves duplicates of the descriptors: closing the inherited
         # ones lets the listening sockets close as soon as the engine stops
         # accepting, not when this process exits.

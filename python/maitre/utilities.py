@@ -207,3 +207,19 @@ class InternalServerError(Error):
 class ServerNotImplemented(Error):
     code = 501
     reason = "Not Implemented"
+
+
+def log_summary(adj: Any, processes: str, metrics_address: Any = None) -> None:
+    """The line after "Serving on ..." (one process, or a master for its workers):
+    version, processes, threads per process, access log, and where the metrics are."""
+    from . import __version__
+
+    logger.info(
+        "maitre %s: %s, %d threads, access log %s",
+        __version__,
+        processes,
+        adj.threads,
+        adj.access_log or "off",
+    )
+    if metrics_address:
+        logger.info("Metrics on http://%s:%s/metrics", *metrics_address)

@@ -1,0 +1,92 @@
+"""The counters of every worker of a master, in one shared map, and the master's
+metrics listener over them (``metrics_listen`` with ``workers`` > 1).
+
+The master maps ``slots`` blocks of ``_maitre.STATS_BLOCK_SIZE`` bytes before it forks
+(anonymous and shared: each worker counts into its slot, the master reads them all).
+A slot belongs to one live worker at a time: taken at the fork (lowest free first),
+given back when the master reaps that worker. There are enough for twice the
+workers plus headroom for SIGTTIN, since a rolling reload or a ``max_requests``
+recycle runs the old and the new worker side by side for a while; a worker started
+when none is free serves uncounted (logged).
+
+The ``worker`` label of a series is the slot index. A dead worker's slot is not
+rendered (no stale gauges); the next worker of the slot starts its counters from
+zero and carries ``maitre_process_id`` of its own: for Prometheus a counter reset
+in that series, which ``rate()`` and ``increase()`` handle. ``restarts`` goes from a
+replaced worker (died, wedged, or recycled at ``max_requests``) to its replacement,
+one more, whichever slot the replacement takes: ``maitre_worker_restarts_total``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import mmap
+from typing import Any
+
+from . import _maitre
+from .utilities import logger
+
+#: slots beyond twice the workers, for SIGTTIN (and its overlap in a reload)
+HEADROOM = 8
+
+
+class WorkerStats:
+    def __init__(self, workers: int) -> None:
+        self.slots = 2 * (workers + HEADROOM)
+        self.map = mmap.mmap(-1, self.slots * _maitre.STATS_BLOCK_SIZE)
+        self.free = list(range(self.slots))  # a heap: lowest first
+        self.listener: Any = None
+        self.socket: Any = None
+        self.warned = False
+
+    def take(self, restarts: int = 0) -> int | None:
+        """A free slot for a worker about to be forked; ``restarts``: how often the
+        worker it replaces was replaced before, or None if it replaces none."""
+        if not self.free:
+            if not self.warned:
+                logger.warning(
+                    "%d workers or more: the metrics count only %d of them",
+                    self.slots,
+                    self.slots,
+                )
+                self.warned = True
+            return None
+        slot = heapq.heappop(self.free)
+        _maitre.release_stats_slot(self.map, slot, restarts)
+        return slot
+
+    def count_restart(self, slot: int) -> int:
+        return _maitre.count_restart(self.map, slot)
+
+    def give_back(self, slot: int | None) -> None:
+        """The worker of ``slot`` has been reaped: not rendered any more."""
+        if slot is None:
+            return
+        _maitre.release_stats_slot(self.map, slot)
+        heapq.heappush(self.free, slot)
+
+    def serve(self, adj: Any) -> tuple[str, int]:
+        """Binds ``metrics_listen`` and serves every slot on it, from a thread of the
+        master (never through a worker). Returns the address bound."""
+        from .server import _bind_metrics
+
+        self.socket = _bind_metrics(adj)
+        self.listener = _maitre.MetricsServer(
+            self.socket.fileno(), self.map, self.slots
+        )
+        return self.socket.getsockname()[:2]
+
+    def close_in_child(self) -> None:
+        """In a worker after the fork: its copy of the metrics socket goes (the
+        listener's thread did not come along; the object is kept, never stopped)."""
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
