@@ -178,9 +178,9 @@ def test_metrics_listener_answers_through_a_rolling_reload(cluster):
     assert len(scrapes) > 10
     new = c.workers()
     assert new.isdisjoint(old) and len(new) == 2
-    # Old and new side by side during the reload, then the new ones alone: the
-    # reaped workers' slots are not rendered.
-    assert any(s & old and s & new for s in scrapes) or any(s == new for s in scrapes)
+    # Old and new side by side during the reload (never more), then the new ones
+    # alone: the reaped workers' slots are not rendered.
+    assert all(2 <= len(s) <= 4 and s <= old | new for s in scrapes), scrapes
     assert wait_for(lambda: pids_in(scrape(mport)) == new, 5)
     for _ in range(20):
         fetch(c.port)
@@ -279,4 +279,20 @@ def test_sigusr1_to_the_master_reopens_the_log_in_every_worker(cluster, tmp_path
     assert wait_for(lambda: len(_log_lines(log)) == sent - kept, 5)
     assert len(_log_lines(rotated)) == kept
     assert c.workers() and c.proc.proc.poll() is None
+    assert "Traceback" not in c.proc.stderr
+
+
+def test_max_requests_recycles_are_counted_and_leave_no_stale_slot(cluster):
+    c, mport = metered(cluster, "--max-requests=20")
+    first = c.workers()
+    for _ in range(60):
+        fetch(c.port)
+    # Each worker replaced at least once, new one first: wait until none of the
+    # first ones is left.
+    assert wait_for(lambda: c.workers().isdisjoint(first) and len(c.workers()) == 2, 10)
+    assert wait_for(lambda: pids_in(scrape(mport)) == c.workers(), 5), scrape(mport)
+    text = scrape(mport)
+    restarts = by_worker(text, "maitre_worker_restarts_total")
+    assert len(restarts) == 2 and all(v >= 1 for v in restarts.values()), restarts
+    assert sum(by_worker(text, "maitre_open_connections").values()) == 0
     assert "Traceback" not in c.proc.stderr
