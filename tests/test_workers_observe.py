@@ -118,6 +118,55 @@ def test_one_scrape_of_the_master_sees_every_worker(cluster):
         scrape(mport)
 
 
+def _listening_inode(port: int) -> str:
+    """The socket inode listening on 127.0.0.1:``port`` (/proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and local == f"0100007F:{port:04X}":
+                return inode
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def _socket_inodes(pid: int) -> set:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(target[8:-1])
+    return out
+
+
+def test_only_the_master_holds_the_metrics_socket(cluster):
+    c, mport = metered(cluster)
+    inode = _listening_inode(mport)
+    assert inode in _socket_inodes(c.pid)
+    for pid in c.workers():
+        assert inode not in _socket_inodes(pid), pid
+    # The master serves the metrics while its workers drain (a draining request
+    # shows), and its port closes when it exits.
+    with RawConnection(c.port, timeout=10) as conn:
+        conn.send(get("/sleep?1.5", headers=b"Connection: close\r\n"))
+        assert wait_for(
+            lambda: (
+                sum(by_worker(scrape(mport), "maitre_requests_in_flight").values()) == 1
+            ),
+            5,
+        )
+        c.signal(signal.SIGTERM)
+        c.wait_log("stopping")
+        in_flight = by_worker(scrape(mport), "maitre_requests_in_flight")
+        assert sum(in_flight.values()) == 1
+        assert conn.read_response("GET").status == 200
+    assert c.wait_exit() == 0
+    with pytest.raises(OSError):
+        scrape(mport)
+
+
 def test_killed_worker_counts_a_restart_and_its_successor_appears(cluster):
     c, mport = metered(cluster)
     for _ in range(40):

@@ -15,12 +15,17 @@ zero and carries ``maitre_process_id`` of its own: for Prometheus a counter rese
 in that series, which ``rate()`` and ``increase()`` handle. ``restarts`` goes from a
 replaced worker (died, wedged, or recycled at ``max_requests``) to its replacement,
 one more, whichever slot the replacement takes: ``maitre_worker_restarts_total``.
+
+The listener is a thread of the master (Rust only: it never takes the GIL nor a lock
+a worker uses), so the master forks beside it; a worker closes the listening socket
+it inherits (``close_in_child``) so that only the master holds the port.
 """
 
 from __future__ import annotations
 
 import heapq
 import mmap
+import os
 from typing import Any
 
 from . import _maitre
@@ -77,8 +82,11 @@ class WorkerStats:
         return self.socket.getsockname()[:2]
 
     def close_in_child(self) -> None:
-        """In a worker after the fork: its copy of the metrics socket goes (the
-        listener's thread did not come along; the object is kept, never stopped)."""
+        """In a worker after the fork: its copies of the metrics socket go, so that
+        the port closes with the master. The listener's thread did not come along:
+        the object is kept (its descriptor closed), never stopped or dropped."""
+        if self.listener is not None:
+            os.close(self.listener.fileno())
         if self.socket is not None:
             self.socket.close()
             self.socket = None

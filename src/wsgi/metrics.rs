@@ -3,7 +3,7 @@
 //! slot (`MetricsServer`, `render_metrics`).
 
 use std::net::TcpListener;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
 
 use pyo3::buffer::PyBuffer;
@@ -99,6 +99,9 @@ pub fn release_stats_slot(buffer: &Bound<'_, PyAny>, slot: usize, restarts: u64)
 #[pyclass(module = "maitre._maitre", name = "MetricsServer")]
 pub struct PyMetricsServer {
     server: std::sync::Mutex<Option<Server>>,
+    /// The listener's own descriptor (a duplicate of the one given), for a process
+    /// forked from the master to close its inherited copy (`fileno()`).
+    fd: RawFd,
 }
 
 #[pymethods]
@@ -107,11 +110,21 @@ impl PyMetricsServer {
     #[pyo3(signature = (fd, buffer, slots, ident = "maitre".to_string()))]
     fn new(fd: RawFd, buffer: &Bound<'_, PyAny>, slots: usize, ident: String) -> PyResult<Self> {
         let blocks = shared_blocks(buffer, slots)?;
-        let server = Server::start(listener_from_fd(fd)?, blocks, ident)
+        let listener = listener_from_fd(fd)?;
+        let own = listener.as_raw_fd();
+        let server = Server::start(listener, blocks, ident)
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(PyMetricsServer {
             server: std::sync::Mutex::new(Some(server)),
+            fd: own,
         })
+    }
+
+    /// The listening descriptor the listener's thread serves. A child forked after
+    /// (a worker) inherits it without the thread: it closes it with `os.close`, and
+    /// never calls `close()` (there is no thread of its own to stop).
+    fn fileno(&self) -> RawFd {
+        self.fd
     }
 
     fn close(&self, py: Python<'_>) {
