@@ -13,9 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::engine::body::Body;
 use crate::engine::channel::{Channel, WhenFull};
-use crate::engine::dispatch::{
-    Completion, Completions, Job, JobQueue, LogLevel, Request, Requests,
-};
+use crate::engine::dispatch::{Completion, Completions, Job, JobQueue, Request, Requests};
 use crate::engine::event_loop::panic_message;
 use crate::engine::stats::StatsBlock;
 use crate::http::request::RequestHead;
@@ -127,24 +125,6 @@ pub fn worker_main(
                     &channel,
                 );
             }
-            Job::Log(record) => {
-                let level = match record.level {
-                    LogLevel::Info => "info",
-                    LogLevel::Warning => "warning",
-                    LogLevel::Error => "error",
-                };
-                if record.queue {
-                    let logged = ctx
-                        .queue_logger
-                        .bind(py)
-                        .call_method1(level, (&record.message,));
-                    if let Err(e) = logged {
-                        print_error(py, e);
-                    }
-                } else {
-                    log(py, &ctx, level, &record.message);
-                }
-            }
         }
     })
 }
@@ -158,7 +138,7 @@ pub fn log(py: Python<'_>, ctx: &WsgiContext, level: &str, message: &str) {
 
 /// Prints an error of a log call, except the one a stop raises in an abandoned thread
 /// (that thread is only ending).
-fn print_error(py: Python<'_>, e: PyErr) {
+pub(crate) fn print_error(py: Python<'_>, e: PyErr) {
     if !e.is_instance_of::<RequestAbandoned>(py) {
         e.print(py);
     }
