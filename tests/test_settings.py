@@ -85,6 +85,9 @@ MAITRE_DEFAULTS = {
     "ssl_ca_certificate": None,
     "ssl_verify_client": "none",
     "ssl_min_version": "1.2",
+    # limits on hostile clients
+    "max_request_headers": 100,
+    "min_request_body_rate": 500,
 }
 
 
