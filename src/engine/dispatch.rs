@@ -238,6 +238,10 @@ pub struct Completion {
     pub close: bool,
     /// Requests of the job that were answered (for `max_requests`).
     pub served: usize,
+    /// Pipelined requests not served: the client lags behind the responses already
+    /// queued, and the loop hands these out again once it has read (a worker never
+    /// waits for a slow reader).
+    pub rest: Vec<Request>,
 }
 
 pub struct Completions {
@@ -258,7 +262,7 @@ impl Completions {
     /// Hands a completion to the loop, waking it only when it is waiting for this one
     /// (see `Channel::set_awaited`) or the connection is to close.
     pub fn push(&self, c: Completion, channel: &Channel) {
-        let close = c.close;
+        let close = c.close || !c.rest.is_empty();
         self.list.lock().unwrap_or_else(|p| p.into_inner()).push(c);
         // Pairs with the loop's fence in `EventLoop::await_completion`: either the loop
         // sees this completion when it looks, or we see its flag and wake it.

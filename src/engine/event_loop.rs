@@ -119,6 +119,9 @@ struct Conn {
     channel: Arc<Channel>,
     rbuf: Vec<u8>,
     state: State,
+    /// Pipelined requests a worker handed back because the client lagged behind its
+    /// queued output (`Completion::rest`); dispatched before anything else is read.
+    held: Vec<Request>,
     /// Data or EOF may be waiting in the kernel (edge seen, not yet read to EAGAIN).
     readable: bool,
     /// The peer has shut down its side (EPOLLRDHUP): read to the end, not just to a
@@ -492,6 +495,7 @@ impl EventLoop {
                 scanned: 0,
                 started,
             },
+            held: Vec::new(),
             // Data often arrives with the connection; the first edge may predate the
             // registration.
             readable: true,
@@ -590,13 +594,26 @@ impl EventLoop {
     /// Requests wait while more output is queued than the high watermark (`drive`,
     /// `consume`): once the client has read some, take them up again.
     fn resume_reading(&mut self, token: usize) {
-        let Some(conn) = self.conns.get(token) else {
+        let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        if matches!(conn.state, State::Head { .. }) && !conn.channel.over_watermark() {
-            self.consume_buffered(token);
-            self.drive(token);
+        if !matches!(conn.state, State::Head { .. }) || conn.channel.over_watermark() {
+            return;
         }
+        if !conn.held.is_empty() {
+            let requests = std::mem::take(&mut conn.held);
+            self.stats
+                .in_flight
+                .fetch_add(requests.len() as u64, Relaxed);
+            conn.state = State::Busy;
+            conn.channel.set_awaited(false);
+            let channel = conn.channel.clone();
+            self.batch
+                .push(Job::Requests(Box::new(Requests { channel, requests })));
+            return;
+        }
+        self.consume_buffered(token);
+        self.drive(token);
     }
 
     /// Reads and parses until the connection has to wait for the kernel or for a worker.
@@ -611,7 +628,9 @@ impl EventLoop {
                 // next request waits in the kernel until the client has read some
                 // (`flush`), so that a client that pipelines requests for big responses
                 // and reads none cannot make us queue without bound.
-                State::Head { .. } if conn.channel.over_watermark() => return,
+                State::Head { .. } if !conn.held.is_empty() || conn.channel.over_watermark() => {
+                    return
+                }
                 State::Head { .. } | State::Body { .. } => false,
                 State::Lingering { .. } => true,
                 State::Busy | State::Closing => return,
@@ -725,7 +744,7 @@ impl EventLoop {
             match &mut conn.state {
                 State::Head { scanned, started } => {
                     let buf = &input[pos..];
-                    if buf.is_empty() || conn.channel.over_watermark() {
+                    if buf.is_empty() || !conn.held.is_empty() || conn.channel.over_watermark() {
                         return pos;
                     }
                     if started.is_none() {
@@ -1082,8 +1101,13 @@ impl EventLoop {
                 scanned: 0,
                 started: None,
             };
-            self.consume_buffered(c.token);
-            self.drive(c.token);
+            if c.rest.is_empty() {
+                self.consume_buffered(c.token);
+                self.drive(c.token);
+            } else {
+                conn.held = c.rest;
+                self.resume_reading(c.token);
+            }
         }
     }
 

@@ -85,7 +85,9 @@ pub fn worker_main(
                 if corked {
                     channel.cork(true);
                 }
-                for req in requests {
+                let mut rest = Vec::new();
+                let mut requests = requests.into_iter();
+                while let Some(req) = requests.next() {
                     // In order; after a response that closes the connection (an error,
                     // Connection: close) nothing more on it runs.
                     left -= 1;
@@ -106,24 +108,30 @@ pub fn worker_main(
                         close = true;
                         break;
                     }
+                    if requests.len() > 0 && channel.over_watermark() {
+                        // The client lags behind what is queued: the loop gets the rest
+                        // back and hands it out once the client has read some.
+                        rest = requests.collect();
+                        break;
+                    }
                 }
                 if corked {
                     channel.cork(false);
                 }
-                // Requests of the batch that will not run are no longer in flight.
+                // Requests of the batch that will not run (or that go back to the loop,
+                // which counts them again when it hands them out) are no longer in flight.
                 let _ = stats
                     .in_flight
                     .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(left)));
                 StatsBlock::dec(&stats.threads_busy);
-                completions.push(
-                    Completion {
-                        token,
-                        id,
-                        close,
-                        served,
-                    },
-                    &channel,
-                );
+                let done = Completion {
+                    token,
+                    id,
+                    close,
+                    served,
+                    rest,
+                };
+                completions.push(done, &channel);
             }
         }
     })
