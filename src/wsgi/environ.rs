@@ -103,6 +103,17 @@ pub fn apply_prefix<'a>(path: &'a [u8], prefix: &[u8]) -> &'a [u8] {
 /// the sorting path, whose cost grows as n log n, not n squared.
 const PAIRWISE_FIELDS: usize = 24;
 
+/// A head with many fields (only when `max_request_headers` allows thousands) makes
+/// the environ long to build, all with the GIL held: every this many fields the GIL is
+/// let go for a moment, so that other requests' threads run meanwhile.
+const FIELDS_PER_GIL_HOLD: usize = 512;
+
+fn let_others_run(py: Python<'_>, fields_done: usize) {
+    if fields_done % FIELDS_PER_GIL_HOLD == FIELDS_PER_GIL_HOLD - 1 {
+        crate::wsgi::gil::detach(py, || ());
+    }
+}
+
 fn same_name(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.eq_ignore_ascii_case(b)
 }
@@ -159,21 +170,31 @@ fn set_grouped(
     let name = |i: usize| head.header_name(&head.headers[i]);
     let value = |i: usize| head.header_value(&head.headers[i]);
     let mut order: Vec<usize> = (0..head.headers.len()).filter(|&i| kept(name(i))).collect();
-    order.sort_by(|&a, &b| cmp_name(name(a), name(b)));
-    // (first position, range in `order`) of each name, then in order of first position.
-    let mut groups = Vec::new();
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start + 1;
-        while end < order.len() && same_name(name(order[start]), name(order[end])) {
-            end += 1;
+    // (first position, range in `order`) of each name, in order of first position.
+    let group = |order: &mut Vec<usize>| {
+        order.sort_by(|&a, &b| cmp_name(name(a), name(b)));
+        let mut groups = Vec::new();
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && same_name(name(order[start]), name(order[end])) {
+                end += 1;
+            }
+            groups.push((order[start], start..end));
+            start = end;
         }
-        groups.push((order[start], start..end));
-        start = end;
-    }
-    groups.sort_unstable_by_key(|(first, _)| *first);
+        groups.sort_unstable_by_key(|(first, _)| *first);
+        groups
+    };
+    // Sorting touches no Python object: a long sort runs without the GIL.
+    let groups = if order.len() > FIELDS_PER_GIL_HOLD {
+        crate::wsgi::gil::detach(py, || group(&mut order))
+    } else {
+        group(&mut order)
+    };
     let mut joined = Vec::new();
-    for (first, range) in groups {
+    for (g, (first, range)) in groups.into_iter().enumerate() {
+        let_others_run(py, g);
         let key = header_key(py, ctx, name(first), keybuf);
         if range.len() == 1 {
             env.set_item(key, latin1(py, value(first)))?;
