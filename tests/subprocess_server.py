@@ -60,6 +60,21 @@ def stream(environ, start_response):
     return body()
 
 
+def big(environ, start_response):
+    """``/?n=<bytes>``: one bytes object of that many bytes, made for this request
+    and returned as a one-item list (the shape whose whole body exists at once)."""
+    size = int(environ["QUERY_STRING"].partition("n=")[2] or 0)
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [b"b" * size]
+
+
+def fields(environ, start_response):
+    """Answers the number of ``X...`` header fields the environ holds."""
+    out = str(sum(1 for k in environ if k.startswith("HTTP_X"))).encode()
+    start_response("200 OK", [("Content-Length", str(len(out)))])
+    return [out]
+
+
 def sleep(environ, start_response):
     """``/?ms=<n>``: sleeps, then answers with the path (to tag requests)."""
     ms = int(environ["QUERY_STRING"].partition("ms=")[2] or 0)
@@ -69,7 +84,14 @@ def sleep(environ, start_response):
     return [out]
 
 
-APPS = {"hello": hello, "crc": crc, "stream": stream, "sleep": sleep}
+APPS = {
+    "hello": hello,
+    "crc": crc,
+    "stream": stream,
+    "big": big,
+    "fields": fields,
+    "sleep": sleep,
+}
 
 
 def _setting(text: str):

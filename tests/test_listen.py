@@ -224,6 +224,17 @@ def test_unix_socket_stale_file_removed(run_server, sock_path):
         assert conn.request(get("/fresh")).body == b"/fresh"
 
 
+@maitre_only("waitress removes the live socket and silently takes it over")
+def test_unix_socket_in_use_refused(run_server, sock_path):
+    """A second server on the path of a live server's socket refuses to start,
+    saying why; the first keeps its socket and goes on serving."""
+    run_server(path_app, unix_socket=sock_path)
+    with pytest.raises(OSError, match="in use"):
+        create_server(path_app, unix_socket=sock_path)
+    with UnixConnection(sock_path) as conn:
+        assert conn.request(get("/still-mine")).body == b"/still-mine"
+
+
 def test_unix_socket_regular_file_left_alone(sock_path):
     """Something at the path that is not a socket is never removed: the server
     does not start."""

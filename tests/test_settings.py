@@ -85,6 +85,9 @@ MAITRE_DEFAULTS = {
     "ssl_ca_certificate": None,
     "ssl_verify_client": "none",
     "ssl_min_version": "1.2",
+    # limits on hostile clients
+    "max_request_headers": 100,
+    "min_request_body_rate": 500,
 }
 
 
@@ -538,6 +541,8 @@ BAD_FOR_MAITRE = [
     ("sockets-empty", {"sockets": []}, ["sockets"]),
     ("sockets-not-a-socket-fd", {"sockets": _devnull_fd}, ["sockets"]),
     ("proxy-count-0", {"trusted_proxy": "*", "trusted_proxy_count": 0}, ["count"]),
+    ("headers-0", {"max_request_headers": 0}, ["max_request_headers"]),
+    ("body-rate-negative", {"min_request_body_rate": -1}, ["min_request_body_rate"]),
 ]
 
 

@@ -70,9 +70,12 @@ pub fn head_limits(selector: u8) -> Limits {
         2 => 1_000_000,
         _ => u64::MAX,
     };
+    // Few fields allowed when the head may be large too: the 431 for the count is reached.
+    let max_fields = if selector & 0x10 == 0 { 100 } else { 4 };
     Limits {
         max_header_size,
         max_body_size,
+        max_fields,
     }
 }
 
@@ -151,6 +154,12 @@ fn check_accepted(buf: &[u8], head: &RequestHead, consumed: usize, limits: &Limi
         "accepted a head of {} bytes over max_header_size {}",
         head.buf.len(),
         limits.max_header_size
+    );
+    let field_lines = head.buf.iter().filter(|&&b| b == b'\n').count() - 2;
+    assert!(
+        field_lines <= limits.max_fields,
+        "accepted {field_lines} field lines over max_fields {}",
+        limits.max_fields
     );
     // RFC 9112 section 2.2: every CR starts a CRLF, every LF ends one; no other controls.
     for (i, &b) in head.buf.iter().enumerate() {
@@ -303,6 +312,10 @@ fn decode_pieces(input: &[u8], pieces: &[usize]) -> Decoded {
     let mut out = Vec::new();
     let mut pos = 0usize;
     let mut consumed = 0usize;
+    // The most the decoder ever promised the body would reach (decoded + pending data):
+    // never more than it does reach, or the engine's early 413 for a chunk that cannot
+    // fit would refuse a body that fits.
+    let mut promised = 0u64;
     for &len in pieces {
         let end = (pos + len).min(input.len());
         let piece = &input[pos..end];
@@ -320,7 +333,13 @@ fn decode_pieces(input: &[u8], pieces: &[usize]) -> Decoded {
             Ok(p) => {
                 assert!(p.consumed <= piece.len());
                 consumed += p.consumed;
+                promised = promised.max((out.len() as u64).saturating_add(decoder.pending_data()));
                 if p.done {
+                    assert!(
+                        promised <= out.len() as u64,
+                        "promised {promised} bytes, decoded {}",
+                        out.len()
+                    );
                     return Decoded {
                         out,
                         consumed,

@@ -306,6 +306,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest request body accepted, in bytes; larger gets 413.",
     ),
     Setting(
+        "max_request_headers",
+        asint,
+        100,
+        "Most header fields accepted in a request; more gets 431.",
+    ),
+    Setting(
+        "min_request_body_rate",
+        asint,
+        500,
+        "Bytes per second a request body must average after a grace period "
+        "(channel_timeout, at most 20 s); slower gets 408. 0: no minimum.",
+        "BYTES",
+    ),
+    Setting(
         "expose_tracebacks",
         asbool,
         False,
@@ -334,7 +348,7 @@ SETTINGS: tuple[Setting, ...] = (
         str_or_none,
         None,
         "Path of a Unix domain socket to listen on instead of TCP (a stale socket "
-        "file there is removed first).",
+        "file there is removed first; one a live server uses is refused).",
         "PATH",
     ),
     Setting(
@@ -585,7 +599,13 @@ class Adjustments:
         self.check_sockets(self.sockets)
 
     def _check_values(self) -> None:
-        for name in ("threads", "connection_limit", "recv_bytes", "workers"):
+        for name in (
+            "threads",
+            "connection_limit",
+            "recv_bytes",
+            "workers",
+            "max_request_headers",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(
                     f"{name} must be at least 1, not {getattr(self, name)}"
@@ -604,6 +624,7 @@ class Adjustments:
             "worker_timeout",
             "max_requests",
             "max_requests_jitter",
+            "min_request_body_rate",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(

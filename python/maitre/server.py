@@ -203,6 +203,8 @@ def _engine_settings(adj: Adjustments) -> dict:
         "log_socket_errors",
         "max_request_header_size",
         "max_request_body_size",
+        "max_request_headers",
+        "min_request_body_rate",
         "ident",
         "url_prefix",
         "expose_tracebacks",

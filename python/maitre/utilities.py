@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import re
+import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -23,18 +24,46 @@ queue_logger = logging.getLogger("maitre.queue")
 
 def cleanup_unix_socket(path: str) -> None:
     """Remove a stale Unix socket file left by a previous run; anything else at that
-    path is left alone."""
+    path is left alone.
+
+    A socket that a live server still accepts connections on is not stale: removing
+    it would silently take its address over (waitress does). That raises an
+    ``OSError`` (EADDRINUSE) saying so, and the file stays."""
     try:
         st = os.stat(path)
     except OSError as exc:
         if exc.errno != errno.ENOENT:  # nothing there: nothing to clean up
             raise
-    else:
-        if stat.S_ISSOCK(st.st_mode):
-            try:
-                os.remove(path)
-            except OSError:
-                pass
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        return
+    if _unix_socket_live(path):
+        raise OSError(
+            errno.EADDRINUSE,
+            "Unix socket in use by a running server (unix_socket)",
+            path,
+        )
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _unix_socket_live(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket at ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:  # nobody listens: left by a previous run
+        return False
+    except (BlockingIOError, socket.timeout):  # a listener with a full backlog
+        return True
+    except OSError:  # not ours to judge (permissions...): as before, stale
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def find_double_newline(s: bytes) -> int:

@@ -566,6 +566,7 @@ mod tests {
         let limits = Limits {
             max_header_size: 65536,
             max_body_size: 1 << 20,
+            max_fields: 100,
         };
         let (head, _) = parse_head(raw, &limits)
             .unwrap_or_else(|e| panic!("{e:?}"))

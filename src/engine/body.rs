@@ -271,8 +271,11 @@ impl BodyReceiver {
                     Err(e) => return Err(RequestError::BadRequest(e.0.to_string())),
                 };
                 *wire = wire.saturating_add(progress.consumed as u64);
-                // Counted on the decoded body, and refused as soon as the limit is crossed.
-                if buf.len() + scratch.len() as u64 > *max {
+                // Counted on the decoded body, and refused as soon as the limit is crossed,
+                // or is bound to be: a chunk whose size alone does not fit is refused
+                // when its size line arrives, not when its data has.
+                let declared = buf.len() + scratch.len() as u64;
+                if declared.saturating_add(decoder.pending_data()) > *max {
                     return Err(RequestError::BodyTooLarge(format!(
                         "exceeds max_body of {max}"
                     )));
@@ -342,6 +345,20 @@ mod tests {
             f.read_to_end(&mut s).unwrap();
             assert_eq!(s, b"short body");
         }
+    }
+
+    #[test]
+    fn a_chunk_that_cannot_fit_is_refused_at_its_size_line() {
+        for size in [&b"ffffffffffffffff"[..], b"65", b"1f4; ext=1\r\n"] {
+            let mut r = BodyReceiver::chunked(1024, 100);
+            match r.feed(size) {
+                Err(RequestError::BodyTooLarge(_)) => {}
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(size)),
+            }
+        }
+        // Exactly the limit is fine.
+        let mut r = BodyReceiver::chunked(1024, 100);
+        assert_eq!(r.feed(b"64\r\n").unwrap(), (4, false));
     }
 
     #[test]

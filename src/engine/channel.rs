@@ -48,7 +48,7 @@ pub enum Sent {
     /// Written or queued; carry on.
     Ok,
     /// More is queued than `outbuf_high_watermark`: wait with [`Channel::wait_writable`]
-    /// before producing more.
+    /// before producing more (what was sent is queued whole).
     OverWatermark,
     /// ([`WhenFull::Return`] only) The socket filled after this many bytes; nothing was
     /// queued.
@@ -271,11 +271,14 @@ impl Channel {
     /// Sends the concatenation of `parts`: straight to the socket while nothing is queued;
     /// what the socket does not take is handled as `when_full` says.
     ///
-    /// The remainder is queued a slice at a time, releasing the lock in between (the loop
-    /// flushes under the same lock), and once the queue passes the high watermark this
-    /// waits for the client to catch up: one huge body item neither stalls the loop nor
-    /// lands in memory whole. Only sends of more than `QUEUE_SLICE` bytes, or with
-    /// [`WhenFull::Wait`], can wait, and the caller makes those without the GIL.
+    /// The remainder is queued whole, a slice at a time, releasing the lock in between
+    /// (the loop flushes under the same lock): in memory up to `outbuf_overflow`, then in
+    /// a spill file, so one huge body item neither stalls the loop nor lands in memory
+    /// whole, and never holds its worker for a slow client. The high watermark is the
+    /// caller's to respect *before* producing more ([`Channel::wait_writable`]), as in
+    /// waitress: only an application that keeps producing is paused. Only sends of more
+    /// than `QUEUE_SLICE` bytes, or with [`WhenFull::Wait`], can take long, and the
+    /// caller makes those without the GIL.
     pub fn send(&self, parts: &[&[u8]], mut when_full: WhenFull<'_>) -> io::Result<Sent> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut done = 0;
@@ -317,13 +320,8 @@ impl Channel {
                 out.push(&rest, self.overflow)?;
                 done += take;
             }
-            let state = self.watermark(&out);
-            drop(out);
             if done == total {
-                return Ok(state);
-            }
-            if state == Sent::OverWatermark && !self.wait_writable() {
-                return Err(disconnected());
+                return Ok(self.watermark(&out));
             }
         }
     }
@@ -362,6 +360,11 @@ impl Channel {
         } else {
             Sent::Ok
         }
+    }
+
+    /// Whether more output is queued than the high watermark.
+    pub fn over_watermark(&self) -> bool {
+        self.watermark(&self.lock_out()) == Sent::OverWatermark
     }
 
     /// Blocks until the queued output is below the high watermark (true) or the
@@ -620,6 +623,24 @@ mod tests {
         assert!(channel.has_pending_output());
         assert!(budget.remaining().is_zero());
         assert!(took >= BASE_WAIT && took < BASE_WAIT * 5, "{took:?}");
+    }
+
+    #[test]
+    fn a_huge_send_to_a_stalled_client_is_queued_whole_at_once() {
+        let (a, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let sock = Socket::from(std::os::fd::OwnedFd::from(a));
+        // A watermark far below the item: the send must not wait for the client.
+        let channel = Channel::new(1, 0, 0, sock, Peer::Unix, 64 << 10, 1 << 20);
+        let body = pattern(24 << 20);
+        let mut budget = DirectBudget::default();
+        let start = std::time::Instant::now();
+        let sent = channel.send(&[&body], WhenFull::Wait(&mut budget)).unwrap();
+        assert_eq!(sent, Sent::OverWatermark);
+        assert!(channel.over_watermark());
+        assert!(start.elapsed() < BASE_WAIT * 10, "{:?}", start.elapsed());
+        let queued = channel.lock_out().len();
+        assert!(queued > (20 << 20) && queued <= 24 << 20, "{queued}");
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct Config {
     pub cleanup_interval: Duration,
     pub channel_timeout: Duration,
     pub channel_request_lookahead: usize,
+    /// Bytes per second a request body must average once its grace period is over
+    /// (`min_request_body_rate`; 0: no minimum).
+    pub min_body_rate: u64,
     pub log_socket_errors: bool,
     pub limits: Limits,
     pub ident: String,
@@ -36,10 +39,12 @@ impl Default for Config {
             cleanup_interval: Duration::from_secs(30),
             channel_timeout: Duration::from_secs(120),
             channel_request_lookahead: 0,
+            min_body_rate: 500,
             log_socket_errors: true,
             limits: Limits {
                 max_header_size: 262_144,
                 max_body_size: 1_073_741_824,
+                max_fields: 100,
             },
             ident: "maitre".into(),
             shutdown_timeout: Duration::from_secs(30),

@@ -10,6 +10,11 @@
 //!
 //! Workers to loop: a list of completions and a mio `Waker`, woken only by the first
 //! completion pushed since the loop last looked.
+//!
+//! Loop to logging: its own queue ([`LogQueue`]), emptied by a thread of its own that
+//! takes the GIL only to emit. Log lines never wait behind requests for a worker (with
+//! every worker busy they came out seconds late), and the queue of jobs holds requests
+//! only, so its depth is the number of requests waiting.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +46,7 @@ pub struct Requests {
 }
 
 /// Something the loop wants said through Python's `logging` (which it must not call
-/// itself: a log record takes the GIL).
+/// itself: a log record takes the GIL). Goes through a [`LogQueue`].
 #[derive(Debug)]
 pub struct LogRecord {
     pub level: LogLevel,
@@ -60,7 +65,86 @@ pub enum LogLevel {
 #[derive(Debug)]
 pub enum Job {
     Requests(Box<Requests>),
-    Log(LogRecord),
+}
+
+/// Most log records held for the logging thread; past it the loop drops them (and says
+/// how many): a logging handler that blocks must not make the loop's memory grow.
+const MAX_PENDING_LOGS: usize = 10_000;
+
+struct LogInner {
+    records: Vec<LogRecord>,
+    dropped: usize,
+    stopping: bool,
+}
+
+/// The loop's log records on their way to the logging thread.
+pub struct LogQueue {
+    inner: Mutex<LogInner>,
+    ready: Condvar,
+}
+
+impl Default for LogQueue {
+    fn default() -> Self {
+        LogQueue {
+            inner: Mutex::new(LogInner {
+                records: Vec::new(),
+                dropped: 0,
+                stopping: false,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl LogQueue {
+    fn lock(&self) -> MutexGuard<'_, LogInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands a record to the logging thread; never blocks on it.
+    pub fn push(&self, record: LogRecord) {
+        let mut inner = self.lock();
+        if inner.records.len() >= MAX_PENDING_LOGS {
+            inner.dropped += 1;
+            return;
+        }
+        inner.records.push(record);
+        if inner.records.len() == 1 {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Waits for records and moves them all to `into` (with a note of any dropped).
+    /// False once the queue is stopping and nothing is left.
+    pub fn take_wait(&self, into: &mut Vec<LogRecord>) -> bool {
+        let mut inner = self.lock();
+        loop {
+            if !inner.records.is_empty() || inner.dropped > 0 {
+                std::mem::swap(&mut inner.records, into);
+                let dropped = std::mem::take(&mut inner.dropped);
+                if dropped > 0 {
+                    into.push(LogRecord {
+                        level: LogLevel::Warning,
+                        message: format!(
+                            "{dropped} log messages of the I/O loop dropped: logging is too slow"
+                        ),
+                        queue: false,
+                    });
+                }
+                return true;
+            }
+            if inner.stopping {
+                return false;
+            }
+            inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The logging thread returns once it has emitted what is queued.
+    pub fn stop(&self) {
+        self.lock().stopping = true;
+        self.ready.notify_all();
+    }
 }
 
 struct Inner {
@@ -154,6 +238,10 @@ pub struct Completion {
     pub close: bool,
     /// Requests of the job that were answered (for `max_requests`).
     pub served: usize,
+    /// Pipelined requests not served: the client lags behind the responses already
+    /// queued, and the loop hands these out again once it has read (a worker never
+    /// waits for a slow reader).
+    pub rest: Vec<Request>,
 }
 
 pub struct Completions {
@@ -174,7 +262,7 @@ impl Completions {
     /// Hands a completion to the loop, waking it only when it is waiting for this one
     /// (see `Channel::set_awaited`) or the connection is to close.
     pub fn push(&self, c: Completion, channel: &Channel) {
-        let close = c.close;
+        let close = c.close || !c.rest.is_empty();
         self.list.lock().unwrap_or_else(|p| p.into_inner()).push(c);
         // Pairs with the loop's fence in `EventLoop::await_completion`: either the loop
         // sees this completion when it looks, or we see its flag and wake it.
@@ -198,5 +286,56 @@ impl Completions {
         self.wake_pending.store(false, Ordering::Release);
         let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut *list, into);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(message: &str) -> LogRecord {
+        LogRecord {
+            level: LogLevel::Info,
+            message: message.into(),
+            queue: false,
+        }
+    }
+
+    #[test]
+    fn log_records_reach_a_waiting_thread_and_stop_ends_it() {
+        let logs = Arc::new(LogQueue::default());
+        let reader = {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut batch = Vec::new();
+                while logs.take_wait(&mut batch) {
+                    seen.extend(batch.drain(..).map(|r| r.message));
+                }
+                seen
+            })
+        };
+        logs.push(record("one"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        logs.push(record("two"));
+        logs.stop();
+        assert_eq!(reader.join().unwrap(), ["one", "two"]);
+    }
+
+    #[test]
+    fn a_full_log_queue_drops_and_says_how_many() {
+        let logs = LogQueue::default();
+        for i in 0..MAX_PENDING_LOGS + 5 {
+            logs.push(record(&i.to_string()));
+        }
+        let mut batch = Vec::new();
+        assert!(logs.take_wait(&mut batch));
+        assert_eq!(batch.len(), MAX_PENDING_LOGS + 1);
+        assert!(batch[MAX_PENDING_LOGS]
+            .message
+            .starts_with("5 log messages"));
+        logs.stop();
+        batch.clear();
+        assert!(!logs.take_wait(&mut batch));
     }
 }

@@ -23,7 +23,7 @@ use crate::engine::body::{Body, BodyReceiver};
 use crate::engine::channel::{Channel, Peer, WhenFull};
 use crate::engine::config::Config;
 use crate::engine::dispatch::{
-    Completion, Completions, Job, JobQueue, LogLevel, LogRecord, Request, Requests,
+    Completion, Completions, Job, JobQueue, LogLevel, LogQueue, LogRecord, Request, Requests,
 };
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::outbuf::Flushed;
@@ -60,6 +60,12 @@ const MAX_PIPELINED: usize = 64;
 const READS_PER_TURN: usize = 4;
 /// How soon the loop looks again while jobs wait for a worker.
 const BACKLOG_CHECK: Duration = Duration::from_millis(1);
+/// Least time between two "reached the connection limit" warnings: a server held at
+/// its limit on purpose must not flood its log.
+const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest grace period before a body must arrive at `min_request_body_rate` (Apache's
+/// mod_reqtimeout default is 20 s); a shorter `channel_timeout` shortens it.
+const BODY_GRACE: Duration = Duration::from_secs(20);
 
 /// A connection's mio token: its slab slot in the low 32 bits and 31 bits of its id
 /// above, so that an event or a retry for a closed connection can never reach a new one
@@ -93,10 +99,12 @@ enum State {
         scanned: usize,
         started: Option<Instant>,
     },
-    /// Receiving the body of `head`.
+    /// Receiving the body of `head`: `received` bytes of it (as sent) since `started`.
     Body {
         head: Box<RequestHead>,
         body: BodyReceiver,
+        started: Instant,
+        received: u64,
     },
     /// A worker has the request.
     Busy,
@@ -111,6 +119,9 @@ struct Conn {
     channel: Arc<Channel>,
     rbuf: Vec<u8>,
     state: State,
+    /// Pipelined requests a worker handed back because the client lagged behind its
+    /// queued output (`Completion::rest`); dispatched before anything else is read.
+    held: Vec<Request>,
     /// Data or EOF may be waiting in the kernel (edge seen, not yet read to EAGAIN).
     readable: bool,
     /// The peer has shut down its side (EPOLLRDHUP): read to the end, not just to a
@@ -130,6 +141,7 @@ pub struct EventLoop {
     conns: Slab<Conn>,
     cfg: Arc<Config>,
     jobs: Arc<JobQueue>,
+    logs: Arc<LogQueue>,
     completions: Arc<Completions>,
     control: Arc<Control>,
     /// A graceful stop is in progress.
@@ -157,6 +169,11 @@ pub struct EventLoop {
     /// Since when jobs have been waiting without a break.
     queue_busy_since: Option<Instant>,
     stats: Arc<Stats>,
+    /// Accepting is paused at connection_limit (not for an accept error).
+    at_limit: bool,
+    /// When reaching the limit may be logged again, and whether this time it was.
+    next_limit_warning: Instant,
+    limit_warned: bool,
 }
 
 impl EventLoop {
@@ -165,6 +182,7 @@ impl EventLoop {
         cfg: Arc<Config>,
         jobs: Arc<JobQueue>,
         stats: Arc<Stats>,
+        logs: Arc<LogQueue>,
     ) -> io::Result<(EventLoop, LoopHandle, Arc<Completions>)> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
@@ -190,6 +208,7 @@ impl EventLoop {
             next_sweep: now + cfg.cleanup_interval,
             cfg,
             jobs,
+            logs,
             completions: completions.clone(),
             control,
             draining: None,
@@ -208,6 +227,9 @@ impl EventLoop {
             next_queue_warning: now,
             queue_busy_since: None,
             stats,
+            at_limit: false,
+            next_limit_warning: now,
+            limit_warned: false,
         };
         Ok((ev, handle, completions))
     }
@@ -290,14 +312,14 @@ impl EventLoop {
                 // Accepting waits for the end of the round, so that no slot freed during
                 // it is handed to a new connection while events for the old one remain.
                 self.accept_due = false;
-                self.resume_accepting();
+                self.guarded(None, |lp| lp.resume_accepting());
             }
             let waiting = self.jobs.push_batch(&mut self.batch);
             self.stats.queue_depth.store(waiting as u64, Relaxed);
             self.backlog = waiting > 0;
             self.warn_if_queue_backs_up(waiting);
             if self.now >= next_tick {
-                self.tick();
+                self.guarded(None, |lp| lp.tick());
                 next_tick = self.now + TICK;
             }
             if let Some(hb) = &mut self.heartbeat {
@@ -310,7 +332,11 @@ impl EventLoop {
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
-        self.batch.push(log_job(level, message));
+        self.logs.push(LogRecord {
+            level,
+            message,
+            queue: false,
+        });
     }
 
     /// Like waitress's `maitre.queue` logger: requests wait for a free thread. Said when
@@ -326,12 +352,11 @@ impl EventLoop {
             && self.now >= self.next_queue_warning
         {
             self.next_queue_warning = self.now + QUEUE_WARNING_INTERVAL;
-            self.batch.push(Job::Log(LogRecord {
+            self.logs.push(LogRecord {
                 level: LogLevel::Warning,
                 message: format!("Task queue depth is {waiting}"),
                 queue: true,
-            }));
-            self.jobs.push_batch(&mut self.batch);
+            });
         }
     }
 
@@ -364,6 +389,19 @@ impl EventLoop {
             if self.conns.len() >= self.cfg.connection_limit {
                 // Resumed by `tick` or by a close; the kernel backlog holds the rest.
                 self.accept_paused = true;
+                if !self.at_limit {
+                    self.at_limit = true;
+                    self.limit_warned = self.now >= self.next_limit_warning;
+                    if self.limit_warned {
+                        self.next_limit_warning = self.now + LIMIT_WARNING_INTERVAL;
+                        self.log(
+                            LogLevel::Warning,
+                            "total open connections reached the connection limit, \
+                             no longer accepting new connections"
+                                .into(),
+                        );
+                    }
+                }
                 return;
             }
             let conns = self.conns.len();
@@ -457,6 +495,7 @@ impl EventLoop {
                 scanned: 0,
                 started,
             },
+            held: Vec::new(),
             // Data often arrives with the connection; the first edge may predate the
             // registration.
             readable: true,
@@ -523,16 +562,19 @@ impl EventLoop {
             return;
         };
         match conn.channel.flush() {
-            Ok((Flushed::All, _)) => {
+            Ok((Flushed::All, progressed)) => {
                 conn.last_activity = self.now;
                 if matches!(conn.state, State::Closing) {
                     self.finish_close(token);
                     self.drive(token);
+                } else if progressed {
+                    self.resume_reading(token);
                 }
             }
             Ok((Flushed::Blocked, progressed)) => {
                 if progressed {
                     conn.last_activity = self.now;
+                    self.resume_reading(token);
                 }
             }
             Err(e) => {
@@ -549,6 +591,31 @@ impl EventLoop {
         }
     }
 
+    /// Requests wait while more output is queued than the high watermark (`drive`,
+    /// `consume`): once the client has read some, take them up again.
+    fn resume_reading(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if !matches!(conn.state, State::Head { .. }) || conn.channel.over_watermark() {
+            return;
+        }
+        if !conn.held.is_empty() {
+            let requests = std::mem::take(&mut conn.held);
+            self.stats
+                .in_flight
+                .fetch_add(requests.len() as u64, Relaxed);
+            conn.state = State::Busy;
+            conn.channel.set_awaited(false);
+            let channel = conn.channel.clone();
+            self.batch
+                .push(Job::Requests(Box::new(Requests { channel, requests })));
+            return;
+        }
+        self.consume_buffered(token);
+        self.drive(token);
+    }
+
     /// Reads and parses until the connection has to wait for the kernel or for a worker.
     fn drive(&mut self, token: usize) {
         let mut reads = 0;
@@ -557,6 +624,13 @@ impl EventLoop {
                 return;
             };
             let lingering = match conn.state {
+                // More of the previous responses is queued than the high watermark: the
+                // next request waits in the kernel until the client has read some
+                // (`flush`), so that a client that pipelines requests for big responses
+                // and reads none cannot make us queue without bound.
+                State::Head { .. } if !conn.held.is_empty() || conn.channel.over_watermark() => {
+                    return
+                }
                 State::Head { .. } | State::Body { .. } => false,
                 State::Lingering { .. } => true,
                 State::Busy | State::Closing => return,
@@ -670,7 +744,7 @@ impl EventLoop {
             match &mut conn.state {
                 State::Head { scanned, started } => {
                     let buf = &input[pos..];
-                    if buf.is_empty() {
+                    if buf.is_empty() || !conn.held.is_empty() || conn.channel.over_watermark() {
                         return pos;
                     }
                     if started.is_none() {
@@ -730,6 +804,8 @@ impl EventLoop {
                                             len,
                                             self.cfg.inbuf_overflow,
                                         ),
+                                        started: self.now,
+                                        received: 0,
                                     };
                                     if continue_now {
                                         self.send_continue(token);
@@ -744,6 +820,8 @@ impl EventLoop {
                                     conn.state = State::Body {
                                         head: Box::new(head),
                                         body,
+                                        started: self.now,
+                                        received: 0,
                                     };
                                     if continue_now {
                                         self.send_continue(token);
@@ -753,7 +831,12 @@ impl EventLoop {
                         }
                     }
                 }
-                State::Body { head, body } => {
+                State::Body {
+                    head,
+                    body,
+                    received,
+                    ..
+                } => {
                     let buf = &input[pos..];
                     if buf.is_empty() {
                         return pos;
@@ -761,10 +844,13 @@ impl EventLoop {
                     let version = head.version;
                     match body.feed(buf) {
                         Err(e) => return self.reject(token, e, version, input.len()),
-                        Ok((used, false)) => return pos + used,
+                        Ok((used, false)) => {
+                            *received += used as u64;
+                            return pos + used;
+                        }
                         Ok((used, true)) => {
                             pos += used;
-                            let State::Body { head, body } =
+                            let State::Body { head, body, .. } =
                                 std::mem::replace(&mut conn.state, State::Busy)
                             else {
                                 unreachable!()
@@ -885,29 +971,26 @@ impl EventLoop {
         version: Version,
         consumed: usize,
     ) -> usize {
+        self.refuse(token, version, err.status(), err.reason(), err.message());
+        consumed
+    }
+
+    /// Sends an error response, logs it, and closes the connection after it.
+    fn refuse(&mut self, token: usize, version: Version, status: u16, reason: &str, message: &str) {
         let Some(conn) = self.conns.get_mut(token) else {
-            return consumed;
+            return;
         };
         conn.state = State::Closing;
         conn.rbuf = Vec::new();
-        let response = error_response(
-            version,
-            err.status(),
-            err.reason(),
-            err.message(),
-            &self.cfg.ident,
-        );
+        let response = error_response(version, status, reason, message, &self.cfg.ident);
         let sent = conn.channel.send(&[&response], WhenFull::Queue);
         // Counted as answered requests of no known method (the head may not have parsed).
         let took = self.now.duration_since(conn.received);
         self.stats
-            .record(method_index(b""), err.status(), took, response.len() as u64);
+            .record(method_index(b""), status, took, response.len() as u64);
         let msg = format!(
-            "{} {} from {}: {}",
-            err.status(),
-            err.reason(),
+            "{status} {reason} from {}: {message}",
             peer_text(&conn.channel.peer),
-            err.message()
         );
         self.log(LogLevel::Info, msg);
         if sent.is_err() {
@@ -915,7 +998,6 @@ impl EventLoop {
         } else {
             self.finish_close(token);
         }
-        consumed
     }
 
     /// Once nothing is queued: shut our side down and linger, or close at once.
@@ -969,6 +1051,17 @@ impl EventLoop {
 
     fn resume_accepting(&mut self) {
         self.accept_paused = false;
+        if self.at_limit && self.conns.len() < self.cfg.connection_limit {
+            self.at_limit = false;
+            if self.limit_warned {
+                self.log(
+                    LogLevel::Info,
+                    "total open connections dropped below the connection limit, \
+                     listening again"
+                        .into(),
+                );
+            }
+        }
         for li in 0..self.listeners.len() {
             self.accept(li);
         }
@@ -1008,8 +1101,13 @@ impl EventLoop {
                 scanned: 0,
                 started: None,
             };
-            self.consume_buffered(c.token);
-            self.drive(c.token);
+            if c.rest.is_empty() {
+                self.consume_buffered(c.token);
+                self.drive(c.token);
+            } else {
+                conn.held = c.rest;
+                self.resume_reading(c.token);
+            }
         }
     }
 
@@ -1020,7 +1118,13 @@ impl EventLoop {
             self.next_sweep = now + self.cfg.cleanup_interval;
         }
         let timeout = self.cfg.channel_timeout;
+        let rate = self.cfg.min_body_rate;
+        let grace = timeout.min(BODY_GRACE);
         let mut expired = Vec::new();
+        let mut too_slow = Vec::new();
+        // The deadlines below are the server's own and are checked every tick, so that a
+        // connection is cut when the log line says; only plain idleness waits for the
+        // cleanup_interval sweep, as in waitress.
         for (token, c) in self.conns.iter() {
             let close = match c.state {
                 State::Lingering { deadline } => now >= deadline,
@@ -1029,7 +1133,7 @@ impl EventLoop {
                 State::Head {
                     started: Some(started),
                     ..
-                } if sweep && now.duration_since(started) > timeout => {
+                } if now.duration_since(started) > timeout => {
                     let what = match c.channel.tls() {
                         Some(t) if t.is_handshaking() => "TLS handshake",
                         _ => "request head",
@@ -1039,8 +1143,28 @@ impl EventLoop {
                         peer_text(&c.channel.peer),
                         timeout.as_secs()
                     );
-                    self.batch.push(log_job(LogLevel::Info, msg));
+                    self.logs.push(LogRecord {
+                        level: LogLevel::Info,
+                        message: msg,
+                        queue: false,
+                    });
                     true
+                }
+                // Nor a body that trickles (as Apache's mod_reqtimeout MinRate): after
+                // the grace period it must have arrived at min_request_body_rate bytes
+                // a second, on average, counted from the end of the grace period.
+                State::Body {
+                    ref head,
+                    started,
+                    received,
+                    ..
+                } if rate > 0
+                    && now.duration_since(started) > grace
+                    && (received as f64)
+                        < rate as f64 * (now.duration_since(started) - grace).as_secs_f64() =>
+                {
+                    too_slow.push((token, head.version, received, now.duration_since(started)));
+                    false
                 }
                 State::Head { .. } | State::Body { .. } | State::Closing => {
                     sweep && now.duration_since(c.last_activity) > timeout
@@ -1048,8 +1172,7 @@ impl EventLoop {
                 // The application waits on a client that reads nothing: give up on the
                 // client, which releases the worker (its write raises).
                 State::Busy => {
-                    if sweep
-                        && !c.channel.is_closed()
+                    if !c.channel.is_closed()
                         && c.channel.stalled_for(now).is_some_and(|d| d > timeout)
                     {
                         let msg = format!(
@@ -1057,7 +1180,11 @@ impl EventLoop {
                             peer_text(&c.channel.peer),
                             timeout.as_secs()
                         );
-                        self.batch.push(log_job(LogLevel::Info, msg));
+                        self.logs.push(LogRecord {
+                            level: LogLevel::Info,
+                            message: msg,
+                            queue: false,
+                        });
                         c.channel.mark_closed();
                         let _ = c.channel.sock.shutdown(std::net::Shutdown::Both);
                     }
@@ -1070,6 +1197,13 @@ impl EventLoop {
         }
         for token in expired {
             self.close(token);
+        }
+        for (token, version, received, took) in too_slow {
+            let message = format!(
+                "request body too slow: {received} bytes in {:.0} s (min_request_body_rate {rate})",
+                took.as_secs_f64()
+            );
+            self.refuse(token, version, 408, "Request Timeout", &message);
         }
         if self.accept_paused && self.conns.len() < self.cfg.connection_limit {
             self.resume_accepting();
@@ -1085,15 +1219,6 @@ fn await_completion(channel: &Channel, recheck: &mut bool) {
         std::sync::atomic::fence(Ordering::SeqCst);
         *recheck = true;
     }
-}
-
-/// A message for the `maitre` logger, said by a worker.
-fn log_job(level: LogLevel, message: String) -> Job {
-    Job::Log(LogRecord {
-        level,
-        message,
-        queue: false,
-    })
 }
 
 /// The text of a panic payload.

@@ -110,6 +110,21 @@ impl ChunkedDecoder {
         }
     }
 
+    /// Data bytes the chunk being read has declared and not yet delivered: its size as
+    /// read so far while on the size line (more digits only make it larger), what is
+    /// left of it inside its data, 0 elsewhere. A body that must grow by this much past
+    /// a limit can be refused before its bytes arrive.
+    pub fn pending_data(&self) -> u64 {
+        use State::*;
+        match self.state {
+            Size | SizeWs | ExtNameStart | ExtName | ExtNameWs | ExtValueStart | ExtToken
+            | ExtQuoted | ExtQuotedPair | ExtQuotedEnd | ExtValueWs | SizeLf | Data => {
+                self.remaining
+            }
+            _ => 0,
+        }
+    }
+
     /// Decodes as much of `input` as possible, appending decoded body bytes to `out`.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Progress, ChunkError> {
         let mut pos = 0usize;

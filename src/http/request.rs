@@ -22,6 +22,10 @@ pub struct Limits {
     pub max_header_size: usize,
     /// Largest declared Content-Length accepted; beyond it: 413.
     pub max_body_size: u64,
+    /// Most header field lines accepted (`max_request_headers`); beyond it: 431. Every
+    /// field costs the application an environ entry: bounded, one head cannot make a
+    /// request cost much more than a typical one.
+    pub max_fields: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +184,9 @@ fn build_any(head: &[u8], limits: &Limits) -> Result<RequestHead, RequestError> 
         None => {
             // Every line but the request line and the final empty one is a field line.
             let field_lines = memchr::memchr_iter(b'\n', head).count().saturating_sub(2);
+            if field_lines > limits.max_fields {
+                return Err(too_many_fields(limits));
+            }
             let mut slots = vec![MaybeUninit::uninit(); field_lines];
             build(head, &mut slots, limits)?.ok_or_else(malformed)
         }
@@ -256,6 +263,13 @@ fn malformed() -> RequestError {
 
 fn header_too_large(limits: &Limits) -> RequestError {
     RequestError::HeaderTooLarge(format!("exceeds max_header of {}", limits.max_header_size))
+}
+
+fn too_many_fields(limits: &Limits) -> RequestError {
+    RequestError::HeaderTooLarge(format!(
+        "more than {} header fields (max_request_headers)",
+        limits.max_fields
+    ))
 }
 
 /// Returns where the request line starts, or `None` if `buf` holds only empty lines so far.
@@ -407,6 +421,9 @@ fn build<'b>(
         // httparse does not say where it failed; the request line is checked again to tell
         // the client which part was wrong.
         Err(_) => return Err(diagnose(head)),
+    }
+    if req.headers.len() > limits.max_fields {
+        return Err(too_many_fields(limits));
     }
     let method = req.method.map(str::as_bytes).unwrap_or_default();
     let target = req.path.map(str::as_bytes).unwrap_or_default();
@@ -741,6 +758,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_header_size: 8192,
         max_body_size: 1_000_000,
+        max_fields: usize::MAX,
     };
 
     fn parse(input: &[u8]) -> Result<Option<(RequestHead, usize)>, RequestError> {
@@ -898,6 +916,7 @@ mod tests {
         let max = Limits {
             max_header_size: 8192,
             max_body_size: u64::MAX,
+            max_fields: usize::MAX,
         };
         let (head, _) = parse_head(
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9999999999999999999\r\n\r\n",
@@ -1027,6 +1046,7 @@ mod tests {
         let limits = Limits {
             max_header_size: 64,
             max_body_size: 10,
+            max_fields: usize::MAX,
         };
         let exact = b"GET / HTTP/1.1\r\nHost: a\r\nX: 01234567890123456789012345678901\r\n\r\n";
         assert_eq!(exact.len(), 64);
@@ -1315,6 +1335,7 @@ mod tests {
         let limits = Limits {
             max_header_size: 100,
             max_body_size: 10,
+            max_fields: usize::MAX,
         };
         let mut with_end = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
         with_end.extend_from_slice(&[b'a'; 200]);
@@ -1333,6 +1354,7 @@ mod tests {
         let limits = Limits {
             max_header_size: 1 << 20,
             max_body_size: 10,
+            max_fields: usize::MAX,
         };
         let wrap = |value: &[u8]| {
             let mut input = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
@@ -1375,6 +1397,35 @@ mod tests {
         let full = wrap(&letters);
         for end in (0..full.len()).step_by(4096) {
             assert!(parse_head(&full[..end], &limits).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn field_count_is_bounded_on_both_paths() {
+        // Few fields (the stack slots) and many (the heap slots): one past the limit is
+        // a 431, exactly the limit is served. Host counts as a field.
+        for max in [3usize, 100] {
+            let limits = Limits {
+                max_fields: max,
+                ..LIMITS
+            };
+            let head = |n: usize| {
+                let mut h = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+                for i in 1..n {
+                    h.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+                }
+                h.extend_from_slice(b"\r\n");
+                h
+            };
+            let (ok, _) = parse_head(&head(max), &limits).unwrap().unwrap();
+            assert_eq!(ok.headers.len(), max);
+            match parse_head(&head(max + 1), &limits) {
+                Err(e) => {
+                    assert_eq!(e.status(), 431);
+                    assert!(e.message().contains("max_request_headers"), "{e:?}");
+                }
+                other => panic!("{max}: {other:?}"),
+            }
         }
     }
 

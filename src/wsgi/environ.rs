@@ -98,6 +98,120 @@ pub fn apply_prefix<'a>(path: &'a [u8], prefix: &[u8]) -> &'a [u8] {
     path
 }
 
+/// Heads with at most this many fields are checked for repeated names pair by pair
+/// (no allocation; most requests have a dozen fields and no repeat); larger ones take
+/// the sorting path, whose cost grows as n log n, not n squared.
+const PAIRWISE_FIELDS: usize = 24;
+
+/// A head with many fields (only when `max_request_headers` allows thousands) makes
+/// the environ long to build, all with the GIL held: every this many fields the GIL is
+/// let go for a moment, so that other requests' threads run meanwhile.
+const FIELDS_PER_GIL_HOLD: usize = 512;
+
+fn let_others_run(py: Python<'_>, fields_done: usize) {
+    if fields_done % FIELDS_PER_GIL_HOLD == FIELDS_PER_GIL_HOLD - 1 {
+        crate::wsgi::gil::detach(py, || ());
+    }
+}
+
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.eq_ignore_ascii_case(b)
+}
+
+fn cmp_name(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.iter()
+        .map(u8::to_ascii_lowercase)
+        .cmp(b.iter().map(u8::to_ascii_lowercase))
+}
+
+/// Whether some field name may repeat (always "maybe" for a head with many fields).
+fn has_repeats(head: &RequestHead) -> bool {
+    let fields = &head.headers;
+    if fields.len() > PAIRWISE_FIELDS {
+        return true;
+    }
+    fields.iter().enumerate().any(|(i, h)| {
+        let name = head.header_name(h);
+        fields[..i]
+            .iter()
+            .any(|p| same_name(head.header_name(p), name))
+    })
+}
+
+/// The environ key of a header name: interned for the common ones, else made here.
+fn header_key<'py>(
+    py: Python<'py>,
+    ctx: &WsgiContext,
+    name: &[u8],
+    keybuf: &mut Vec<u8>,
+) -> Bound<'py, PyString> {
+    match ctx.known_header(py, name) {
+        Some(key) => key.clone(),
+        None => {
+            environ_key(name, keybuf);
+            latin1(py, keybuf)
+        }
+    }
+}
+
+/// Sets the header entries of a head whose names may repeat: the fields are sorted by
+/// name (stably, so repeats keep the order they came in), each name's values are joined
+/// once with ", " (RFC 9110 section 5.3, as waitress does), and the entries are set in
+/// the order each name first appeared. O(n log n) in the number of fields, and every
+/// byte copied once, however the fields repeat.
+fn set_grouped(
+    py: Python<'_>,
+    ctx: &WsgiContext,
+    env: &Bound<'_, PyDict>,
+    head: &RequestHead,
+    kept: &dyn Fn(&[u8]) -> bool,
+    keybuf: &mut Vec<u8>,
+) -> PyResult<()> {
+    let name = |i: usize| head.header_name(&head.headers[i]);
+    let value = |i: usize| head.header_value(&head.headers[i]);
+    let mut order: Vec<usize> = (0..head.headers.len()).filter(|&i| kept(name(i))).collect();
+    // (first position, range in `order`) of each name, in order of first position.
+    let group = |order: &mut Vec<usize>| {
+        order.sort_by(|&a, &b| cmp_name(name(a), name(b)));
+        let mut groups = Vec::new();
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && same_name(name(order[start]), name(order[end])) {
+                end += 1;
+            }
+            groups.push((order[start], start..end));
+            start = end;
+        }
+        groups.sort_unstable_by_key(|(first, _)| *first);
+        groups
+    };
+    // Sorting touches no Python object: a long sort runs without the GIL.
+    let groups = if order.len() > FIELDS_PER_GIL_HOLD {
+        crate::wsgi::gil::detach(py, || group(&mut order))
+    } else {
+        group(&mut order)
+    };
+    let mut joined = Vec::new();
+    for (g, (first, range)) in groups.into_iter().enumerate() {
+        let_others_run(py, g);
+        let key = header_key(py, ctx, name(first), keybuf);
+        if range.len() == 1 {
+            env.set_item(key, latin1(py, value(first)))?;
+            continue;
+        }
+        joined.clear();
+        for (n, &i) in order[range].iter().enumerate() {
+            if n > 0 {
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(value(i));
+        }
+        env.set_item(key, latin1(py, &joined))?;
+    }
+    Ok(())
+}
+
 /// The environ of one request; `body` becomes `wsgi.input`.
 pub fn build<'py>(
     py: Python<'py>,
@@ -161,41 +275,23 @@ pub fn build<'py>(
         env.set_item(key, value)?;
     }
 
-    let mut keybuf = Vec::with_capacity(64);
-    for (i, h) in head.headers.iter().enumerate() {
-        let name = head.header_name(h);
-        // The body reaches the application decoded: its framing headers would mislead.
-        if name.eq_ignore_ascii_case(b"transfer-encoding")
+    // The body reaches the application decoded: its framing headers would mislead.
+    let kept = |name: &[u8]| {
+        !(name.eq_ignore_ascii_case(b"transfer-encoding")
             || (chunked && name.eq_ignore_ascii_case(b"content-length"))
-            || (ctx.opts.clear_proxy_headers && is_proxy_header(name))
-        {
-            continue;
-        }
-        let value = latin1(py, head.header_value(h));
-        let owned_key;
-        let key = match ctx.known_header(py, name) {
-            Some(key) => key,
-            None => {
-                environ_key(name, &mut keybuf);
-                owned_key = latin1(py, &keybuf);
-                &owned_key
-            }
-        };
-        // Repeated fields are joined with ", " (RFC 9110 section 5.3), as waitress does.
-        // Whether a field repeats is decided on the bytes: most requests have none, and
-        // then no dict lookup is made.
-        let repeated = head.headers[..i].iter().any(|p| {
-            let other = head.header_name(p);
-            other.len() == name.len() && other.eq_ignore_ascii_case(name)
-        });
-        if repeated {
-            if let Some(prev) = env.get_item(key)? {
-                let joined = format!("{}, {}", prev.extract::<String>()?, value.to_str()?);
-                env.set_item(key, joined)?;
-                continue;
+            || (ctx.opts.clear_proxy_headers && is_proxy_header(name)))
+    };
+    let mut keybuf = Vec::with_capacity(64);
+    if has_repeats(head) {
+        set_grouped(py, ctx, &env, head, &kept, &mut keybuf)?;
+    } else {
+        for h in &head.headers {
+            let name = head.header_name(h);
+            if kept(name) {
+                let key = header_key(py, ctx, name, &mut keybuf);
+                env.set_item(key, latin1(py, head.header_value(h)))?;
             }
         }
-        env.set_item(key, value)?;
     }
     if chunked {
         let mut b = itoa::Buffer::new();

@@ -5,6 +5,7 @@ pub mod environ;
 pub mod file_wrapper;
 pub mod gil;
 pub mod input;
+pub mod logging;
 pub mod metrics;
 pub mod observe;
 pub mod parser;

@@ -329,9 +329,11 @@ impl RequestParser {
     #[new]
     #[pyo3(signature = (max_header_size, max_body_size, inbuf_overflow))]
     fn new(max_header_size: usize, max_body_size: u64, inbuf_overflow: usize) -> Self {
+        // waitress's parser, which this stands in for, has no limit on the field count.
         let limits = Limits {
             max_header_size,
             max_body_size,
+            max_fields: usize::MAX,
         };
         RequestParser {
             inner: Incremental::new(limits, inbuf_overflow),
@@ -505,6 +507,7 @@ mod tests {
             Limits {
                 max_header_size: 1024,
                 max_body_size: 100,
+                max_fields: usize::MAX,
             },
             16,
         )

@@ -326,6 +326,7 @@ impl Responder {
         if n == 0 {
             return Ok(());
         }
+        self.wait_below_watermark(py)?;
         self.transmit(py, &parts[..n])?;
         self.body_sent += data.len() as u64;
         Ok(())
@@ -352,6 +353,18 @@ impl Responder {
             bytes_out: self.bytes_out,
             response_headers,
         }
+    }
+
+    /// An application that keeps producing faster than its client reads waits here,
+    /// before its next piece goes out, while more than `outbuf_high_watermark` is queued
+    /// (waitress's rule). What it has produced is queued whole: a response of one big
+    /// item never holds its worker, however slowly its client reads.
+    fn wait_below_watermark(&self, py: Python<'_>) -> PyResult<()> {
+        let channel = self.channel()?;
+        if channel.over_watermark() && !crate::wsgi::gil::detach(py, || channel.wait_writable()) {
+            return Err(ClientDisconnected::new_err("client disconnected"));
+        }
+        Ok(())
     }
 
     /// The request is over: later writes raise.
@@ -383,23 +396,17 @@ impl Responder {
                 other => other,
             }
         };
-        self.after_send(py, sent)?;
+        self.after_send(sent)?;
         self.bytes_out += total as u64;
         Ok(())
     }
 
-    fn after_send(&self, py: Python<'_>, sent: std::io::Result<Sent>) -> PyResult<()> {
+    fn after_send(&self, sent: std::io::Result<Sent>) -> PyResult<()> {
         let channel = self.channel()?;
         match sent {
-            Ok(Sent::Ok | Sent::Full(_)) => Ok(()),
-            Ok(Sent::OverWatermark) => {
-                // The client reads slower than the application writes: wait for it.
-                if crate::wsgi::gil::detach(py, || channel.wait_writable()) {
-                    Ok(())
-                } else {
-                    Err(ClientDisconnected::new_err("client disconnected"))
-                }
-            }
+            // Over the watermark, the next piece waits (`wait_below_watermark`); the end
+            // of a response does not.
+            Ok(Sent::Ok | Sent::Full(_) | Sent::OverWatermark) => Ok(()),
             Err(e) if is_disconnect(&e) || channel.is_closed() => {
                 Err(ClientDisconnected::new_err(e.to_string()))
             }
@@ -440,7 +447,7 @@ impl Responder {
         self.written += len;
         let channel = self.channel()?;
         let sent = crate::wsgi::gil::detach(py, || channel.send_file(file, offset, len));
-        self.after_send(py, sent)?;
+        self.after_send(sent)?;
         self.body_sent += len;
         self.bytes_out += len;
         Ok(())

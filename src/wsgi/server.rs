@@ -21,7 +21,7 @@ use socket2::Socket;
 
 use crate::engine::access_log;
 use crate::engine::config::Config;
-use crate::engine::dispatch::{Job, JobQueue, LogLevel, LogRecord};
+use crate::engine::dispatch::{JobQueue, LogLevel, LogQueue, LogRecord};
 use crate::engine::event_loop::{EventLoop, Listener, LoopHandle};
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::metrics::{Blocks, MetricsServer};
@@ -240,6 +240,7 @@ impl Engine {
                 "channel_request_lookahead",
                 d.channel_request_lookahead,
             )?,
+            min_body_rate: setting(settings, "min_request_body_rate", d.min_body_rate)?,
             log_socket_errors: setting(settings, "log_socket_errors", d.log_socket_errors)?,
             limits: Limits {
                 max_header_size: positive(
@@ -251,6 +252,10 @@ impl Engine {
                     )?,
                 )?,
                 max_body_size: setting(settings, "max_request_body_size", d.limits.max_body_size)?,
+                max_fields: positive(
+                    "max_request_headers",
+                    setting(settings, "max_request_headers", d.limits.max_fields)?,
+                )?,
             },
             ident: setting(settings, "ident", d.ident.clone())?,
             shutdown_timeout: Duration::from_secs_f64(
@@ -390,6 +395,7 @@ impl Engine {
     /// Serves until `close()` is called or a signal handler raises (Ctrl-C).
     fn run(&self, py: Python<'_>) -> PyResult<()> {
         let jobs = Arc::new(JobQueue::default());
+        let logs = Arc::new(LogQueue::default());
         let (ev, handle, completions) = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let listeners = match std::mem::replace(&mut *state, State::Closed) {
@@ -403,9 +409,14 @@ impl Engine {
             let stats = self.ctx.observe.stats.clone();
             stats.started_ms.store(unix_ms(), Relaxed);
             stats.threads.store(self.cfg.threads as u64, Relaxed);
-            let (mut ev, handle, completions) =
-                EventLoop::new(listeners, self.cfg.clone(), jobs.clone(), stats)
-                    .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            let (mut ev, handle, completions) = EventLoop::new(
+                listeners,
+                self.cfg.clone(),
+                jobs.clone(),
+                stats,
+                logs.clone(),
+            )
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
             if let Some(hb) = self
                 .heartbeat
                 .lock()
@@ -446,6 +457,13 @@ impl Engine {
                 )
             }
             None => None,
+        };
+        let log_thread = {
+            let (ctx, logs) = (self.ctx.clone(), logs.clone());
+            std::thread::Builder::new()
+                .name("maitre-log".into())
+                .spawn(move || crate::wsgi::logging::log_main(ctx, logs))
+                .map_err(|e| PyOSError::new_err(e.to_string()))?
         };
         let finished: Finished = Arc::new((Mutex::new(None), Condvar::new()));
         let io_thread = {
@@ -517,12 +535,20 @@ impl Engine {
             }
         };
         let _ = io_thread.join();
-        // Jobs never started: their connections are closed. Log lines are still said.
-        for job in jobs.stop() {
-            if let Job::Log(record) = job {
-                notices.push(record);
+        // The loop has said all it will: the logging thread empties its queue and ends
+        // (unless a logging handler hangs: then it is left behind, like a stuck worker).
+        logs.stop();
+        let log_deadline = Instant::now() + Duration::from_secs(5);
+        crate::wsgi::gil::detach(py, || {
+            while !log_thread.is_finished() && Instant::now() < log_deadline {
+                std::thread::sleep(Duration::from_millis(2));
             }
+        });
+        if log_thread.is_finished() {
+            let _ = log_thread.join();
         }
+        // Jobs never started: their connections are closed.
+        drop(jobs.stop());
         self.log_records(py, &mut notices);
         let abandoned = *outcome.as_ref().unwrap_or(&0);
         // After a clean drain the workers are idle and end at once; after an abandon,

@@ -13,9 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::engine::body::Body;
 use crate::engine::channel::{Channel, WhenFull};
-use crate::engine::dispatch::{
-    Completion, Completions, Job, JobQueue, LogLevel, Request, Requests,
-};
+use crate::engine::dispatch::{Completion, Completions, Job, JobQueue, Request, Requests};
 use crate::engine::event_loop::panic_message;
 use crate::engine::stats::StatsBlock;
 use crate::http::request::RequestHead;
@@ -87,7 +85,9 @@ pub fn worker_main(
                 if corked {
                     channel.cork(true);
                 }
-                for req in requests {
+                let mut rest = Vec::new();
+                let mut requests = requests.into_iter();
+                while let Some(req) = requests.next() {
                     // In order; after a response that closes the connection (an error,
                     // Connection: close) nothing more on it runs.
                     left -= 1;
@@ -108,42 +108,30 @@ pub fn worker_main(
                         close = true;
                         break;
                     }
+                    if requests.len() > 0 && channel.over_watermark() {
+                        // The client lags behind what is queued: the loop gets the rest
+                        // back and hands it out once the client has read some.
+                        rest = requests.collect();
+                        break;
+                    }
                 }
                 if corked {
                     channel.cork(false);
                 }
-                // Requests of the batch that will not run are no longer in flight.
+                // Requests of the batch that will not run (or that go back to the loop,
+                // which counts them again when it hands them out) are no longer in flight.
                 let _ = stats
                     .in_flight
                     .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(left)));
                 StatsBlock::dec(&stats.threads_busy);
-                completions.push(
-                    Completion {
-                        token,
-                        id,
-                        close,
-                        served,
-                    },
-                    &channel,
-                );
-            }
-            Job::Log(record) => {
-                let level = match record.level {
-                    LogLevel::Info => "info",
-                    LogLevel::Warning => "warning",
-                    LogLevel::Error => "error",
+                let done = Completion {
+                    token,
+                    id,
+                    close,
+                    served,
+                    rest,
                 };
-                if record.queue {
-                    let logged = ctx
-                        .queue_logger
-                        .bind(py)
-                        .call_method1(level, (&record.message,));
-                    if let Err(e) = logged {
-                        print_error(py, e);
-                    }
-                } else {
-                    log(py, &ctx, level, &record.message);
-                }
+                completions.push(done, &channel);
             }
         }
     })
@@ -158,7 +146,7 @@ pub fn log(py: Python<'_>, ctx: &WsgiContext, level: &str, message: &str) {
 
 /// Prints an error of a log call, except the one a stop raises in an abandoned thread
 /// (that thread is only ending).
-fn print_error(py: Python<'_>, e: PyErr) {
+pub(crate) fn print_error(py: Python<'_>, e: PyErr) {
     if !e.is_instance_of::<RequestAbandoned>(py) {
         e.print(py);
     }

@@ -170,7 +170,8 @@ impl EventLoop {
             c.channel.set_last();
             match c.state {
                 State::Busy => running += 1,
-                State::Head { started: None, .. } if c.rbuf.is_empty() => {
+                // (Requests handed back for a lagging client are still to be served.)
+                State::Head { started: None, .. } if c.rbuf.is_empty() && c.held.is_empty() => {
                     if !c.fresh {
                         idle.push(token);
                     }
@@ -235,7 +236,7 @@ impl EventLoop {
         let mut expired = Vec::new();
         for (token, c) in self.conns.iter() {
             let close = match c.state {
-                State::Head { started: None, .. } if c.rbuf.is_empty() => {
+                State::Head { started: None, .. } if c.rbuf.is_empty() && c.held.is_empty() => {
                     !c.fresh || now >= drain.started + FIRST_REQUEST_GRACE
                 }
                 // Lingering protects the last response from an RST provoked by unread
