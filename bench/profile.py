@@ -18,7 +18,8 @@ only (the kernel runs outside valgrind).
 The kernel's share comes from a second run without valgrind under
 ``strace -c -f`` (system calls per request, by name) and ``perf stat`` when
 present (task-clock, context switches, user and system time per request; these
-are timings, so they do depend on the load).
+are timings, so they do depend on the load).  PROFILE_DIR=<an earlier
+output directory> reuses the callgrind runs that completed there.
 
 Prints, per server, instructions per request split by object (libpython, the
 server's own code, libc, C extensions...), the server's share (total minus the
@@ -43,7 +44,7 @@ import apps  # noqa: E402
 PY = sys.executable
 REQUESTS = int(os.environ.get("REQUESTS", "1000"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "8"))
-WARMUP = 50
+WARMUP = int(os.environ.get("WARMUP", "50"))
 SINGLE_PROCESS = ("maitre", "waitress", "bjoern", "pyruvate")
 
 
@@ -75,6 +76,8 @@ _NAME = re.compile(r"^\((\d+)\)(?: (.*))?$")
 
 def parse(path):
     """Self cost (Ir) per object and per (object, function) of a callgrind file."""
+    if not complete(path):
+        raise SystemExit(f"{path}: incomplete (the process was killed?)")
     names = {"ob": {}, "fn": {}}
     by_obj, by_fn = Counter(), Counter()
     ob = fn = "???"
@@ -134,11 +137,11 @@ def wait_port(port, proc, seconds):
     raise SystemExit(f"no server on port {port} after {seconds} s")
 
 
-def stop(proc):
+def stop(proc, grace=20):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(20)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
@@ -155,11 +158,23 @@ def drive(port, path, n):
     return out.stdout.strip()
 
 
+def complete(path):
+    """Whether a callgrind output file was written to the end (a run is reused
+    when bench/profile.py is run again with the same PROFILE_DIR)."""
+    try:
+        with open(path) as f:
+            return any(line.startswith("totals:") for line in f)
+    except OSError:
+        return False
+
+
 def callgrind_server(server, scenario, outdir, n):
     """Self Ir per object and per function of a whole server run under callgrind
     that answered WARMUP + N requests (startup and shutdown included)."""
     port = port_free()
     base = os.path.join(outdir, f"callgrind.{scenario}.{server}.{n}")
+    if complete(f"{base}.out"):
+        return parse(f"{base}.out")
     cmd = [
         "valgrind",
         "--tool=callgrind",
@@ -177,7 +192,8 @@ def callgrind_server(server, scenario, outdir, n):
         drive(port, apps.path(scenario), WARMUP)
         drive(port, apps.path(scenario), n)
     finally:
-        stop(proc)
+        # Under valgrind a graceful stop is slow; killed, callgrind writes nothing.
+        stop(proc, grace=300)
         log.close()
     return parse(f"{base}.out")
 
@@ -206,6 +222,8 @@ def callgrind_loop(scenario, outdir, n):
     """The same for the app called in a loop WARMUP + N times without a server."""
     base = os.path.join(outdir, f"callgrind.{scenario}.app-alone.{n}")
     code = LOOP.format(here=HERE, scenario=scenario, warm=WARMUP, n=n)
+    if complete(f"{base}.out"):
+        return parse(f"{base}.out")
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={base}.out"]
         + [PY, "-c", code],
@@ -356,7 +374,7 @@ def main(argv):
     for s in servers:
         if s not in SINGLE_PROCESS:
             raise SystemExit(f"{s}: only single-process servers: {SINGLE_PROCESS}")
-    outdir = os.path.join(
+    outdir = os.environ.get("PROFILE_DIR") or os.path.join(
         HERE, "results", "profile-" + time.strftime("%Y%m%d-%H%M%S") + "-" + scenario
     )
     os.makedirs(outdir, exist_ok=True)
