@@ -106,27 +106,84 @@ def slow(environ, start_response):
     return [HELLO]
 
 
-_FLASK = []
+# The realistic scenarios (jinja, json, django) ask for one page of an inventory
+# through a URL with an integer converter; bench/inventory.py makes its rows.
+PAGE = 7
+PAGE_PATH = f"/items/{PAGE}/"
+PATHS = {"jinja": PAGE_PATH, "json": PAGE_PATH, "django": PAGE_PATH}
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_BUILT = {}
 
 
 def _flask_app():
-    if not _FLASK:
-        from flask import Flask
+    from flask import Flask
 
-        app = Flask("bench")
+    app = Flask("bench")
 
-        @app.route("/")
-        def index():
-            return "Hello, world!"
+    @app.route("/")
+    def index():
+        return "Hello, world!"
 
-        _FLASK.append(app)
-    return _FLASK[0]
+    return app
+
+
+def _flask_jinja_app():
+    """Flask rendering bench/templates/items.html: a layout, a 20-row table."""
+    from flask import Flask, render_template
+    from inventory import PAGES, page_rows
+
+    app = Flask("bench", template_folder=os.path.join(_HERE, "templates"))
+
+    @app.route("/items/<int:page>/")
+    def items(page):
+        rows = page_rows(page)
+        return render_template(
+            "items.html",
+            page=page,
+            pages=range(1, PAGES + 1),
+            rows=rows,
+            total=sum(row["total"] for row in rows),
+        )
+
+    return app
+
+
+def _flask_json_app():
+    """Flask returning the same page as JSON (a dict, serialised by Flask)."""
+    from flask import Flask
+    from inventory import PAGES, page_rows
+
+    app = Flask("bench")
+
+    @app.route("/items/<int:page>/")
+    def items(page):
+        return {"page": page, "pages": PAGES, "items": page_rows(page)}
+
+    return app
+
+
+def _django_app():
+    """The Django project bench/djsite (default middleware, cached templates)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djsite.settings")
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+# Framework apps are built on first use only (a server imports Flask or Django
+# only when it serves them).
+_BUILDERS = {
+    "flask": _flask_app,
+    "jinja": _flask_jinja_app,
+    "json": _flask_json_app,
+    "django": _django_app,
+}
 
 
 def __getattr__(name):
-    # Flask is imported only when the Flask app is asked for (``apps:flask``).
-    if name == "flask":
-        return _flask_app()
+    # ``apps:flask``, ``apps:django``... for servers that import their target.
+    if name in _BUILDERS:
+        return load(name)
     raise AttributeError(name)
 
 
@@ -137,12 +194,21 @@ APPS = {
     "file": file,
     "upload": upload,
     "slow": slow,
-    "flask": None,  # built on first use by load()
 }
 
 
 def load(name):
     """The WSGI application called NAME."""
+    if name in _BUILDERS:
+        if name not in _BUILT:
+            _BUILT[name] = _BUILDERS[name]()
+        return _BUILT[name]
     if name not in APPS:
-        raise SystemExit(f"unknown app {name!r}; expected one of {sorted(APPS)}")
-    return _flask_app() if name == "flask" else APPS[name]
+        names = sorted([*APPS, *_BUILDERS])
+        raise SystemExit(f"unknown app {name!r}; expected one of {names}")
+    return APPS[name]
+
+
+def path(name):
+    """The request path a scenario asks for ("/" unless PATHS says otherwise)."""
+    return PATHS.get(name, "/")

@@ -10,12 +10,14 @@ file).  Prints one line, ``ok: NOTE`` (exit 0) or ``fails: REASON`` (exit 1).
 not (exit 1).
 """
 
+import functools
 import hashlib
 import os
 import socket
 import sys
 import time
 
+import app_loop
 import apps
 
 HOST = "127.0.0.1"
@@ -27,8 +29,8 @@ class Fail(Exception):
     """The server's answer is wrong."""
 
 
-def request(method="GET", body=b""):
-    head = f"{method} / HTTP/1.1\r\nHost: {HOST}\r\n"
+def request(method="GET", body=b"", path="/"):
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n"
     if body:
         head += (
             f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
@@ -106,16 +108,55 @@ def _file_digest(path):
     return digest.digest()
 
 
+# The realistic scenarios: the page the app itself gives when called directly.
+FRAMEWORK_PAGES = {
+    "jinja": ("text/html", b"Inventory, page 7 of 10"),
+    "json": ("application/json", b'"page":7'),
+    "django": ("text/html", b"Inventory, page 7 of 10"),
+}
+
+
+@functools.cache
+def _own_answer(scenario):
+    """(headers, body) of the app called in this process with the environ of
+    bench/app_loop.py.  Computed before the first request is sent (importing
+    Django takes a while), so that no keep-alive timeout runs out meanwhile."""
+    app = apps.load(scenario)
+    _, headers, body = app_loop.call(app, app_loop.environ_for(scenario))
+    return headers, body
+
+
+def _framework_page(scenario, status, headers, body):
+    """The server's answer must be exactly the app's own: same bytes, same
+    Content-Type, and, for Django, the headers its default middleware adds."""
+    what = f"GET {apps.path(scenario)}"
+    want_type, marker = FRAMEWORK_PAGES[scenario]
+    want_headers, want = _own_answer(scenario)
+    if marker not in want:
+        raise Fail(f"{what}: the app itself did not render the page ({want[:60]!r})")
+    _expect(status, body, want, what)
+    if not headers.get("content-type", "").startswith(want_type):
+        raise Fail(f"{what}: Content-Type {headers.get('content-type')!r}")
+    for name, value in want_headers:
+        if name.lower() in ("x-frame-options", "x-content-type-options"):
+            if headers.get(name.lower()) != value:
+                raise Fail(
+                    f"{what}: {name} {headers.get(name.lower())!r}, not {value!r}"
+                )
+
+
 def exchange(conn, scenario):
     """One request of SCENARIO on CONN, checked: (headers, framing, notes)."""
     notes = []
     if scenario == "upload":
         conn.send(request("POST", b"u" * apps.UPLOAD_SIZE))
     else:
-        conn.send(request())
+        conn.send(request(path=apps.path(scenario)))
     status, headers, body, framing = conn.response()
     if scenario in ("hello", "flask", "slow", "idle"):
         _expect(status, body, apps.HELLO, "GET /")
+    elif scenario in FRAMEWORK_PAGES:
+        _framework_page(scenario, status, headers, body)
     elif scenario == "big":
         _expect(status, body, apps.BIG, "GET /")
     elif scenario == "stream":
@@ -157,6 +198,8 @@ def pipeline(conn):
 
 def check(scenario, port):
     """Check SCENARIO twice on one connection; return notes ('' if none)."""
+    if scenario in FRAMEWORK_PAGES:
+        _own_answer(scenario)
     conn = Connection(port)
     try:
         if scenario == "pipeline":

@@ -8,7 +8,7 @@
 # be installed, started or that answers a scenario wrongly is reported as such
 # ("fails: reason") while the run goes on.  It makes its own venv (bench/.venv)
 # with maitre (a release build of this repo), waitress 3.0.2, bjoern, gunicorn,
-# granian, pyruvate and Flask, and installs wrk and libev-dev with apt-get when
+# granian, pyruvate, Flask and Django, and installs wrk and libev-dev with apt-get when
 # they are missing.
 #
 # Every run: the server (bench/run_server.py SERVER PORT APP) pinned to CPU
@@ -20,7 +20,8 @@
 #
 # Environment (defaults in brackets):
 #   SCENARIOS    comma- or space-separated subset of
-#                hello,flask,big,stream,file,upload,pipeline,slow,idle  [all]
+#                hello,flask,jinja,json,django,big,stream,file,upload,
+#                pipeline,slow,idle  [all]
 #   SERVERS      maitre waitress bjoern gunicorn granian pyruvate       [all]
 #   DURATION [10] s per wrk run     ROUNDS [3]     THREADS [4] app threads
 #   CONNECTIONS [50]  BIG_CONNECTIONS [8] (file, upload)  SLOW_CONNECTIONS [100]
@@ -38,7 +39,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 cd "$ROOT"
 
-ALL_SCENARIOS="hello flask big stream file upload pipeline slow idle"
+ALL_SCENARIOS="hello flask jinja json django big stream file upload pipeline slow idle"
 ALL_SERVERS="maitre waitress bjoern gunicorn granian pyruvate"
 SCENARIOS="${SCENARIOS:-$ALL_SCENARIOS}"
 SCENARIOS="${SCENARIOS//,/ }"
@@ -200,9 +201,9 @@ fi
 if [ "$INSTALL" = 1 ]; then
     say "installing the servers into $VENV"
     pip_install -U pip || true
-    for spec in waitress==3.0.2 bjoern gunicorn granian pyruvate flask; do
+    for spec in waitress==3.0.2 bjoern gunicorn granian pyruvate flask django; do
         name="${spec%%=*}"
-        case " $SERVERS flask " in *" $name "*) ;; *) continue ;; esac
+        case " $SERVERS flask django " in *" $name "*) ;; *) continue ;; esac
         if ! pip_install "$spec" >"$WORK/pip-$name.log" 2>&1; then
             INSTALL_FAILED[$name]="pip install $spec failed: $(grep -m1 -i error \
                 "$WORK/pip-$name.log" || tail -n 1 "$WORK/pip-$name.log")"
@@ -239,17 +240,24 @@ if [ "${#RUN[@]}" -eq 0 ]; then
     echo "no server could be imported" >&2
     exit 1
 fi
-if [[ " $SCENARIOS " == *" flask "* ]] && ! "$VPY" -c 'import flask' 2>/dev/null; then
-    echo "Flask is not installed: the flask scenario will fail for every server" >&2
-fi
+for framework in flask django; do
+    if [[ " $SCENARIOS " =~ " "(flask|jinja|json|django)" " ]] &&
+        ! "$VPY" -c "import $framework" 2>/dev/null; then
+        echo "$framework is not installed: its scenarios will fail for every server" >&2
+    fi
+done
 
 # ---------------------------------------------------------------- scenarios
-declare -A APP LUA CONNS UNIT
-for s in hello flask big stream file pipeline slow idle; do
+declare -A APP LUA CONNS UNIT URLPATH
+for s in hello flask jinja json django big stream file pipeline slow idle; do
     APP[$s]="$s"
     LUA[$s]=plain
     CONNS[$s]="$CONNECTIONS"
     UNIT[$s]="req/s"
+done
+# The request path of each scenario: "/" except where apps.PATHS says otherwise.
+for s in jinja json django; do
+    URLPATH[$s]="$(cd "$BENCH" && "$VPY" -c "import apps; print(apps.path('$s'))")"
 done
 APP[pipeline]=hello
 APP[idle]=hello
@@ -531,7 +539,7 @@ run_one() {
     core0="$(core_ticks "$CLIENT_CPU")"
     timeout "$((DURATION + 90))" "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" \
         -d"${DURATION}s" --timeout "$WRK_TIMEOUT" -s "$WORK/${LUA[$scenario]}.lua" \
-        "http://127.0.0.1:$PORT/" "${args[@]}" >"$out" 2>&1 || true
+        "http://127.0.0.1:$PORT${URLPATH[$scenario]:-/}" "${args[@]}" >"$out" 2>&1 || true
     busy="$(busy_pct "$core0" "$(core_ticks "$CLIENT_CPU")")"
     ticks1="$(tree_cpu_ticks "$SERVER_PID")"
     cpu_ms=$(((ticks1 - ticks0) * 1000 / CLK_TCK))
@@ -589,13 +597,28 @@ run_one() {
     record "$scenario" "$round" "$server" ok "$note" "$out" "$rss" "$cpu_ms" "$busy"
 }
 
+# ---------------------------------------------------------------- app alone
+# The app called in a loop without a server (bench/app_loop.py), pinned to the
+# server's core: the floor under every server's CPU per request, printed next
+# to it so that the server's own share is visible.
+for scenario in $SCENARIOS; do
+    case " hello flask jinja json django " in *" $scenario "*) ;; *) continue ;; esac
+    if loop="$(cd "$BENCH" && "${PIN_SERVER[@]}" "$VPY" app_loop.py "$scenario" 2>&1)" &&
+        [[ "$loop" =~ us_per_call=([0-9.]+) ]]; then
+        echo "app_loop.$scenario=${BASH_REMATCH[1]}" >>"$META"
+        say "$scenario: the app alone, called in a loop: ${BASH_REMATCH[1]} µs of CPU per call"
+    else
+        echo "app_loop.$scenario failed: $(printf '%s' "$loop" | tail -n 1)" >&2
+    fi
+done
+
 # ---------------------------------------------------------------- rounds
 say "servers: $(for s in "${RUN[@]}"; do printf '%s %s  ' "$s" "${VERSION[$s]}"; done)"
 say "${DURATION} s x $ROUNDS round(s) per scenario; servers on CPU $SERVER_CPU," \
     "wrk -t1 on CPU $CLIENT_CPU; $THREADS app threads"
 for scenario in $SCENARIOS; do
     say "$scenario: app ${APP[$scenario]}, wrk -c${CONNS[$scenario]}" \
-        "${LUA[$scenario]/plain/GET /}"
+        "${LUA[$scenario]/plain/GET ${URLPATH[$scenario]:-/}}"
     for round in $(seq 1 "$ROUNDS"); do
         for server in "${RUN[@]}"; do
             if [ -n "${FAILED[$scenario.$server]:-}" ]; then

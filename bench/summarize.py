@@ -18,13 +18,16 @@ import textwrap
 SCENARIOS = {
     "hello": "1. hello world, 13 B",
     "flask": "2. Flask hello world",
-    "big": "3. 1 MiB response",
-    "stream": "4. 16 MiB chunked stream",
-    "file": "5. file_wrapper",
-    "upload": "6. 8 MiB upload, read fully",
-    "pipeline": "7. pipelining",
-    "slow": "8. slow app (10 ms sleep)",
-    "idle": "9. hello + idle connections",
+    "jinja": "3. Flask + Jinja page",
+    "json": "4. Flask JSON",
+    "django": "5. Django page",
+    "big": "6. 1 MiB response",
+    "stream": "7. 16 MiB chunked stream",
+    "file": "8. file_wrapper",
+    "upload": "9. 8 MiB upload, read fully",
+    "pipeline": "10. pipelining",
+    "slow": "11. slow app (10 ms sleep)",
+    "idle": "12. hello + idle connections",
 }
 SLOW_SECONDS = 0.01
 MIB = 1024 * 1024
@@ -135,21 +138,34 @@ def ratio_rows(meta, table, others):
     return rows
 
 
+def app_alone(meta, scenario):
+    """µs of CPU per call of the scenario's app called in a loop without a server
+    (bench/app_loop.py, recorded by run.sh), or None."""
+    text = meta.get(f"app_loop.{scenario}")
+    return float(text) if text else None
+
+
 def work_rows(meta, table, units):
     """The rows of the server CPU table: per scenario, (title, unit, one text per
-    server) for the server CPU per unit of work, then the client core's busy %."""
+    server) for the server CPU per unit of work, then the client core's busy %;
+    where the app alone was measured, also the server's own share: CPU per
+    request minus the app called in a loop (the unit says that floor)."""
     servers = meta["servers"].split()
     rows = []
     for scenario, cells in measured(table):
-        cpu, busy = [], []
+        cpu, busy, own = [], [], []
+        alone = app_alone(meta, scenario)
         for server in servers:
             cell = cells.get(server, {})
             value = cell.get("cpu_median")
             cpu.append("n/a" if value is None else fmt(value))
+            own.append("n/a" if value is None or alone is None else fmt(value - alone))
             value = cell.get("busy_median")
             busy.append("n/a" if value is None else f"{value:.1f}%")
         unit = WORK_UNITS.get(units[scenario], "?")
         rows.append((scenario_title(scenario, meta), unit, cpu))
+        if alone is not None:
+            rows.append(("", f"- app {fmt(alone)}", own))
         rows.append(("", "client busy", busy))
     return rows
 
@@ -160,7 +176,10 @@ def client_note(meta):
         "ms/GiB: per GiB transferred; client busy: how busy wrk's core (CPU "
         f"{meta['client_cpu']}) was during the run. When the client core is near "
         "100% busy, the scenario measures the client more than the servers, and "
-        "server CPU per unit of work is the figure that compares them."
+        "server CPU per unit of work is the figure that compares them. "
+        '"- app N": the server\'s own share, its µs/req minus N, the µs of CPU '
+        "per call of the same app called in a loop without a server "
+        "(bench/app_loop.py, on the server's core, before the rounds)."
     )
 
 
@@ -195,7 +214,7 @@ def scenario_title(scenario, meta):
     if scenario == "pipeline":
         title += f" x{meta['pipeline_depth']}"
     if scenario == "idle":
-        title = f"9. hello + {int(meta['idle_connections']):,} idle"
+        title = f"12. hello + {int(meta['idle_connections']):,} idle"
     return title
 
 
