@@ -206,6 +206,19 @@ def _describe_status(status: int) -> str:
     return f"exited with code {os.waitstatus_to_exitcode(status)}"
 
 
+def _become_child() -> None:
+    """In a child of the master's fork: the default signal dispositions (the master's
+    handlers only record signals for its loop), signals unblocked (blocked across the
+    fork), its own process group (a Ctrl-C reaches the master alone, which then stops
+    its children once) and a signal if the master dies."""
+    for sig in HANDLED_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+    os.setpgid(0, 0)
+    _set_parent_death_signal()
+
+
 def _set_parent_death_signal() -> None:
     """PR_SET_PDEATHSIG(SIGTERM): stop gracefully if the master dies (Linux)."""
     try:
@@ -731,12 +744,7 @@ class Master:
         """The child side of a fork: serve, and exit (never returns)."""
         code = 0
         try:
-            for sig in HANDLED_SIGNALS:
-                signal.signal(sig, signal.SIG_DFL)
-            signal.set_wakeup_fd(-1)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-            os.setpgid(0, 0)
-            _set_parent_death_signal()
+            _become_child()
             # The master's descriptors: the children of a fork do not need them
             # (closing the epoll descriptor leaves the master's registrations be).
             os.close(self.selector.fileno())
@@ -814,12 +822,7 @@ class Master:
             if pid == 0:
                 code = 0
                 try:
-                    for sig in HANDLED_SIGNALS:
-                        signal.signal(sig, signal.SIG_DFL)
-                    signal.set_wakeup_fd(-1)
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-                    os.setpgid(0, 0)
-                    _set_parent_death_signal()
+                    _become_child()
                     os.close(read_end)
                     for s in self.sockets:
                         s.close()
