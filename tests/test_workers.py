@@ -214,8 +214,15 @@ def started(c: Cluster, workers: int = 2) -> Cluster:
 def test_workers_share_the_load_and_stop_on_sigterm(cluster):
     c = started(cluster("--workers=2"))
     assert len(c.workers()) == 2
-    pids = {fetch(c.port).text.split()[1] for _ in range(60)}
-    # Fresh connections from one client land on both workers.
+    # Connections open at the same time land on both workers (the workers share the
+    # listening socket and balance what they take by their open connections; one at
+    # a time, in turn, any worker may take each).
+    conns = [RawConnection(c.port, timeout=10) for _ in range(20)]
+    try:
+        pids = {conn.request(get("/")).text.split()[1] for conn in conns}
+    finally:
+        for conn in conns:
+            conn.close()
     assert {int(p) for p in pids} == c.workers()
     workers = c.workers()
     c.signal(signal.SIGTERM)
