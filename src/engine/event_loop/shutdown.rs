@@ -152,13 +152,7 @@ impl EventLoop {
         for li in 0..self.listeners.len() {
             queued += self.accept_queued(li);
         }
-        for l in &self.listeners {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&l.sock.as_raw_fd()));
-        }
-        self.listeners.clear();
+        self.close_listeners();
         self.accept_paused = false;
         self.accept_due = false;
         // No longer one of the workers sharing the load.
@@ -297,6 +291,18 @@ impl EventLoop {
             .count()
     }
 
+    /// Stops watching the listening sockets and drops them (closing this process's
+    /// descriptors; never `shutdown()`, which would stop other workers sharing them).
+    fn close_listeners(&mut self) {
+        for l in &self.listeners {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&l.sock.as_raw_fd()));
+        }
+        self.listeners.clear();
+    }
+
     /// Closes every connection and listener; the loop ends after this.
     pub(super) fn shutdown(&mut self) {
         for (_, conn) in self.conns.iter() {
@@ -315,13 +321,7 @@ impl EventLoop {
             .open_connections
             .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(open)));
         self.conns.clear();
-        for l in &self.listeners {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut SourceFd(&l.sock.as_raw_fd()));
-        }
-        self.listeners.clear();
+        self.close_listeners();
         self.jobs.push_batch(&mut self.batch);
     }
 }
