@@ -26,6 +26,7 @@ import pytest
 from apps import hello_app
 from helpers import (
     HOST,
+    RawConnection,
     ServerProcess,
     create_server,
     free_port,
@@ -405,14 +406,9 @@ def test_session_resumption_and_alpn(serve_app, pki, version):
 
 def test_plain_http_to_the_tls_port_gets_400(serve_app, pki):
     served = serve_app(hello_app, **pki.settings())
-    with socket.create_connection((HOST, served.port), timeout=10) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    with RawConnection(served.port, timeout=10) as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = conn.read_until_close()
     assert data.startswith(b"HTTP/1.0 400 Bad Request\r\n"), data
     assert b"HTTPS port" in data
     assert https_get(served.port, pki.client_context())[0] == 200

@@ -126,6 +126,18 @@ def fetch(port: int, path: str = "/", timeout: float = 10.0):
         return conn.request(get(path, headers=b"Connection: close\r\n"))
 
 
+def request_in_background(port: int, path: str) -> None:
+    """One request in a daemon thread, its outcome ignored (a stop may cut it)."""
+
+    def run():
+        try:
+            fetch(port, path, timeout=15)
+        except Exception:
+            pass
+
+    threading.Thread(target=run, daemon=True).start()
+
+
 class Load:
     """Clients requesting in a loop on fresh connections (bounded in time), counting
     answers, failures and refusals, and noting the bodies seen; ``keep_alive``
@@ -734,13 +746,7 @@ def test_second_signal_stops_at_once(cluster):
     at once (SIGQUIT) and the master exits 0 in a second or two, no traceback."""
     c = started(cluster("--workers=2"))
 
-    def sleeper():
-        try:
-            fetch(c.port, "/sleep", timeout=15)
-        except Exception:
-            pass
-
-    threading.Thread(target=sleeper, daemon=True).start()
+    request_in_background(c.port, "/sleep")
     time.sleep(0.5)
     t0 = time.monotonic()
     c.signal(signal.SIGTERM)
@@ -755,13 +761,7 @@ def test_second_signal_stops_at_once(cluster):
 def test_shutdown_timeout_bounds_the_stop(cluster):
     c = started(cluster("--workers=2", "--shutdown-timeout=1"))
 
-    def sleeper():
-        try:
-            fetch(c.port, "/sleep?10", timeout=15)
-        except Exception:
-            pass
-
-    threading.Thread(target=sleeper, daemon=True).start()
+    request_in_background(c.port, "/sleep?10")
     time.sleep(0.5)
     t0 = time.monotonic()
     c.signal(signal.SIGTERM)
