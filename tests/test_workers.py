@@ -559,6 +559,11 @@ def test_pid_file_single_process(cluster, tmp_path):
 # ---------------------------------------------------------------- --reload
 
 
+@pytest.mark.xfail(
+    reason="known race: a reload started while another is under way can leave "
+    "the older generation serving (process-model issue, open)",
+    strict=False,
+)
 def test_reload_on_change(cluster, appdir):
     pytest.importorskip("watchfiles")
     c = cluster("--reload")
