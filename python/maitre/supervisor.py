@@ -274,7 +274,11 @@ class Master:
                 ) from None
         self.state = State.STARTING
         self.workers: dict[int, Worker] = {}
+        #: the generation the workers counted towards ``target`` belong to. Numbers
+        #: are never reused: a failed reload goes back to ``before_reload``'s, and
+        #: the workers of the failed one, still draining, keep a number of their own.
         self.generation = 1
+        self.generations = 1  # the highest number given
         self.target = self.adj.workers
         self.sockets: list[socket.socket] = []
         self.pid_file = PidFile(self.adj.pid_file)
@@ -290,7 +294,13 @@ class Master:
         self.spawn_not_before = 0.0
         self.reload_started = 0.0
         self.pending_reload: tuple[str, bool] | None = None
-        self.before_reload: tuple = (self.kw, self.adj, self.load_app, self.target)
+        self.before_reload: tuple = (
+            self.kw,
+            self.adj,
+            self.load_app,
+            self.target,
+            self.generation,
+        )
         self.stats: WorkerStats | None = None  # with metrics_listen
         #: ``restarts`` of the workers replaced whose replacements are not forked yet
         self.replaced: list[int] = []
@@ -600,11 +610,12 @@ class Master:
                 "the old ones keep serving:\n%s",
                 text,
             )
+            # Gracefully: a new worker that did load may already have accepted
+            # connections (a worker still importing has none; SIGTERM ends it).
             for w in list(self.workers.values()):
-                if w.generation == self.generation:
-                    self._retire(w, signal.SIGKILL)
-            self.generation -= 1
-            self.kw, self.adj, self.load_app, self.target = self.before_reload
+                if w.generation == self.generation and w.stopping_since is None:
+                    self._retire(w)
+            self._restore_before_reload()
             self.state = State.RUNNING
             sd_notify("READY=1\nSTATUS=reload failed; serving with the old code")
             self._reload_pending()
@@ -617,7 +628,9 @@ class Master:
             self._stop(quick=True, why="the application cannot be loaded")
             return
         # A replacement failed on code changed on disk while others still serve:
-        # retry later rather than fork in a loop, or take the server down.
+        # retry later rather than fork in a loop, or take the server down. The next
+        # attempt replaces the same worker: one restart more.
+        self.replaced.append(worker.restarts)
         self.boot_failures += 1
         delay = min(30.0, 2.0 ** (self.boot_failures - 1))
         self.spawn_not_before = time.monotonic() + delay
@@ -672,7 +685,13 @@ class Master:
             self.pending_reload = (why, reread or bool(self.pending_reload))
             return
         # What a failed reload goes back to.
-        self.before_reload = (self.kw, self.adj, self.load_app, self.target)
+        self.before_reload = (
+            self.kw,
+            self.adj,
+            self.load_app,
+            self.target,
+            self.generation,
+        )
         if reread and self.reread is not None:
             try:
                 kw, load_app = self.reread()
@@ -698,14 +717,21 @@ class Master:
             _maitre.check_tls_files(_server._engine_settings(self.adj))
         except ValueError as exc:
             logger.error("%s: not reloaded, the TLS files are not usable: %s", why, exc)
-            self.kw, self.adj, self.load_app, self.target = self.before_reload
+            self._restore_before_reload()
             return
         logger.info("%s: reloading, starting %d new worker(s)", why, self.target)
         self.state = State.RELOADING
         self.reload_started = time.monotonic()
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={monotonic_usec()}\nSTATUS=reloading")
-        self.generation += 1
+        self.generations += 1
+        self.generation = self.generations
         self.spawn_not_before = 0.0
+
+    def _restore_before_reload(self) -> None:
+        """Back to the settings, application and workers from before the reload."""
+        self.kw, self.adj, self.load_app, self.target, self.generation = (
+            self.before_reload
+        )
 
     def _stop(self, quick: bool, why: str) -> None:
         first = self.state is not State.STOPPING
