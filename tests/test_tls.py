@@ -853,11 +853,6 @@ def test_sighup_rotates_the_certificate(pki, tmp_path):
     assert "Traceback" not in proc.stderr, proc.stderr
 
 
-@pytest.mark.xfail(
-    reason="known race: a reload started while another is under way can leave "
-    "the older generation serving (process-model issue, open)",
-    strict=False,
-)
 def test_workers_serve_tls_and_rotate_on_sighup(pki, tmp_path):
     port = free_port()
     proc = tls_cli(pki, tmp_path, f"--listen={HOST}:{port}", "--workers=2")
