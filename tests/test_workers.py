@@ -329,6 +329,29 @@ def test_sighup_reloads_without_refusing_anything(cluster, appdir):
     assert len(c.workers()) == 2
 
 
+def test_sighups_during_a_rolling_reload_end_on_the_last_code(cluster, appdir):
+    """SIGHUPs in quick succession, each after a new version is saved: nothing is
+    refused or lost, and the server ends with exactly its workers, all of them
+    running the last version (none of an earlier generation left serving)."""
+    c = started(cluster("--workers=2"))
+    load = Load(c.port, clients=2, seconds=4.0)
+    for version in range(2, 7):
+        (appdir / "wapp.py").write_text(APP.replace('"v1"', f'"v{version}"'))
+        c.signal(signal.SIGHUP)
+        time.sleep(0.15)
+    load.join()
+    assert load.failed == [], load.failed[:5]
+    c.wait_log("Reloaded")
+
+    def settled():
+        return len(c.workers()) == 2 and all(
+            fetch(c.port).text.startswith("v6") for _ in range(10)
+        )
+
+    assert wait_for(settled, 10), c.proc.stderr
+    assert "Traceback" not in c.proc.stderr
+
+
 def test_sighup_with_a_broken_app_keeps_the_old_workers(cluster, appdir):
     c = started(cluster("--workers=2"))
     old = c.workers()
