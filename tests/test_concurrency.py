@@ -46,6 +46,46 @@ def test_slow_app_does_not_stall_other_connections(serve_app):
         assert slow.read_response().body == b"slow done"
 
 
+def test_blocked_and_computing_requests_leave_room_for_a_quick_one(serve_app):
+    """With one request blocked in the app (GIL released) and one computing in
+    Python without end (GIL held), a third request is still answered by the
+    idle third thread (threads=3): a thread that computes does not keep the
+    others asleep for longer than a short budget, and one that blocks does not
+    count as busy."""
+    release = threading.Event()
+    blocked, computing = threading.Event(), threading.Event()
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/block":
+            blocked.set()
+            release.wait(20)
+        elif path == "/compute":
+            computing.set()
+            deadline = time.monotonic() + 20
+            while not release.is_set() and time.monotonic() < deadline:
+                pass
+        body = path.encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    srv = serve_app(app, threads=3)
+    block, compute = srv.connect(), srv.connect()
+    try:
+        block.send(get("/block"))
+        assert blocked.wait(10)
+        compute.send(get("/compute"))
+        assert computing.wait(10)
+        resp = srv.request(get("/quick"))
+        assert (resp.status, resp.body) == (200, b"/quick")
+        assert not release.is_set()
+    finally:
+        release.set()
+    with block, compute:
+        assert block.read_response().body == b"/block"
+        assert compute.read_response().body == b"/compute"
+
+
 def test_sleeping_app_runs_concurrently(serve_app):
     """Four requests to an app sleeping 0.5 s on four connections finish in
     well under the 2 s they would take one after another."""

@@ -2,11 +2,15 @@
 //!
 //! Loop to workers: a queue of jobs, pushed in batches (everything one poll round
 //! produced, under one lock). A worker that finishes a job takes the next one without
-//! sleeping. A second worker is woken only when the queue has not drained since the
-//! loop's last round: on one core, waking every idle worker for a burst of quick
-//! requests only makes them fight over the GIL (hello-world: 72k req/s with chained
-//! wake-ups, see the commit for the figure with this rule), while an application that
-//! blocks leaves a backlog that the loop notices within a millisecond.
+//! sleeping. While jobs wait and a worker is busy, another is woken only when the busy
+//! ones leave the interpreter idle: all of them blocked (a sleep, I/O, a lock), judged
+//! by their threads' CPU clocks, or computing for longer than [`CPU_BUDGET`]; and a
+//! worker that finishes a job while another computes goes to sleep rather than take the
+//! next. A second worker running Python only takes the GIL from the first: on one core
+//! that was hundreds of futex calls and dozens of context switches per Django request
+//! for nothing (bench/README.md, issue 15). Go's scheduler decides the same way when it
+//! hands a processor to another thread: when a goroutine blocks in a system call, or
+//! has run past its time slice.
 //!
 //! Workers to loop: a list of completions and a mio `Waker`, woken only by the first
 //! completion pushed since the loop last looked.
@@ -19,7 +23,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
@@ -147,13 +151,169 @@ impl LogQueue {
     }
 }
 
+/// How soon, once jobs wait, the queue looks at the busy workers (and again after a
+/// look that found them blocked, or could not tell).
+const FIRST_LOOK: Duration = Duration::from_millis(1);
+/// Longest time between two looks: each look that finds a worker computing doubles the
+/// wait up to this. The loop wakes for each look, so looking every millisecond while one
+/// worker computes cost 5 loop wake-ups (10 context switches) per Django request; and a
+/// blocked worker is still noticed before CPython would force a GIL hand-off to a thread
+/// waiting for it (its switch interval is 5 ms).
+const LONGEST_LOOK: Duration = Duration::from_millis(4);
+/// CPU time of one job after which it no longer holds the others back: it counts as
+/// blocked, so another worker is woken and the two share the GIL (CPython switches every
+/// 5 ms). Several times a framework page (Django ~5 ms on the bench VM), so ordinary
+/// requests never reach it; short enough that a long computation delays the requests
+/// queued behind it by about this much, not by its whole length.
+pub const CPU_BUDGET: Duration = Duration::from_millis(20);
+
+/// One worker thread, as the queue sees it.
+struct Worker {
+    /// Its thread's CPU clock (`None`: unknown, the worker always counts as blocked).
+    clock: Option<libc::clockid_t>,
+    /// Running a job (from taking it to asking for the next).
+    busy: bool,
+    /// Computed, within [`CPU_BUDGET`], during the interval before the last look.
+    computing: bool,
+    /// Jobs taken so far: tells a look whether the job is the one it saw last time.
+    taken: u64,
+    /// When a look last saw it busy (the count of looks), its `taken` and CPU clock
+    /// then, and its clock when that job was first seen.
+    seen_look: u64,
+    seen_taken: u64,
+    seen_cpu: Duration,
+    job_cpu_from: Duration,
+}
+
 struct Inner {
     jobs: VecDeque<Job>,
     /// Workers waiting for a job.
     idle: usize,
-    /// Workers started (idle or not).
-    workers: usize,
+    /// Every worker started (idle or not), by the slot `add_worker` gave it.
+    workers: Vec<Worker>,
+    /// When the busy workers' clocks were last looked at, how many looks so far, and
+    /// how long until the next.
+    last_look: Option<Instant>,
+    looks: u64,
+    interval: Duration,
     stopping: bool,
+}
+
+impl Inner {
+    fn set_busy(&mut self, worker: usize, busy: bool) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.busy = busy;
+            w.computing = false;
+            if busy {
+                w.taken += 1;
+            }
+        }
+    }
+
+    /// Reads the busy workers' CPU clocks; says whether they keep the interpreter busy:
+    /// since the last look, those whose job is within [`CPU_BUDGET`] computed for at
+    /// least a quarter of the time (then another worker would only contend for the GIL),
+    /// or one of them was not busy at the last look (it gets until the next). Not when
+    /// they all sit in blocking calls (their clocks stand still), or only a job past its
+    /// budget computes. A quarter, not all: the loop and other processes take their
+    /// share of the core.
+    fn look(&mut self, now: Instant) -> Verdict {
+        let elapsed = self
+            .last_look
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last_look = Some(now);
+        self.looks += 1;
+        let looks = self.looks;
+        let mut computed = Duration::ZERO;
+        let mut unknown = false;
+        for w in self.workers.iter_mut().filter(|w| w.busy) {
+            w.computing = false;
+            let Some(cpu) = w.clock.and_then(thread_cpu) else {
+                continue;
+            };
+            if w.seen_taken != w.taken {
+                w.seen_taken = w.taken;
+                w.job_cpu_from = cpu;
+            }
+            if w.seen_look == 0 || w.seen_look + 1 != looks {
+                unknown = true;
+            } else if cpu.saturating_sub(w.job_cpu_from) < CPU_BUDGET {
+                let delta = cpu.saturating_sub(w.seen_cpu);
+                w.computing = !delta.is_zero() && delta * 4 >= elapsed;
+                computed += delta;
+            }
+            w.seen_cpu = cpu;
+            w.seen_look = looks;
+        }
+        if !computed.is_zero() && computed * 4 >= elapsed {
+            Verdict::Computing
+        } else if unknown {
+            Verdict::Unknown
+        } else {
+            Verdict::Blocked
+        }
+    }
+
+    /// Whether a worker other than `worker` was computing at the last look: then
+    /// `worker` leaves the queued jobs to it (it takes them as it finishes) rather than
+    /// contend for the GIL, and sleeps until a look finds the busy ones blocked.
+    fn other_computing(&self, worker: usize) -> bool {
+        self.workers
+            .iter()
+            .enumerate()
+            .any(|(i, w)| i != worker && w.busy && w.computing)
+    }
+
+    /// The next job for `worker`, unless another worker computes (see `other_computing`).
+    fn take(&mut self, worker: usize) -> Option<Job> {
+        if self.jobs.is_empty() || self.other_computing(worker) {
+            return None;
+        }
+        let job = self.jobs.pop_front();
+        self.set_busy(worker, true);
+        job
+    }
+}
+
+/// What a look found the busy workers doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Computing,
+    /// One of them was not busy at the previous look: no interval to judge it by.
+    Unknown,
+    /// Blocked, or computing past their budget: the interpreter has room for another.
+    Blocked,
+}
+
+/// What `JobQueue::push_batch` leaves for the loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued {
+    /// Jobs waiting for a worker.
+    pub waiting: usize,
+    /// When the queue wants to look at the busy workers again (jobs wait).
+    pub look_at: Option<Instant>,
+}
+
+/// The CPU time a thread has used, from its clock.
+fn thread_cpu(clock: libc::clockid_t) -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own; the clock of a thread that
+    // has ended is an error, not undefined behaviour.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// The calling thread's CPU clock, readable from other threads.
+fn own_cpu_clock() -> Option<libc::clockid_t> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: pthread_self is the calling thread; the call writes `clock` only.
+    let ok = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) } == 0;
+    ok.then_some(clock)
 }
 
 pub struct JobQueue {
@@ -167,7 +327,10 @@ impl Default for JobQueue {
             inner: Mutex::new(Inner {
                 jobs: VecDeque::new(),
                 idle: 0,
-                workers: 0,
+                workers: Vec::new(),
+                last_look: None,
+                looks: 0,
+                interval: FIRST_LOOK,
                 stopping: false,
             }),
             ready: Condvar::new(),
@@ -180,38 +343,74 @@ impl JobQueue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A worker thread starts serving this queue.
-    pub fn add_worker(&self) {
-        self.lock().workers += 1;
+    /// The calling thread starts serving this queue; returns its slot, for `try_pop`
+    /// and `pop_wait`.
+    pub fn add_worker(&self) -> usize {
+        let mut inner = self.lock();
+        inner.workers.push(Worker {
+            clock: own_cpu_clock(),
+            busy: false,
+            computing: false,
+            taken: 0,
+            seen_look: 0,
+            seen_taken: 0,
+            seen_cpu: Duration::ZERO,
+            job_cpu_from: Duration::ZERO,
+        });
+        inner.workers.len() - 1
     }
 
-    /// Queues a batch (possibly empty: the loop calls this every round). Wakes a worker
-    /// if none is running, or if jobs were still waiting from an earlier round. Says how
-    /// many jobs wait, so the loop can look again soon.
-    pub fn push_batch(&self, batch: &mut Vec<Job>) -> usize {
+    /// Queues a batch (possibly empty: the loop calls this every round). While jobs
+    /// wait, looks at the busy workers when due (see `Inner::look`), and wakes a worker
+    /// if none is running or the running ones leave the interpreter idle. Says how many
+    /// jobs wait and when the next look is due, for the loop to come back then.
+    pub fn push_batch(&self, batch: &mut Vec<Job>, now: Instant) -> Queued {
         let mut inner = self.lock();
-        let backlog = !inner.jobs.is_empty();
         inner.jobs.extend(batch.drain(..));
-        let running = inner.workers.saturating_sub(inner.idle);
-        if inner.idle > 0 && !inner.jobs.is_empty() && (running == 0 || backlog) {
+        if inner.jobs.is_empty() {
+            inner.interval = FIRST_LOOK;
+            return Queued {
+                waiting: 0,
+                look_at: None,
+            };
+        }
+        let interval = inner.interval;
+        let verdict = match inner.last_look {
+            Some(t) if now.saturating_duration_since(t) < interval => None,
+            _ => Some(inner.look(now)),
+        };
+        if let Some(v) = verdict {
+            inner.interval = match v {
+                Verdict::Computing => (interval * 2).min(LONGEST_LOOK),
+                Verdict::Unknown | Verdict::Blocked => FIRST_LOOK,
+            };
+        }
+        let running = inner.workers.len().saturating_sub(inner.idle);
+        if inner.idle > 0 && (running == 0 || verdict == Some(Verdict::Blocked)) {
             self.ready.notify_one();
         }
-        inner.jobs.len()
+        Queued {
+            waiting: inner.jobs.len(),
+            look_at: inner.last_look.map(|t| t + inner.interval),
+        }
     }
 
-    /// Takes a job if one is queued, without waiting.
-    pub fn try_pop(&self) -> Option<Job> {
-        self.lock().jobs.pop_front()
+    /// Takes a job if one is queued and no other worker computes, without waiting.
+    pub fn try_pop(&self, worker: usize) -> Option<Job> {
+        let mut inner = self.lock();
+        inner.set_busy(worker, false);
+        inner.take(worker)
     }
 
     /// Waits for a job; `None` once the queue is stopping.
-    pub fn pop_wait(&self) -> Option<Job> {
+    pub fn pop_wait(&self, worker: usize) -> Option<Job> {
         let mut inner = self.lock();
+        inner.set_busy(worker, false);
         loop {
             if inner.stopping {
                 return None;
             }
-            if let Some(job) = inner.jobs.pop_front() {
+            if let Some(job) = inner.take(worker) {
                 return Some(job);
             }
             inner.idle += 1;

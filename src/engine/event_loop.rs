@@ -58,8 +58,6 @@ const QUEUE_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_PIPELINED: usize = 64;
 /// Reads from one connection before the loop turns to the others (up to 1 MiB).
 const READS_PER_TURN: usize = 4;
-/// How soon the loop looks again while jobs wait for a worker.
-const BACKLOG_CHECK: Duration = Duration::from_millis(1);
 /// Least time between two "reached the connection limit" warnings: a server held at
 /// its limit on purpose must not flood its log.
 const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -159,8 +157,8 @@ pub struct EventLoop {
     accept_paused: bool,
     /// A connection was marked awaited this round: look at the completions again.
     recheck: bool,
-    /// Jobs were waiting for a worker at the end of the last round.
-    backlog: bool,
+    /// Jobs wait for a worker: when the queue wants to look at the busy workers again.
+    look_at: Option<Instant>,
     /// Connections with input left unread after their turn.
     again: Vec<Key>,
     /// A connection closed below connection_limit: accept at the end of the round.
@@ -221,7 +219,7 @@ impl EventLoop {
             now,
             accept_paused: false,
             recheck: false,
-            backlog: false,
+            look_at: None,
             again: Vec::new(),
             accept_due: false,
             next_queue_warning: now,
@@ -260,9 +258,10 @@ impl EventLoop {
             if let Some(at) = self.balance.as_ref().and_then(|b| b.retry_at()) {
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
             }
-            if self.backlog {
-                // Jobs are waiting: look again soon, to add a worker if they still are.
-                timeout = timeout.min(BACKLOG_CHECK);
+            if let Some(at) = self.look_at {
+                // Jobs are waiting: come back for the queue to add a worker if the busy
+                // ones have blocked.
+                timeout = timeout.min(at.saturating_duration_since(Instant::now()));
             }
             if !self.again.is_empty() {
                 timeout = Duration::ZERO;
@@ -314,10 +313,10 @@ impl EventLoop {
                 self.accept_due = false;
                 self.guarded(None, |lp| lp.resume_accepting());
             }
-            let waiting = self.jobs.push_batch(&mut self.batch);
-            self.stats.queue_depth.store(waiting as u64, Relaxed);
-            self.backlog = waiting > 0;
-            self.warn_if_queue_backs_up(waiting);
+            let queued = self.jobs.push_batch(&mut self.batch, self.now);
+            self.stats.queue_depth.store(queued.waiting as u64, Relaxed);
+            self.look_at = queued.look_at;
+            self.warn_if_queue_backs_up(queued.waiting);
             if self.now >= next_tick {
                 self.guarded(None, |lp| lp.tick());
                 next_tick = self.now + TICK;

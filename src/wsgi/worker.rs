@@ -63,11 +63,11 @@ pub fn worker_main(
     index: usize,
 ) {
     WORKER.with(|w| w.set(true));
-    jobs.add_worker();
+    let slot = jobs.add_worker();
     Python::attach(|py| loop {
-        let job = match jobs.try_pop() {
+        let job = match jobs.try_pop(slot) {
             Some(job) => job,
-            None => match crate::wsgi::gil::detach(py, || jobs.pop_wait()) {
+            None => match crate::wsgi::gil::detach(py, || jobs.pop_wait(slot)) {
                 Some(job) => job,
                 None => return,
             },

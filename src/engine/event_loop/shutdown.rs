@@ -322,7 +322,7 @@ impl EventLoop {
             .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(open)));
         self.conns.clear();
         self.close_listeners();
-        self.jobs.push_batch(&mut self.batch);
+        self.jobs.push_batch(&mut self.batch, Instant::now());
     }
 }
 
