@@ -5,6 +5,8 @@ way), and outbuf_high_watermark pausing an application that outruns its client."
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import socket
@@ -13,7 +15,7 @@ import time
 import zlib
 
 import pytest
-from apps import hello_app
+from apps import digest_app, hello_app
 from helpers import (
     HOST,
     TARGET,
@@ -22,6 +24,7 @@ from helpers import (
     chunked,
     get,
     maitre_only,
+    post,
     wait_for,
 )
 from subprocess_server import ChildServer
@@ -381,6 +384,84 @@ def test_spilled_bodies_never_show_an_earlier_body(serve_app):
             assert resp.body == payload, (size, how, len(resp.body))
 
 
+#: inbuf_overflow for the tests of large bodies below: small, so that a few MiB
+#: cross it many times over
+OVERFLOW = 65536
+
+
+def _digest(payload: bytes) -> dict:
+    """What ``digest_app`` answers for a Content-Length body ``payload``."""
+    return {
+        "length": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "content_length": str(len(payload)),
+    }
+
+
+@pytest.mark.parametrize(
+    "size", [OVERFLOW - 1, OVERFLOW, OVERFLOW + 1, 3 * MIB + 7], ids=str
+)
+def test_large_body_is_read_exactly_and_ends_at_its_length(serve_app, size):
+    """Bodies just below, at and just above inbuf_overflow, and one of several
+    MiB, each sent in one piece with its head and a pipelined request behind
+    it: the app reads exactly the body (length and SHA-256), and the request
+    behind it is answered (the body ends at its Content-Length, however the
+    server moves the bytes to its file)."""
+    srv = serve_app(digest_app, inbuf_overflow=OVERFLOW)
+    payload = os.urandom(size)
+    with srv.connect() as conn:
+        conn.send(post("/", payload) + get("/after"))
+        first = conn.read_response()
+        second = conn.read_response()
+    assert first.status == 200
+    assert json.loads(first.body) == _digest(payload)
+    assert second.status == 200
+    assert json.loads(second.body)["length"] == 0
+
+
+def test_large_body_in_many_small_sends(serve_app):
+    """A body sent in 1,000-byte pieces (its first bytes with the head), then
+    a second one on the same connection in 1 MiB pieces: the app reads each
+    exactly."""
+    srv = serve_app(digest_app, inbuf_overflow=OVERFLOW)
+    small, large = os.urandom(MIB + 1), os.urandom(4 * MIB + 3)
+    with srv.connect() as conn:
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request = post("/", small)
+        head_end = request.index(b"\r\n\r\n") + 4
+        conn.send(request[: head_end + 10])
+        for i in range(head_end + 10, len(request), 1000):
+            conn.send(request[i : i + 1000])
+        first = conn.read_response()
+        request = post("/", large)
+        for i in range(0, len(request), MIB):
+            conn.send(request[i : i + MIB])
+        second = conn.read_response()
+    assert json.loads(first.body) == _digest(small)
+    assert json.loads(second.body) == _digest(large)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+def test_clients_gone_mid_body_leave_nothing_in_the_next_body(serve_app, reset):
+    """Clients that send part of a large body and vanish (FIN or RST), each
+    followed by a client that sends its whole body: every whole body reaches
+    the app exactly, nothing of the abandoned ones mixed in."""
+    srv = serve_app(digest_app, inbuf_overflow=OVERFLOW)
+    for _ in range(5):
+        sock = socket.create_connection((HOST, srv.port), timeout=10)
+        sock.sendall(post("/", b"g" * (4 * MIB))[: 3 * MIB // 2])
+        if reset:
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2
+            )
+        sock.close()
+        payload = os.urandom(2 * MIB)
+        with srv.connect() as conn:
+            resp = conn.request(post("/", payload))
+        assert resp.status == 200
+        assert json.loads(resp.body) == _digest(payload)
+
+
 def test_response_spills_to_a_temp_file(serve_app):
     """Output the client does not take yet, beyond outbuf_overflow, is held in a
     temporary file, not in memory; the client gets every byte in order."""
@@ -506,6 +587,48 @@ def test_1gb_upload_flat_memory():
             resp = conn.read_response()
         assert resp.status == 200
         assert resp.body == f"{total} {expected_crc}".encode()
+        _assert_flat(child, sampler, base, base_hwm)
+
+
+def test_20_concurrent_uploads_flat_memory():
+    """20 clients upload 48 MiB each at the same time (960 MiB, each body from
+    one 1 MiB block): the bodies wait in temporary files, not in memory, so the
+    server process's resident memory grows by less than 64 MiB, and the app
+    reads every body intact (length and CRC-32)."""
+    block = _pattern_block()
+    size = 48 * MIB
+    expected_crc = 0
+    for _ in range(size // len(block)):
+        expected_crc = zlib.crc32(block, expected_crc)
+    answers = []
+
+    def upload(port):
+        with RawConnection(port, timeout=120) as conn:
+            conn.send(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
+            )
+            view = memoryview(block)
+            for _ in range(size // len(block)):
+                conn.sock.sendall(view)
+            resp = conn.read_response()
+            answers.append((resp.status, resp.body))
+
+    with ChildServer(TARGET, "crc") as child:
+        with RawConnection(child.port) as conn:
+            resp = conn.request(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"
+            )
+            assert resp.status == 200
+        base, base_hwm = child.rss(), child.hwm()
+        with RssSampler(child) as sampler:
+            clients = [
+                threading.Thread(target=upload, args=(child.port,)) for _ in range(20)
+            ]
+            for t in clients:
+                t.start()
+            for t in clients:
+                t.join(300)
+        assert answers == [(200, f"{size} {expected_crc}".encode())] * 20
         _assert_flat(child, sampler, base, base_hwm)
 
 

@@ -19,7 +19,7 @@ use slab::Slab;
 use socket2::{SockAddr, Socket};
 
 use crate::engine::balance::Balance;
-use crate::engine::body::{Body, BodyReceiver};
+use crate::engine::body::{Body, BodyReceiver, SplicePipe};
 use crate::engine::channel::{Channel, Peer, WhenFull};
 use crate::engine::config::Config;
 use crate::engine::dispatch::{
@@ -149,6 +149,9 @@ pub struct EventLoop {
     /// Under a master: shares connections evenly with the other workers.
     balance: Option<Balance>,
     scratch: Vec<u8>,
+    /// Carries spilled bodies from plain sockets to their files (`None` if the system
+    /// would not give us a pipe: they are read through `scratch` then).
+    pipe: Option<SplicePipe>,
     batch: Vec<Job>,
     done: Vec<Completion>,
     next_id: u64,
@@ -213,6 +216,9 @@ impl EventLoop {
             heartbeat: None,
             balance: None,
             scratch: vec![0; READ_SIZE],
+            // Made here, in the process that serves (after any fork), so that no other
+            // process can put its bytes in it.
+            pipe: SplicePipe::new().ok(),
             batch: Vec::with_capacity(64),
             done: Vec::with_capacity(64),
             next_id: 0,
@@ -368,6 +374,8 @@ impl EventLoop {
             if self.scratch.len() != READ_SIZE {
                 self.scratch = vec![0; READ_SIZE];
             }
+            // Or while spliced bytes were in the pipe, which must reach no other body.
+            self.pipe = SplicePipe::new().ok();
             let what = panic_message(&*panic);
             let closed = token.is_some_and(|t| self.conns.contains(t));
             if let (true, Some(t)) = (closed, token) {
@@ -645,7 +653,21 @@ impl EventLoop {
                 return;
             }
             reads += 1;
-            let n = match conn.channel.read(&mut self.scratch) {
+            // The rest of a large Content-Length body skips our buffer (`SplicePipe`),
+            // unless bytes of it already wait in `rbuf`.
+            let splice = match (&conn.state, &self.pipe) {
+                (State::Body { body, .. }, Some(_))
+                    if conn.rbuf.is_empty() && conn.channel.tls().is_none() =>
+                {
+                    body.spliceable()
+                }
+                _ => None,
+            };
+            let got = match (splice, &self.pipe) {
+                (Some(max), Some(pipe)) => pipe.fill_from(conn.channel.sock.as_raw_fd(), max),
+                _ => conn.channel.read(&mut self.scratch),
+            };
+            let n = match got {
                 Ok(0) => {
                     // The peer is done. Whatever it left unfinished cannot be answered.
                     self.close(token);
@@ -685,8 +707,9 @@ impl EventLoop {
                     return;
                 }
             };
-            if n < self.scratch.len() && !conn.read_closed {
+            if n < self.scratch.len() && !conn.read_closed && splice.is_none() {
                 // A short read drained the socket; the next arrival raises a new edge.
+                // (A short splice may have filled the pipe: the next one tells.)
                 conn.readable = false;
             }
             if lingering {
@@ -694,7 +717,9 @@ impl EventLoop {
             }
             self.stats.bytes_read.fetch_add(n as u64, Relaxed);
             conn.last_activity = self.now;
-            if conn.rbuf.is_empty() {
+            if splice.is_some() {
+                self.take_spliced(token, n);
+            } else if conn.rbuf.is_empty() {
                 let scratch = std::mem::take(&mut self.scratch);
                 let used = self.consume(token, &scratch[..n]);
                 if used < n {
@@ -849,26 +874,59 @@ impl EventLoop {
                         }
                         Ok((used, true)) => {
                             pos += used;
-                            let State::Body { head, body, .. } =
-                                std::mem::replace(&mut conn.state, State::Busy)
-                            else {
-                                unreachable!()
+                            return match self.body_complete(token, &input[pos..]) {
+                                Some(took) => pos + took,
+                                None => input.len(),
                             };
-                            match body.finish() {
-                                Ok(body) => pos += self.dispatch(token, *head, body, &input[pos..]),
-                                Err(e) => {
-                                    let e = RequestError::BodyTooLarge(format!(
-                                        "cannot store the request body: {e}"
-                                    ));
-                                    return self.reject(token, e, version, input.len());
-                                }
-                            }
-                            return pos;
                         }
                     }
                 }
                 State::Busy => return pos,
                 State::Closing | State::Lingering { .. } => return input.len(),
+            }
+        }
+    }
+
+    /// Stores the `n` body bytes `drive` spliced into the pipe (which leaves it empty).
+    fn take_spliced(&mut self, token: usize, n: usize) {
+        let (Some(conn), Some(pipe)) = (self.conns.get_mut(token), &self.pipe) else {
+            return;
+        };
+        let State::Body {
+            head,
+            body,
+            received,
+            ..
+        } = &mut conn.state
+        else {
+            unreachable!("spliced outside a body")
+        };
+        match body.take_from_pipe(pipe, n) {
+            Err(e) => {
+                let version = head.version;
+                self.reject(token, e, version, 0);
+            }
+            Ok(false) => *received += n as u64,
+            Ok(true) => {
+                self.body_complete(token, &[]);
+            }
+        }
+    }
+
+    /// Dispatches the request whose body has just been received whole, with the complete
+    /// requests pipelined behind it in `rest`; returns the bytes of `rest` those took, or
+    /// `None` when the body could not be stored (answered, and the connection closing).
+    fn body_complete(&mut self, token: usize, rest: &[u8]) -> Option<usize> {
+        let conn = self.conns.get_mut(token)?;
+        let State::Body { head, body, .. } = std::mem::replace(&mut conn.state, State::Busy) else {
+            unreachable!("no body to complete")
+        };
+        match body.finish() {
+            Ok(body) => Some(self.dispatch(token, *head, body, rest)),
+            Err(e) => {
+                let e = RequestError::BodyTooLarge(format!("cannot store the request body: {e}"));
+                self.reject(token, e, head.version, 0);
+                None
             }
         }
     }
