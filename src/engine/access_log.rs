@@ -1,5 +1,7 @@
 //! The access log: one line per answered request, in gunicorn's format language, made
 //! from what the engine knows when the response is done (status, body bytes, timings).
+//! Requests the I/O loop answers itself (refused, timed out) get theirs from the same
+//! [`Entry`] and [`Format`], with what is known of them ([`Seen`]).
 //!
 //! A worker hands over an [`Entry`] (the request head it already owns, moved, plus a few
 //! numbers) under a short lock; a writer thread of its own formats the entries and writes
@@ -31,6 +33,9 @@ pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s 
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Entries that make the writer start at once rather than at the next interval.
 const BATCH: usize = 1024;
+/// Longest request line of a refused request that is logged (a longer one is `-`):
+/// its escaped form, up to four times longer, must stay a reasonable line.
+const MAX_LOGGED_LINE: usize = 8192;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
@@ -140,7 +145,7 @@ impl Format {
             match p {
                 Piece::Text(t) => out.extend_from_slice(t),
                 Piece::Atom(a) => atom(*a, e, clock, out),
-                Piece::RequestHeader(name) => value(e.head.header(name), out),
+                Piece::RequestHeader(name) => value(e.request.header(name), out),
                 Piece::ResponseHeader(i) => {
                     value(e.response_headers.get(*i).and_then(|v| v.as_deref()), out)
                 }
@@ -155,12 +160,93 @@ impl Format {
         }
         out.push(b'\n');
     }
+
+    /// The line for `e` without its newline (for Python's logging).
+    pub fn text(&self, e: &Entry) -> String {
+        let mut line = Vec::with_capacity(256);
+        self.write_line(e, &mut Clock::default(), &mut line);
+        line.pop();
+        String::from_utf8_lossy(&line).into_owned()
+    }
+}
+
+/// The request an entry is about, as far as it was understood.
+#[derive(Debug)]
+pub enum Seen {
+    /// Its head was parsed: every request a worker ran, and one refused for its body.
+    Head(RequestHead),
+    /// Refused (or given up on) before its head was parsed: its request line as
+    /// received, or nothing when no whole line had arrived (logged as `-`).
+    Line(Vec<u8>),
+}
+
+impl Seen {
+    /// The request line at the start of `received` (after the empty lines a client
+    /// may send first), when a whole one arrived within [`MAX_LOGGED_LINE`] bytes.
+    pub fn line_of(received: &[u8]) -> Seen {
+        let start = received
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(received.len());
+        let rest = &received[start..];
+        let window = &rest[..rest.len().min(MAX_LOGGED_LINE)];
+        let line = match memchr::memchr(b'\n', window) {
+            Some(end) => window[..end].strip_suffix(b"\r").unwrap_or(&window[..end]),
+            None => b"",
+        };
+        Seen::Line(line.to_vec())
+    }
+
+    /// Method, target and protocol; of a line, only when it has their shape (the
+    /// line itself may be what was wrong).
+    fn parts(&self) -> Option<(&[u8], &[u8], &[u8])> {
+        match self {
+            Seen::Head(h) => Some((h.method(), h.target(), protocol(h.version))),
+            Seen::Line(line) => {
+                let first = memchr::memchr(b' ', line)?;
+                let last = memchr::memrchr(b' ', line)?;
+                let protocol = &line[last + 1..];
+                (first > 0 && first < last && protocol.starts_with(b"HTTP/"))
+                    .then(|| (&line[..first], &line[first + 1..last], protocol))
+            }
+        }
+    }
+
+    /// The method, when known (for the counters).
+    pub fn method(&self) -> Option<&[u8]> {
+        self.parts().map(|(method, _, _)| method)
+    }
+
+    fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        match self {
+            Seen::Head(h) => h.header(name),
+            Seen::Line(_) => None,
+        }
+    }
+}
+
+fn protocol(version: Version) -> &'static [u8] {
+    match version {
+        Version::Http10 => b"HTTP/1.0",
+        Version::Http11 => b"HTTP/1.1",
+    }
+}
+
+/// Where the access log goes, as the I/O loop needs to know it for the requests it
+/// answers itself.
+#[derive(Clone)]
+pub enum Sink {
+    /// Written by the engine (a file or stdout).
+    Writer(Arc<AccessLog>),
+    /// `access_log = logging`: lines in this format go to the `maitre.access` logger
+    /// through the loop's logging thread.
+    Logging(Format),
 }
 
 /// What the log needs of one answered request.
 #[derive(Debug)]
 pub struct Entry {
-    pub head: RequestHead,
+    pub request: Seen,
     pub peer: Option<SocketAddr>,
     pub status: u16,
     /// Body bytes sent (without the head or chunk framing).
@@ -204,15 +290,11 @@ fn num(n: u64, out: &mut Vec<u8>) {
 }
 
 fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
-    let target = e.head.target();
-    let protocol: &[u8] = match e.head.version {
-        Version::Http10 => b"HTTP/1.0",
-        Version::Http11 => b"HTTP/1.1",
-    };
     let split = |target: &[u8]| match memchr::memchr(b'?', target) {
         Some(q) => q,
         None => target.len(),
     };
+    let parts = || e.request.parts();
     match a {
         b'h' => match e.peer.map(|a| a.ip()) {
             Some(std::net::IpAddr::V4(ip)) => {
@@ -230,22 +312,28 @@ fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
             None => out.push(b'-'),
         },
         b'l' => out.push(b'-'),
-        b'u' => match basic_user(e.head.header(b"authorization")) {
+        b'u' => match basic_user(e.request.header(b"authorization")) {
             Some(user) => escape(&user, out),
             None => out.push(b'-'),
         },
         b't' => clock.write(e.received, out),
-        b'r' => {
-            escape(e.head.method(), out);
-            out.push(b' ');
-            escape(target, out);
-            out.push(b' ');
-            out.extend_from_slice(protocol);
-        }
-        b'm' => escape(e.head.method(), out),
-        b'U' => escape(&target[..split(target)], out),
-        b'q' => escape(target.get(split(target) + 1..).unwrap_or(b""), out),
-        b'H' => out.extend_from_slice(protocol),
+        b'r' => match &e.request {
+            Seen::Head(h) => {
+                escape(h.method(), out);
+                out.push(b' ');
+                escape(h.target(), out);
+                out.push(b' ');
+                out.extend_from_slice(protocol(h.version));
+            }
+            Seen::Line(line) => value(Some(line).filter(|l| !l.is_empty()).map(|l| &l[..]), out),
+        },
+        b'm' => value(parts().map(|(m, _, _)| m), out),
+        b'U' => value(parts().map(|(_, t, _)| &t[..split(t)]), out),
+        b'q' => value(
+            parts().map(|(_, t, _)| t.get(split(t) + 1..).unwrap_or(b"")),
+            out,
+        ),
+        b'H' => value(parts().map(|(_, _, p)| p), out),
         b's' => num(e.status as u64, out),
         b'B' => num(e.body_bytes, out),
         b'b' => {
@@ -255,8 +343,8 @@ fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
                 num(e.body_bytes, out)
             }
         }
-        b'f' => value(e.head.header(b"referer"), out),
-        b'a' => value(e.head.header(b"user-agent"), out),
+        b'f' => value(e.request.header(b"referer"), out),
+        b'a' => value(e.request.header(b"user-agent"), out),
         b'T' => num(e.took.as_secs(), out),
         b'M' => num(e.took.as_millis() as u64, out),
         b'D' => num(e.took.as_micros() as u64, out),
@@ -572,7 +660,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"))
             .unwrap();
         Entry {
-            head,
+            request: Seen::Head(head),
             peer: Some("127.0.0.1:5555".parse().unwrap()),
             status: 200,
             body_bytes: 12,
@@ -629,6 +717,41 @@ mod tests {
             String::from_utf8(got).unwrap(),
             String::from_utf8(want).unwrap()
         );
+    }
+
+    #[test]
+    fn a_refused_request_logs_what_is_known() {
+        let e = |received: &[u8]| Entry {
+            request: Seen::line_of(received),
+            peer: None,
+            status: 400,
+            body_bytes: 0,
+            received: Instant::now(),
+            took: Duration::ZERO,
+            response_headers: Vec::new(),
+            environ: Vec::new(),
+        };
+        let all = "%(h)s|%(r)s|%(m)s|%(U)s|%(q)s|%(H)s|%(a)s|%({x}i)s|%(b)s";
+        assert_eq!(
+            line(all, &e(b"\r\nGET /a?b HTTP/1.1\r\nUser-Agent: u\r\n")),
+            "-|GET /a?b HTTP/1.1|GET|/a|b|HTTP/1.1|-|-|-\n"
+        );
+        // Not a request line: logged escaped, and nothing is read into it.
+        assert_eq!(
+            line(
+                "%(r)s|%(m)s|%(U)s|%(H)s",
+                &e(b"\x16\x03 \"x\rz\nGET / HTTP/1.1\r\n")
+            ),
+            "\\x16\\x03 \\x22x\\x0Dz|-|-|-\n"
+        );
+        assert_eq!(line("%(r)s|%(m)s", &e(b"GET /no-end-yet")), "-|-\n");
+        let long = [
+            b"GET /".as_slice(),
+            &[b'a'; MAX_LOGGED_LINE],
+            b" HTTP/1.1\r\n",
+        ]
+        .concat();
+        assert_eq!(line("%(r)s", &e(&long)), "-\n");
     }
 
     #[test]
