@@ -193,26 +193,163 @@ def test_values_cannot_forge_a_line(logged):
     )
     assert refused.status == 400
     served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
-    lines = read_lines(path, 2)
-    assert len(lines) == 2
+    lines = read_lines(path, 3)
+    assert len(lines) == 3
     m = COMBINED.match(lines[0])
     assert m, lines[0]
     assert m["r"] == "GET /a%22b%0A?q=%0d%0a\\x22x HTTP/1.1"
     assert m["f"] == "\\x22quoted\\x22"
     assert m["a"] == "x\\x22 200 1 \\x22-\\x22 \\x22forged\\x09agent\\xFF\\x5C"
+    # The refused request's own line: its head was not parsed, so only its request
+    # line is known; the forged text never reaches the log.
+    refused_line = COMBINED.match(lines[1])
+    assert refused_line, lines[1]
+    assert (refused_line["r"], refused_line["s"]) == ("GET /x HTTP/1.1", "400")
+    assert refused_line["a"] == "-"
+    assert COMBINED.match(lines[2])["r"] == "GET /next HTTP/1.1"
+
+
+#: requests the engine answers itself, without the application: (settings, bytes
+#: sent, status, the logged request line)
+REFUSED = {
+    "bad-request-line": (
+        {},
+        b"GET /x HTTP/1.1 junk\r\nHost: x\r\n\r\n",
+        400,
+        "GET /x HTTP/1.1 junk",
+    ),
+    "no-host": ({}, b"GET /no-host HTTP/1.1\r\n\r\n", 400, "GET /no-host HTTP/1.1"),
+    "header-too-large": (
+        {"max_request_header_size": 1024},
+        b"GET /big-head HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 2000 + b"\r\n\r\n",
+        431,
+        "GET /big-head HTTP/1.1",
+    ),
+    "body-too-large": (
+        {"max_request_body_size": 1000},
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+        413,
+        "POST /upload HTTP/1.1",
+    ),
+    "chunk-too-large": (
+        {"max_request_body_size": 1000},
+        b"POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"100000\r\n",
+        413,
+        "POST /chunks HTTP/1.1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_requests_get_one_line(logged, case):
+    """A request the engine refuses without the application gets exactly one
+    line, with what is known of it, like any other; and it is counted."""
+    settings, raw, status, request_line = REFUSED[case]
+    served, path = logged(**settings)
+    with RawConnection(served.port) as conn:
+        conn.send(raw)
+        resp = conn.read_response()
+        assert resp.status == status
+        assert conn.is_closed()
+    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    lines = read_lines(path, 2)
+    assert len(lines) == 2, lines
+    m = COMBINED.match(lines[0])
+    assert m, lines[0]
+    assert (m["h"], m["r"], m["s"]) == ("127.0.0.1", request_line, str(status))
+    assert m["b"] == str(len(resp.body))
     assert COMBINED.match(lines[1])["r"] == "GET /next HTTP/1.1"
-
-
-def test_rejected_requests_are_counted_not_logged(logged):
-    """A request the engine refuses (400) never reached a worker: it is counted in
-    the stats but has no access log line (documented limitation)."""
-    served, path = logged("%(s)s")
-    resp = served.request(b"GET / HTTP/1.1\r\n\r\n")  # no Host
-    assert resp.status == 400
-    served.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert read_lines(path, 1) == ["200"]
     stats = served.server.stats()
+    assert stats["Requests"] == 2
     assert stats["Requests By Status"]["4xx"] == 1
+
+
+def test_head_timeout_is_logged_as_408(logged):
+    """A head still incomplete after channel_timeout is cut without an answer (as
+    before); the log says 408 with nothing sent, as nginx does."""
+    served, path = logged(channel_timeout=1)
+    with RawConnection(served.port) as conn:
+        conn.send(b"GET /slow-head HTTP/1.1\r\nHost: x\r\n")
+        assert conn.read_until_close() == b""
+    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    lines = read_lines(path, 2)
+    assert len(lines) == 2, lines
+    m = COMBINED.match(lines[0])
+    assert m, lines[0]
+    assert (m["r"], m["s"], m["b"]) == ("GET /slow-head HTTP/1.1", "408", "-")
+    assert served.server.stats()["Requests By Status"]["4xx"] == 1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        # the rate is checked every second; the idle sweep (every 30 s) comes later
+        {"channel_timeout": 2, "min_request_body_rate": 500},
+        {"channel_timeout": 1, "cleanup_interval": 1, "min_request_body_rate": 0},
+    ],
+    ids=["too-slow", "idle"],
+)
+def test_body_timeout_is_logged_as_408(logged, settings):
+    """A body too slow for min_request_body_rate gets a 408 and its line; with no
+    minimum rate, a body that stops for channel_timeout is cut without an answer,
+    and logged as 408 with nothing sent. Either way the head was parsed, so its
+    headers are in the line."""
+    served, path = logged(**settings)
+    rate = settings["min_request_body_rate"]
+    with RawConnection(served.port) as conn:
+        conn.send(
+            b"POST /slow-body HTTP/1.1\r\nHost: x\r\nUser-Agent: slow/1\r\n"
+            b"Content-Length: 100\r\n\r\nab"
+        )
+        sent = conn.read_until_close()
+    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    lines = read_lines(path, 2)
+    assert len(lines) == 2, lines
+    m = COMBINED.match(lines[0])
+    assert m, lines[0]
+    assert (m["r"], m["s"], m["a"]) == ("POST /slow-body HTTP/1.1", "408", "slow/1")
+    if rate:
+        assert sent.startswith(b"HTTP/1.1 408 ")
+        assert m["b"] == str(len(sent.split(b"\r\n\r\n", 1)[1]))
+    else:
+        assert (sent, m["b"]) == (b"", "-")
+
+
+def test_idle_connection_is_not_logged(logged):
+    """A connection that sends nothing made no request: closing it logs nothing."""
+    served, path = logged("%(r)s %(s)s", channel_timeout=1, cleanup_interval=1)
+    with RawConnection(served.port) as conn:
+        assert conn.read_until_close() == b""
+    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_lines(path, 1) == ["GET /next HTTP/1.1 200"]
+
+
+def test_bad_request_line_cannot_forge_a_line(logged):
+    """The raw request line of a refused request is escaped like any value: a
+    quote and a CR in it stay inside the field, and what follows an LF (the end
+    of the line as received) is not logged at all."""
+    served, path = logged()
+    forged = b'127.0.0.1 - - [01/Jan/2000:00:00:00 +0000] "GET /forged HTTP/1.1" 200 1'
+    for raw in (
+        b'GET /a" ' + forged + b' "-" "-"\r' + forged + b" HTTP/1.1\r\n\r\n",
+        b"GET /b\n" + forged + b' "-" "-"\r\n\r\n',
+    ):
+        with RawConnection(served.port) as conn:
+            conn.send(raw)
+            assert conn.read_response().status == 400
+    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    lines = read_lines(path, 3)
+    assert len(lines) == 3, lines
+    first, second = (COMBINED.match(line) for line in lines[:2])
+    assert first and second, lines
+    assert first["r"] == (
+        "GET /a\\x22 127.0.0.1 - - [01/Jan/2000:00:00:00 +0000] \\x22GET /forged "
+        "HTTP/1.1\\x22 200 1 \\x22-\\x22 \\x22-\\x22\\x0D127.0.0.1 - - "
+        "[01/Jan/2000:00:00:00 +0000] \\x22GET /forged HTTP/1.1\\x22 200 1 HTTP/1.1"
+    )
+    assert (first["s"], second["r"], second["s"]) == ("400", "GET /b", "400")
+    assert COMBINED.match(lines[2])["r"] == "GET /next HTTP/1.1"
 
 
 def test_reopen_logs_after_rotation(logged):
@@ -308,11 +445,15 @@ def test_logging_sink(serve_app):
         served = serve_app(app, access_log="logging", access_log_format="%(r)s %(s)s")
         served.request(b"GET /via-logging HTTP/1.1\r\nHost: x\r\n\r\n")
         assert wait_for(lambda: records, 5)
+        # A request the engine refuses goes to the same logger, with the same format.
+        assert served.request(b"GET /refused HTTP/1.1\r\n\r\n").status == 400
+        assert wait_for(lambda: len(records) == 2, 5)
     finally:
         access.removeHandler(handler)
         access.setLevel(old_level)
     assert records[0].getMessage() == "GET /via-logging HTTP/1.1 200"
-    assert records[0].levelno == logging.INFO
+    assert records[1].getMessage() == "GET /refused HTTP/1.1 400"
+    assert [r.levelno for r in records] == [logging.INFO] * 2
 
 
 def test_two_processes_write_whole_lines(tmp_path):

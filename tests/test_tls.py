@@ -414,6 +414,27 @@ def test_plain_http_to_the_tls_port_gets_400(serve_app, pki):
     assert https_get(served.port, pki.client_context())[0] == 200
 
 
+def test_the_400_for_plain_http_has_its_access_log_line(serve_app, pki, tmp_path):
+    """The engine's own 400 is a response like any other: one line, with no request
+    line (the bytes were not read as HTTP) and the body bytes it sent."""
+    log = tmp_path / "access.log"
+    settings = pki.settings(access_log=str(log), access_log_format="%(r)s %(s)s %(b)s")
+    served = serve_app(hello_app, **settings)
+    with RawConnection(served.port, timeout=10) as conn:
+        conn.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = conn.read_until_close()
+    assert data.startswith(b"HTTP/1.0 400 Bad Request\r\n"), data
+    assert https_get(served.port, pki.client_context())[0] == 200
+
+    def lines():
+        return log.read_text().splitlines() if log.exists() else []
+
+    assert wait_for(lambda: len(lines()) >= 2)
+    body = len(data.split(b"\r\n\r\n", 1)[1])
+    assert lines()[0] == f"- 400 {body}"
+    assert lines()[1].endswith(" 200 13")
+
+
 def test_slow_handshake_is_cut_while_others_are_served(serve_app, pki):
     served = serve_app(hello_app, **pki.settings(channel_timeout=2, cleanup_interval=1))
     slow = socket.create_connection((HOST, served.port), timeout=10)

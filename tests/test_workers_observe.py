@@ -12,13 +12,23 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import urllib.request
 
 import pytest
-from helpers import HOST, TARGET, RawConnection, free_port, get, maitre_only, wait_for
-from test_workers import APP, Cluster, fetch, started
+from helpers import (
+    HOST,
+    TARGET,
+    RawConnection,
+    ServerProcess,
+    free_port,
+    get,
+    maitre_only,
+    wait_for,
+)
+from test_workers import APP, PASTE_INI, PASTE_SCRIPT, Cluster, fetch, started
 
 pytestmark = maitre_only("waitress has no worker processes, metrics or access log")
 
@@ -380,3 +390,29 @@ def test_a_replacement_retried_after_failing_to_load_counts_every_attempt(
         return sorted(restarts.values()) == [0, attempts]
 
     assert wait_for(counted, 5), scrape(mport)
+
+
+def test_sighup_keeps_metrics_listen_and_says_so(appdir):
+    """metrics_listen is served by the master: a value the re-read settings change
+    is not taken (each new worker would try to bind it) but named in a warning."""
+    pytest.importorskip("paste.deploy")
+    with open(appdir / "wapp.py", "a") as f:
+        f.write("\ndef make_app(global_conf, **local_conf):\n    return app\n")
+    port, mport = free_port(), free_port()
+    ini = appdir / "site.ini"
+    settings = PASTE_INI.format(port=port, workers=2)
+    ini.write_text(settings)
+    proc = ServerProcess([sys.executable, "-c", PASTE_SCRIPT, str(ini)], cwd=appdir)
+    try:
+        proc.wait_for_line("Ready with 2 worker(s)")
+        ini.write_text(settings + f"metrics_listen = {HOST}:{mport}\n")
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        proc.wait_for_line("metrics_listen cannot change without a restart (stays off)")
+        proc.wait_for_line("Reloaded: 2 new worker(s)")
+        assert fetch(port).status == 200
+        with pytest.raises(OSError):
+            scrape(mport)
+        os.kill(proc.proc.pid, signal.SIGTERM)
+        assert proc.wait() == 0
+    finally:
+        proc.kill()

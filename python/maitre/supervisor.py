@@ -707,6 +707,14 @@ class Master:
                     "%s: the listening addresses cannot change without a restart",
                     why,
                 )
+            if adj.metrics_listen != self.adj.metrics_listen:
+                # The master serves it; new workers must not bind it themselves.
+                logger.warning(
+                    "%s: metrics_listen cannot change without a restart (stays %s)",
+                    why,
+                    self.adj.metrics_listen or "off",
+                )
+                adj.metrics_listen = self.adj.metrics_listen
             self.kw, self.adj = kw, adj
             if load_app is not None:  # None: the application stays the loaded one
                 self.load_app = load_app

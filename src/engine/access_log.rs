@@ -1,5 +1,7 @@
 //! The access log: one line per answered request, in gunicorn's format language, made
 //! from what the engine knows when the response is done (status, body bytes, timings).
+//! Requests the I/O loop answers itself (refused, timed out) get theirs from the same
+//! [`Entry`] and [`Format`], with what is known of them ([`Seen`]).
 //!
 //! A worker hands over an [`Entry`] (the request head it already owns, moved, plus a few
 //! numbers) under a short lock; a writer thread of its own formats the entries and writes
@@ -31,10 +33,17 @@ pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s 
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Entries that make the writer start at once rather than at the next interval.
 const BATCH: usize = 1024;
+/// Bytes reserved before each line.
+const LINE_ROOM: usize = 512;
+/// Longest request line of a refused request that is logged (a longer one is `-`):
+/// its escaped form, up to four times longer, must stay a reasonable line.
+const MAX_LOGGED_LINE: usize = 8192;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     Text(Vec<u8>),
+    /// Text of up to eight bytes (the separators of the usual formats), for [`put`].
+    Short([u8; 8], usize),
     /// One of gunicorn's one-letter atoms.
     Atom(u8),
     /// `{name}i`: a request header (lower-case name).
@@ -46,6 +55,25 @@ enum Piece {
 }
 
 const ATOMS: &[u8] = b"hlutrmUqHsBbfaTMDLp";
+
+fn text_piece(text: Vec<u8>) -> Piece {
+    if text.len() > 8 {
+        return Piece::Text(text);
+    }
+    let mut short = [0; 8];
+    short[..text.len()].copy_from_slice(&text);
+    Piece::Short(short, text.len())
+}
+
+/// Appends `bytes[..len]` by copying all `N` bytes, then cutting the length back: a
+/// copy of constant size is a few stores, where one of variable size is a call to
+/// memcpy (a line of short pieces spent more instructions in memcpy than in its own
+/// formatting, callgrind). The line's room was reserved at its start.
+fn put<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N], len: usize) {
+    let at = out.len();
+    out.extend_from_slice(bytes);
+    out.truncate(at + len);
+}
 
 /// A parsed `access_log_format`.
 #[derive(Debug, Clone)]
@@ -89,14 +117,19 @@ impl Format {
                 .ok_or_else(|| format!("atom at offset {i} does not end with ')s'"))?;
             let name = &spec[i + 2..i + close];
             i += close + 2;
+            if name == "l" {
+                // Always `-`: one piece of text with its neighbours.
+                text.push(b'-');
+                continue;
+            }
             if !text.is_empty() {
-                f.pieces.push(Piece::Text(std::mem::take(&mut text)));
+                f.pieces.push(text_piece(std::mem::take(&mut text)));
             }
             let piece = f.atom(name)?;
             f.pieces.push(piece);
         }
         if !text.is_empty() {
-            f.pieces.push(Piece::Text(text));
+            f.pieces.push(text_piece(text));
         }
         Ok(f)
     }
@@ -136,11 +169,14 @@ impl Format {
 
     /// Appends the line for `e` to `out`, with its newline.
     pub fn write_line(&self, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
+        // Room for a usual line at once, rather than growing on the way.
+        out.reserve(LINE_ROOM);
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.extend_from_slice(t),
+                Piece::Short(t, len) => put(out, t, *len),
                 Piece::Atom(a) => atom(*a, e, clock, out),
-                Piece::RequestHeader(name) => value(e.head.header(name), out),
+                Piece::RequestHeader(name) => value(e.request.header(name), out),
                 Piece::ResponseHeader(i) => {
                     value(e.response_headers.get(*i).and_then(|v| v.as_deref()), out)
                 }
@@ -155,12 +191,105 @@ impl Format {
         }
         out.push(b'\n');
     }
+
+    /// The line for `e` without its newline (for Python's logging).
+    pub fn text(&self, e: &Entry) -> String {
+        let mut line = Vec::with_capacity(256);
+        self.write_line(e, &mut Clock::default(), &mut line);
+        line.pop();
+        String::from_utf8_lossy(&line).into_owned()
+    }
+}
+
+/// The request an entry is about, as far as it was understood.
+#[derive(Debug)]
+pub enum Seen {
+    /// Its head was parsed: every request a worker ran, and one refused for its body.
+    Head(RequestHead),
+    /// Refused (or given up on) before its head was parsed: its request line as
+    /// received, or nothing when no whole line had arrived (logged as `-`).
+    Line(Vec<u8>),
+}
+
+impl Seen {
+    /// The request line at the start of `received` (after the empty lines a client
+    /// may send first), when a whole one arrived within [`MAX_LOGGED_LINE`] bytes.
+    pub fn line_of(received: &[u8]) -> Seen {
+        let start = received
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(received.len());
+        let rest = &received[start..];
+        let window = &rest[..rest.len().min(MAX_LOGGED_LINE)];
+        let line = match memchr::memchr(b'\n', window) {
+            Some(end) => window[..end].strip_suffix(b"\r").unwrap_or(&window[..end]),
+            None => b"",
+        };
+        Seen::Line(line.to_vec())
+    }
+
+    /// Method, target and protocol; of a line, only when it has their shape (the
+    /// line itself may be what was wrong).
+    fn parts(&self) -> Option<(&[u8], &[u8], &[u8])> {
+        match self {
+            Seen::Head(h) => Some((h.method(), h.target(), protocol(h.version))),
+            Seen::Line(line) => {
+                let first = memchr::memchr(b' ', line)?;
+                let last = memchr::memrchr(b' ', line)?;
+                let protocol = &line[last + 1..];
+                (first > 0 && first < last && protocol.starts_with(b"HTTP/"))
+                    .then(|| (&line[..first], &line[first + 1..last], protocol))
+            }
+        }
+    }
+
+    /// The method, when known (for the counters).
+    pub fn method(&self) -> Option<&[u8]> {
+        self.parts().map(|(method, _, _)| method)
+    }
+
+    fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        match self {
+            Seen::Head(h) => h.header(name),
+            Seen::Line(_) => None,
+        }
+    }
+}
+
+/// The request line of `h` as received, when it reads exactly as `%(r)s` shows it
+/// (single spaces, the protocol it is served as): one escape instead of three.
+fn as_received(h: &RequestHead) -> Option<&[u8]> {
+    let end = h.target.end + 9;
+    let line = h.buf.get(h.method.start..end)?;
+    let fits = h.method.end + 1 == h.target.start
+        && h.buf[h.method.end] == b' '
+        && h.buf[h.target.end] == b' '
+        && &h.buf[h.target.end + 1..end] == protocol(h.version);
+    fits.then_some(line)
+}
+
+fn protocol(version: Version) -> &'static [u8] {
+    match version {
+        Version::Http10 => b"HTTP/1.0",
+        Version::Http11 => b"HTTP/1.1",
+    }
+}
+
+/// Where the access log goes, as the I/O loop needs to know it for the requests it
+/// answers itself.
+#[derive(Clone)]
+pub enum Sink {
+    /// Written by the engine (a file or stdout).
+    Writer(Arc<AccessLog>),
+    /// `access_log = logging`: lines in this format go to the `maitre.access` logger
+    /// through the loop's logging thread.
+    Logging(Format),
 }
 
 /// What the log needs of one answered request.
 #[derive(Debug)]
 pub struct Entry {
-    pub head: RequestHead,
+    pub request: Seen,
     pub peer: Option<SocketAddr>,
     pub status: u16,
     /// Body bytes sent (without the head or chunk framing).
@@ -184,13 +313,24 @@ fn value(v: Option<&[u8]>, out: &mut Vec<u8>) {
     }
 }
 
+/// The bytes [`escape`] writes as they are: a table rather than three comparisons per
+/// byte.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b <= 0x7e {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
 /// nginx's escaping: `"`, `\`, control bytes and bytes above 0x7e as `\xHH`.
 pub fn escape(v: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let needs = |b: &u8| !(0x20..=0x7e).contains(b) || *b == b'"' || *b == b'\\';
     let mut rest = v;
     // Runs of plain bytes are copied whole: most values have nothing to escape.
-    while let Some(i) = rest.iter().position(needs) {
+    while let Some(i) = first_to_escape(rest) {
         out.extend_from_slice(&rest[..i]);
         let b = rest[i];
         out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
@@ -199,53 +339,99 @@ pub fn escape(v: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(rest);
 }
 
+/// An IPv4 address in dotted decimal, built on the stack and appended in one copy.
+fn ipv4(octets: [u8; 4], out: &mut Vec<u8>) {
+    let mut buf = [0u8; 16];
+    let mut len = 0;
+    for (i, o) in octets.into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if o >= 100 {
+            buf[len] = b'0' + o / 100;
+            len += 1;
+        }
+        if o >= 10 {
+            buf[len] = b'0' + o / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + o % 10;
+        len += 1;
+    }
+    put(out, &buf, len);
+}
+
+/// Where the first byte [`escape`] rewrites is: eight bytes at a time (a user agent
+/// is a hundred bytes or more), then byte by byte.
+fn first_to_escape(v: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A high bit in each byte that is zero (exact for the first such byte: a borrow
+    // only marks bytes after it).
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let mut chunks = v.chunks_exact(8);
+    for (n, chunk) in chunks.by_ref().enumerate() {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let below = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let above = (w.wrapping_add(ONES) | w) & HIGH; // 0x7f and up
+        let quote = zero(w ^ (ONES * u64::from(b'"')));
+        let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+        let marked = below | above | quote | backslash;
+        if marked != 0 {
+            return Some(n * 8 + (marked.trailing_zeros() / 8) as usize);
+        }
+    }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&b| !PLAIN[b as usize])
+        .map(|i| v.len() - tail.len() + i)
+}
+
 fn num(n: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
-    let target = e.head.target();
-    let protocol: &[u8] = match e.head.version {
-        Version::Http10 => b"HTTP/1.0",
-        Version::Http11 => b"HTTP/1.1",
-    };
     let split = |target: &[u8]| match memchr::memchr(b'?', target) {
         Some(q) => q,
         None => target.len(),
     };
+    let parts = || e.request.parts();
     match a {
         b'h' => match e.peer.map(|a| a.ip()) {
-            Some(std::net::IpAddr::V4(ip)) => {
-                // Four itoa calls instead of the formatting machinery.
-                for (i, octet) in ip.octets().iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'.');
-                    }
-                    num(*octet as u64, out);
-                }
-            }
+            Some(std::net::IpAddr::V4(ip)) => ipv4(ip.octets(), out),
             Some(ip) => {
                 let _ = write!(out, "{ip}");
             }
             None => out.push(b'-'),
         },
         b'l' => out.push(b'-'),
-        b'u' => match basic_user(e.head.header(b"authorization")) {
+        b'u' => match basic_user(e.request.header(b"authorization")) {
             Some(user) => escape(&user, out),
             None => out.push(b'-'),
         },
         b't' => clock.write(e.received, out),
-        b'r' => {
-            escape(e.head.method(), out);
-            out.push(b' ');
-            escape(target, out);
-            out.push(b' ');
-            out.extend_from_slice(protocol);
-        }
-        b'm' => escape(e.head.method(), out),
-        b'U' => escape(&target[..split(target)], out),
-        b'q' => escape(target.get(split(target) + 1..).unwrap_or(b""), out),
-        b'H' => out.extend_from_slice(protocol),
+        b'r' => match &e.request {
+            Seen::Head(h) => match as_received(h) {
+                Some(line) => escape(line, out),
+                None => {
+                    escape(h.method(), out);
+                    out.push(b' ');
+                    escape(h.target(), out);
+                    out.push(b' ');
+                    out.extend_from_slice(protocol(h.version));
+                }
+            },
+            Seen::Line(line) => value(Some(line).filter(|l| !l.is_empty()).map(|l| &l[..]), out),
+        },
+        b'm' => value(parts().map(|(m, _, _)| m), out),
+        b'U' => value(parts().map(|(_, t, _)| &t[..split(t)]), out),
+        b'q' => value(
+            parts().map(|(_, t, _)| t.get(split(t) + 1..).unwrap_or(b"")),
+            out,
+        ),
+        b'H' => value(parts().map(|(_, _, p)| p), out),
         b's' => num(e.status as u64, out),
         b'B' => num(e.body_bytes, out),
         b'b' => {
@@ -255,8 +441,8 @@ fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
                 num(e.body_bytes, out)
             }
         }
-        b'f' => value(e.head.header(b"referer"), out),
-        b'a' => value(e.head.header(b"user-agent"), out),
+        b'f' => value(e.request.header(b"referer"), out),
+        b'a' => value(e.request.header(b"user-agent"), out),
         b'T' => num(e.took.as_secs(), out),
         b'M' => num(e.took.as_millis() as u64, out),
         b'D' => num(e.took.as_micros() as u64, out),
@@ -315,8 +501,11 @@ fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
 /// both clocks (per batch).
 #[derive(Default)]
 pub struct Clock {
-    second: u64,
-    text: Vec<u8>,
+    /// The instants that fall in the second `text` shows: most entries are checked
+    /// with two comparisons, without converting their instant (that cost more than the
+    /// rest of the `%(t)s` atom).
+    window: Option<(Instant, Instant)>,
+    text: ([u8; 32], usize),
     base: Option<(Instant, SystemTime)>,
 }
 
@@ -332,6 +521,7 @@ impl Clock {
     /// Reads both clocks again at the next use (the wall clock may have been set).
     pub fn rebase(&mut self) {
         self.base = None;
+        self.window = None;
     }
 
     fn wall(&mut self, t: Instant) -> SystemTime {
@@ -346,13 +536,22 @@ impl Clock {
     }
 
     fn write(&mut self, t: Instant, out: &mut Vec<u8>) {
-        let t = self.wall(t);
-        let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if secs != self.second || self.text.is_empty() {
-            self.second = secs;
-            self.text = clf_time(secs);
+        match self.window {
+            Some((from, to)) if from <= t && t < to => {}
+            _ => {
+                let since = self.wall(t).duration_since(UNIX_EPOCH).unwrap_or_default();
+                let from = t
+                    .checked_sub(Duration::from_nanos(since.subsec_nanos().into()))
+                    .unwrap_or(t);
+                self.window = Some((from, from + Duration::from_secs(1)));
+                let text = clf_time(since.as_secs());
+                let mut fixed = [b'-'; 32];
+                let len = text.len().min(32);
+                fixed[..len].copy_from_slice(&text[..len]);
+                self.text = (fixed, len);
+            }
         }
-        out.extend_from_slice(&self.text);
+        put(out, &self.text.0, self.text.1);
     }
 }
 
@@ -572,7 +771,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"))
             .unwrap();
         Entry {
-            head,
+            request: Seen::Head(head),
             peer: Some("127.0.0.1:5555".parse().unwrap()),
             status: 200,
             body_bytes: 12,
@@ -628,6 +827,110 @@ mod tests {
         assert_eq!(
             String::from_utf8(got).unwrap(),
             String::from_utf8(want).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_refused_request_logs_what_is_known() {
+        let e = |received: &[u8]| Entry {
+            request: Seen::line_of(received),
+            peer: None,
+            status: 400,
+            body_bytes: 0,
+            received: Instant::now(),
+            took: Duration::ZERO,
+            response_headers: Vec::new(),
+            environ: Vec::new(),
+        };
+        let all = "%(h)s|%(r)s|%(m)s|%(U)s|%(q)s|%(H)s|%(a)s|%({x}i)s|%(b)s";
+        assert_eq!(
+            line(all, &e(b"\r\nGET /a?b HTTP/1.1\r\nUser-Agent: u\r\n")),
+            "-|GET /a?b HTTP/1.1|GET|/a|b|HTTP/1.1|-|-|-\n"
+        );
+        // Not a request line: logged escaped, and nothing is read into it.
+        assert_eq!(
+            line(
+                "%(r)s|%(m)s|%(U)s|%(H)s",
+                &e(b"\x16\x03 \"x\rz\nGET / HTTP/1.1\r\n")
+            ),
+            "\\x16\\x03 \\x22x\\x0Dz|-|-|-\n"
+        );
+        assert_eq!(line("%(r)s|%(m)s", &e(b"GET /no-end-yet")), "-|-\n");
+        let long = [
+            b"GET /".as_slice(),
+            &[b'a'; MAX_LOGGED_LINE],
+            b" HTTP/1.1\r\n",
+        ]
+        .concat();
+        assert_eq!(line("%(r)s", &e(&long)), "-\n");
+    }
+
+    #[test]
+    fn ipv4_addresses() {
+        for ip in ["0.0.0.0", "255.255.255.255", "10.9.100.99", "192.168.1.20"] {
+            let mut out = Vec::new();
+            ipv4(ip.parse::<std::net::Ipv4Addr>().unwrap().octets(), &mut out);
+            assert_eq!(out, ip.as_bytes());
+        }
+    }
+
+    #[test]
+    fn the_request_line_as_served() {
+        // As received, or rebuilt when it was not sent as it is served.
+        for (raw, want) in [
+            (
+                b"GET /a?b HTTP/1.0\r\n\r\n".as_slice(),
+                "GET /a?b HTTP/1.0\n",
+            ),
+            (b"GET /a HTTP/1.2\r\nHost: h\r\n\r\n", "GET /a HTTP/1.1\n"),
+        ] {
+            assert_eq!(line("%(r)s", &entry(raw)), want);
+        }
+    }
+
+    #[test]
+    fn the_clock_turns_at_the_second() {
+        let start = Instant::now();
+        // 0.7 s into second 1_000_000_000.
+        let mut clock = Clock::at(start, UNIX_EPOCH + Duration::from_millis(1_000_000_000_700));
+        let mut at = |ms: u64| {
+            let mut out = Vec::new();
+            clock.write(start + Duration::from_millis(ms), &mut out);
+            out
+        };
+        let (first, next) = (clf_time(1_000_000_000), clf_time(1_000_000_001));
+        assert_eq!(at(0), first);
+        assert_eq!(at(299), first);
+        assert_eq!(at(300), next);
+        assert_eq!(at(1299), next);
+        // An entry older than the last one (entries of several workers).
+        assert_eq!(at(100), first);
+        assert_eq!(at(1300), clf_time(1_000_000_002));
+    }
+
+    #[test]
+    fn the_first_byte_to_escape_at_every_place_of_a_word() {
+        // Each byte value at each offset of two words, with plain bytes before it and
+        // bytes that would mislead a careless word test after it.
+        for b in 0..=255u8 {
+            for at in 0..16 {
+                for after in [b'a', 0x00, 0xff, 0x7f, b'"'] {
+                    let mut v = vec![b'a'; 19];
+                    v[at] = b;
+                    v[at + 1..].iter_mut().step_by(3).for_each(|x| *x = after);
+                    let want = v.iter().position(|&x| !PLAIN[x as usize]);
+                    assert_eq!(first_to_escape(&v), want, "{b:#x} at {at}, then {after:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_of_any_length_between_atoms() {
+        let e = entry(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            line("12345678%(s)s123456789%(l)s%%é%(b)s", &e),
+            "12345678200123456789-%é12\n"
         );
     }
 

@@ -40,6 +40,14 @@ impl Peer {
             port: addr.port().to_string(),
         }
     }
+
+    /// The address, for an Internet peer.
+    pub fn inet_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Peer::Inet { addr, .. } => Some(*addr),
+            Peer::Unix => None,
+        }
+    }
 }
 
 /// What a worker should do after handing bytes to a channel.

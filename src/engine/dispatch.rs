@@ -55,8 +55,18 @@ pub struct Requests {
 pub struct LogRecord {
     pub level: LogLevel,
     pub message: String,
-    /// For the `maitre.queue` logger rather than `maitre`.
-    pub queue: bool,
+    pub logger: Logger,
+}
+
+/// The Python logger a [`LogRecord`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logger {
+    /// `maitre`
+    Main,
+    /// `maitre.queue`: requests wait for a thread.
+    Queue,
+    /// `maitre.access`: the access log line of a request the loop answered itself.
+    Access,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +142,7 @@ impl LogQueue {
                         message: format!(
                             "{dropped} log messages of the I/O loop dropped: logging is too slow"
                         ),
-                        queue: false,
+                        logger: Logger::Main,
                     });
                 }
                 return true;
@@ -496,7 +506,7 @@ mod tests {
         LogRecord {
             level: LogLevel::Info,
             message: message.into(),
-            queue: false,
+            logger: Logger::Main,
         }
     }
 

@@ -18,12 +18,14 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{SockAddr, Socket};
 
+use crate::engine::access_log::{Entry, Seen, Sink};
 use crate::engine::balance::Balance;
 use crate::engine::body::{Body, BodyReceiver, SplicePipe};
 use crate::engine::channel::{Channel, Peer, WhenFull};
 use crate::engine::config::Config;
 use crate::engine::dispatch::{
-    Completion, Completions, Job, JobQueue, LogLevel, LogQueue, LogRecord, Request, Requests,
+    Completion, Completions, Job, JobQueue, LogLevel, LogQueue, LogRecord, Logger, Request,
+    Requests,
 };
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::outbuf::Flushed;
@@ -175,6 +177,8 @@ pub struct EventLoop {
     /// When reaching the limit may be logged again, and whether this time it was.
     next_limit_warning: Instant,
     limit_warned: bool,
+    /// The access log, for the requests the loop answers itself.
+    access: Option<Sink>,
 }
 
 impl EventLoop {
@@ -234,6 +238,7 @@ impl EventLoop {
             at_limit: false,
             next_limit_warning: now,
             limit_warned: false,
+            access: None,
         };
         Ok((ev, handle, completions))
     }
@@ -243,6 +248,12 @@ impl EventLoop {
     pub fn attach_heartbeat(&mut self, hb: Heartbeat) {
         self.heartbeat = Some(hb);
         self.balance = Balance::new();
+    }
+
+    /// Gives the requests the loop answers itself (refused, timed out) their access log
+    /// lines, as the workers give theirs to the others.
+    pub fn attach_access_log(&mut self, sink: Sink) {
+        self.access = Some(sink);
     }
 
     /// Runs until stopped through a [`LoopHandle`]; returns how many requests the stop
@@ -340,7 +351,7 @@ impl EventLoop {
         self.logs.push(LogRecord {
             level,
             message,
-            queue: false,
+            logger: Logger::Main,
         });
     }
 
@@ -360,7 +371,7 @@ impl EventLoop {
             self.logs.push(LogRecord {
                 level: LogLevel::Warning,
                 message: format!("Task queue depth is {waiting}"),
-                queue: true,
+                logger: Logger::Queue,
             });
         }
     }
@@ -682,7 +693,7 @@ impl EventLoop {
                 Err(e) if is_not_tls(&e) => {
                     // As nginx does: say so in plain HTTP, then close.
                     let e = RequestError::BadRequest(e.to_string());
-                    self.reject(token, e, Version::Http10, 0);
+                    self.reject(token, e, Version::Http10, 0, Seen::Line(Vec::new()));
                     continue;
                 }
                 Err(e) if conn.channel.tls().is_some_and(|t| t.is_handshaking()) => {
@@ -778,7 +789,8 @@ impl EventLoop {
                     match find_head_end(buf, *scanned) {
                         Err(e) => {
                             let version = answer_version(buf, &e);
-                            return self.reject(token, e, version, input.len());
+                            let seen = Seen::line_of(buf);
+                            return self.reject(token, e, version, input.len(), seen);
                         }
                         Ok(None) => {
                             // The first bytes of a head are checked at once, so that a TLS
@@ -787,7 +799,8 @@ impl EventLoop {
                             if *scanned == 0 {
                                 if let Err(e) = parse_head(buf, &self.cfg.limits) {
                                     let version = answer_version(buf, &e);
-                                    return self.reject(token, e, version, input.len());
+                                    let seen = Seen::line_of(buf);
+                                    return self.reject(token, e, version, input.len(), seen);
                                 }
                             }
                             if buf.len() > self.cfg.limits.max_header_size {
@@ -795,7 +808,8 @@ impl EventLoop {
                                     "exceeds max_header of {}",
                                     self.cfg.limits.max_header_size
                                 ));
-                                return self.reject(token, e, Version::Http10, input.len());
+                                let seen = Seen::line_of(buf);
+                                return self.reject(token, e, Version::Http10, input.len(), seen);
                             }
                             *scanned = buf.len();
                             return pos;
@@ -807,7 +821,8 @@ impl EventLoop {
                             // In the request's own version when its request line was
                             // understood (an HTTP/1.1 client expects HTTP/1.1).
                             let version = answer_version(buf, &e);
-                            return self.reject(token, e, version, input.len());
+                            let seen = Seen::line_of(buf);
+                            return self.reject(token, e, version, input.len(), seen);
                         }
                         Ok(None) => {
                             *scanned = buf.len();
@@ -867,7 +882,10 @@ impl EventLoop {
                     }
                     let version = head.version;
                     match body.feed(buf) {
-                        Err(e) => return self.reject(token, e, version, input.len()),
+                        Err(e) => {
+                            let seen = self.take_head(token);
+                            return self.reject(token, e, version, input.len(), seen);
+                        }
                         Ok((used, false)) => {
                             *received += used as u64;
                             return pos + used;
@@ -904,7 +922,8 @@ impl EventLoop {
         match body.take_from_pipe(pipe, n) {
             Err(e) => {
                 let version = head.version;
-                self.reject(token, e, version, 0);
+                let seen = Seen::Head((**head).clone());
+                self.reject(token, e, version, 0, seen);
             }
             Ok(false) => *received += n as u64,
             Ok(true) => {
@@ -925,7 +944,8 @@ impl EventLoop {
             Ok(body) => Some(self.dispatch(token, *head, body, rest)),
             Err(e) => {
                 let e = RequestError::BodyTooLarge(format!("cannot store the request body: {e}"));
-                self.reject(token, e, head.version, 0);
+                let version = head.version;
+                self.reject(token, e, version, 0, Seen::Head(*head));
                 None
             }
         }
@@ -1027,13 +1047,27 @@ impl EventLoop {
         err: RequestError,
         version: Version,
         consumed: usize,
+        request: Seen,
     ) -> usize {
-        self.refuse(token, version, err.status(), err.reason(), err.message());
+        self.refuse(
+            token,
+            version,
+            (err.status(), err.reason()),
+            err.message(),
+            request,
+        );
         consumed
     }
 
-    /// Sends an error response, logs it, and closes the connection after it.
-    fn refuse(&mut self, token: usize, version: Version, status: u16, reason: &str, message: &str) {
+    /// Sends an error response, counts and logs it, and closes the connection after it.
+    fn refuse(
+        &mut self,
+        token: usize,
+        version: Version,
+        (status, reason): (u16, &str),
+        message: &str,
+        request: Seen,
+    ) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -1041,20 +1075,85 @@ impl EventLoop {
         conn.rbuf = Vec::new();
         let response = error_response(version, status, reason, message, &self.cfg.ident);
         let sent = conn.channel.send(&[&response], WhenFull::Queue);
-        // Counted as answered requests of no known method (the head may not have parsed).
-        let took = self.now.duration_since(conn.received);
-        self.stats
-            .record(method_index(b""), status, took, response.len() as u64);
+        let body = memchr::memmem::find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
+        let (peer, received) = (conn.channel.peer.inet_addr(), conn.received);
         let msg = format!(
             "{status} {reason} from {}: {message}",
             peer_text(&conn.channel.peer),
         );
+        let (all, body) = (response.len() as u64, (response.len() - body) as u64);
+        self.answered(request, peer, received, status, (all, body));
         self.log(LogLevel::Info, msg);
         if sent.is_err() {
             self.close(token);
         } else {
             self.finish_close(token);
         }
+    }
+
+    /// The head of a request whose body was being received (the connection closes).
+    fn take_head(&mut self, token: usize) -> Seen {
+        let state = self
+            .conns
+            .get_mut(token)
+            .map(|c| std::mem::replace(&mut c.state, State::Closing));
+        match state {
+            Some(State::Body { head, .. }) => Seen::Head(*head),
+            _ => Seen::Line(Vec::new()),
+        }
+    }
+
+    /// Counts a request the loop answered itself, or gave up on (nothing sent), and
+    /// gives it its access log line, as a worker does for the others
+    /// (`wsgi::observe`): every request counted is logged, and every one logged is
+    /// counted. `bytes` is (all bytes sent, body bytes sent).
+    fn answered(
+        &self,
+        request: Seen,
+        peer: Option<std::net::SocketAddr>,
+        received: Instant,
+        status: u16,
+        (bytes_out, body_bytes): (u64, u64),
+    ) {
+        let took = self.now.saturating_duration_since(received);
+        let method = method_index(request.method().unwrap_or(b""));
+        self.stats.record(method, status, took, bytes_out);
+        let Some(sink) = &self.access else {
+            return;
+        };
+        let entry = Entry {
+            request,
+            peer,
+            status,
+            body_bytes,
+            received,
+            took,
+            response_headers: Vec::new(),
+            environ: Vec::new(),
+        };
+        match sink {
+            Sink::Writer(log) => log.push(entry),
+            Sink::Logging(format) => self.logs.push(LogRecord {
+                level: LogLevel::Info,
+                message: format.text(&entry),
+                logger: Logger::Access,
+            }),
+        }
+    }
+
+    /// A request whose head or body stopped arriving: logged as 408 with nothing sent,
+    /// as nginx logs it (the connection is only closed, as waitress does).
+    fn gave_up(&mut self, token: usize) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        let (peer, received) = (conn.channel.peer.inet_addr(), conn.received);
+        let request = if matches!(conn.state, State::Body { .. }) {
+            self.take_head(token)
+        } else {
+            Seen::line_of(&conn.rbuf)
+        };
+        self.answered(request, peer, received, 408, (0, 0));
     }
 
     /// Once nothing is queued: shut our side down and linger, or close at once.
@@ -1178,6 +1277,8 @@ impl EventLoop {
         let rate = self.cfg.min_body_rate;
         let grace = timeout.min(BODY_GRACE);
         let mut expired = Vec::new();
+        // Closed in the middle of a request, which gets its line as a 408.
+        let mut gave_up = Vec::new();
         let mut too_slow = Vec::new();
         // The deadlines below are the server's own and are checked every tick, so that a
         // connection is cut when the log line says; only plain idleness waits for the
@@ -1193,7 +1294,10 @@ impl EventLoop {
                 } if now.duration_since(started) > timeout => {
                     let what = match c.channel.tls() {
                         Some(t) if t.is_handshaking() => "TLS handshake",
-                        _ => "request head",
+                        _ => {
+                            gave_up.push(token);
+                            "request head"
+                        }
                     };
                     let msg = format!(
                         "closed connection from {}: {what} incomplete after {} s",
@@ -1203,7 +1307,7 @@ impl EventLoop {
                     self.logs.push(LogRecord {
                         level: LogLevel::Info,
                         message: msg,
-                        queue: false,
+                        logger: Logger::Main,
                     });
                     true
                 }
@@ -1224,7 +1328,11 @@ impl EventLoop {
                     false
                 }
                 State::Head { .. } | State::Body { .. } | State::Closing => {
-                    sweep && now.duration_since(c.last_activity) > timeout
+                    let idle = sweep && now.duration_since(c.last_activity) > timeout;
+                    if idle && matches!(c.state, State::Body { .. }) {
+                        gave_up.push(token);
+                    }
+                    idle
                 }
                 // The application waits on a client that reads nothing: give up on the
                 // client, which releases the worker (its write raises).
@@ -1240,7 +1348,7 @@ impl EventLoop {
                         self.logs.push(LogRecord {
                             level: LogLevel::Info,
                             message: msg,
-                            queue: false,
+                            logger: Logger::Main,
                         });
                         c.channel.mark_closed();
                         let _ = c.channel.sock.shutdown(std::net::Shutdown::Both);
@@ -1252,6 +1360,9 @@ impl EventLoop {
                 expired.push(token);
             }
         }
+        for token in gave_up {
+            self.gave_up(token);
+        }
         for token in expired {
             self.close(token);
         }
@@ -1260,7 +1371,8 @@ impl EventLoop {
                 "request body too slow: {received} bytes in {:.0} s (min_request_body_rate {rate})",
                 took.as_secs_f64()
             );
-            self.refuse(token, version, 408, "Request Timeout", &message);
+            let seen = self.take_head(token);
+            self.refuse(token, version, (408, "Request Timeout"), &message, seen);
         }
         if self.accept_paused && self.conns.len() < self.cfg.connection_limit {
             self.resume_accepting();

@@ -1,5 +1,6 @@
 //! The logging thread: says through Python's `logging` what the I/O loop wants said
-//! (timeouts, refused requests, queue depth, accept errors). It waits without the GIL
+//! (timeouts, refused requests, queue depth, accept errors; with `access_log = logging`
+//! the access log lines of the requests it answers itself). It waits without the GIL
 //! and takes it only to emit, so the loop's messages come out when they happen, never
 //! behind requests waiting for a worker.
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::engine::dispatch::{LogLevel, LogQueue, LogRecord};
+use crate::engine::dispatch::{LogLevel, LogQueue, LogRecord, Logger};
 use crate::wsgi::context::WsgiContext;
 use crate::wsgi::worker::{log, print_error};
 
@@ -30,15 +31,15 @@ fn emit(py: Python<'_>, ctx: &WsgiContext, record: &LogRecord) {
         LogLevel::Warning => "warning",
         LogLevel::Error => "error",
     };
-    if record.queue {
-        let logged = ctx
-            .queue_logger
-            .bind(py)
-            .call_method1(level, (&record.message,));
-        if let Err(e) = logged {
-            print_error(py, e);
-        }
-    } else {
-        log(py, ctx, level, &record.message);
+    let logger = match record.logger {
+        Logger::Main => return log(py, ctx, level, &record.message),
+        Logger::Queue => &ctx.queue_logger,
+        Logger::Access => match &ctx.observe.access_logger {
+            Some((_, logger)) => logger,
+            None => return,
+        },
+    };
+    if let Err(e) = logger.bind(py).call_method1(level, (&record.message,)) {
+        print_error(py, e);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::engine::access_log::{AccessLog, Clock, Entry, Format};
+use crate::engine::access_log::{AccessLog, Entry, Format, Seen, Sink};
 use crate::engine::channel::Peer;
 use crate::engine::stats::{method_index, Stats, ThreadStats};
 use crate::http::request::RequestHead;
@@ -52,6 +52,15 @@ impl Observe {
         match (&self.access, &self.access_logger) {
             (Some(log), _) => Some(&log.format),
             (None, Some((f, _))) => Some(f),
+            (None, None) => None,
+        }
+    }
+
+    /// Where the I/O loop sends the lines of the requests it answers itself.
+    pub fn sink(&self) -> Option<Sink> {
+        match (&self.access, &self.access_logger) {
+            (Some(log), _) => Some(Sink::Writer(log.clone())),
+            (None, Some((format, _))) => Some(Sink::Logging(format.clone())),
             (None, None) => None,
         }
     }
@@ -105,11 +114,8 @@ impl Observe {
             .map(|k| environ_value(environ, k))
             .collect();
         let entry = Entry {
-            head,
-            peer: match peer {
-                Peer::Inet { addr, .. } => Some(*addr),
-                Peer::Unix => None,
-            },
+            request: Seen::Head(head),
+            peer: peer.inet_addr(),
             status: outcome.status,
             body_bytes: outcome.body_bytes,
             received,
@@ -120,11 +126,7 @@ impl Observe {
         if let Some(log) = &self.access {
             log.push(entry);
         } else if let Some((format, logger)) = &self.access_logger {
-            let mut line = Vec::with_capacity(256);
-            format.write_line(&entry, &mut Clock::default(), &mut line);
-            line.pop();
-            let text = String::from_utf8_lossy(&line);
-            if let Err(e) = logger.bind(py).call_method1("info", (text,)) {
+            if let Err(e) = logger.bind(py).call_method1("info", (format.text(&entry),)) {
                 e.print(py);
             }
         }

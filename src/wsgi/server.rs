@@ -425,6 +425,9 @@ impl Engine {
             {
                 ev.attach_heartbeat(hb);
             }
+            if let Some(sink) = self.ctx.observe.sink() {
+                ev.attach_access_log(sink);
+            }
             *state = State::Running(handle.clone());
             *self.run_thread.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(std::thread::current().id());

@@ -30,7 +30,7 @@ use mio::unix::SourceFd;
 use std::os::fd::AsRawFd;
 
 use super::{EventLoop, State};
-use crate::engine::dispatch::{Completions, LogLevel, LogRecord};
+use crate::engine::dispatch::{Completions, LogLevel, LogRecord, Logger};
 
 /// How long a connection that has sent nothing yet may take to start its first
 /// request once a graceful stop has begun.
@@ -121,7 +121,7 @@ impl EventLoop {
             .push(LogRecord {
                 level,
                 message,
-                queue: false,
+                logger: Logger::Main,
             });
     }
 
