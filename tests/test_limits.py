@@ -550,6 +550,15 @@ def _assert_flat(child, sampler, base, base_hwm):
     )
 
 
+def _upload(conn, block: bytes, total: int):
+    """POSTs a body of ``total`` bytes made of ``block`` repeated; the response."""
+    conn.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % total)
+    view = memoryview(block)
+    for _ in range(total // len(block)):
+        conn.sock.sendall(view)
+    return conn.read_response()
+
+
 def _pattern_block() -> bytes:
     return bytes(range(256)) * 4096  # 1 MiB
 
@@ -578,13 +587,7 @@ def test_1gb_upload_flat_memory():
             RssSampler(child) as sampler,
             RawConnection(child.port, timeout=60) as conn,
         ):
-            conn.send(
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % total
-            )
-            view = memoryview(block)
-            for _ in range(total // len(block)):
-                conn.sock.sendall(view)
-            resp = conn.read_response()
+            resp = _upload(conn, block, total)
         assert resp.status == 200
         assert resp.body == f"{total} {expected_crc}".encode()
         _assert_flat(child, sampler, base, base_hwm)
@@ -604,13 +607,7 @@ def test_20_concurrent_uploads_flat_memory():
 
     def upload(port):
         with RawConnection(port, timeout=120) as conn:
-            conn.send(
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
-            )
-            view = memoryview(block)
-            for _ in range(size // len(block)):
-                conn.sock.sendall(view)
-            resp = conn.read_response()
+            resp = _upload(conn, block, size)
             answers.append((resp.status, resp.body))
 
     with ChildServer(TARGET, "crc") as child:
