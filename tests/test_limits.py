@@ -419,6 +419,33 @@ def test_large_body_is_read_exactly_and_ends_at_its_length(serve_app, size):
     assert json.loads(second.body)["length"] == 0
 
 
+def test_request_behind_a_body_that_ends_in_its_last_send_is_answered_at_once(
+    serve_app,
+):
+    """The end of a large body and a pipelined request arrive in one send, after
+    the rest of the body has been taken: the server stops at the body's end, and
+    the request behind it is read as soon as the first is answered, not when the
+    loop's once-a-second timers next run (it waited 0.77 s before the fix). Three
+    tries, so that a timer tick falling just right cannot hide a wait."""
+    srv = serve_app(digest_app, inbuf_overflow=OVERFLOW)
+    payload = os.urandom(3 * MIB + 7)
+    request = post("/", payload)
+    waits = []
+    for _ in range(3):
+        with srv.connect() as conn:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.send(request[:-10])
+            time.sleep(0.2)  # the server has taken all of that
+            conn.send(request[-10:] + get("/after"))
+            first = conn.read_response()
+            t0 = time.monotonic()
+            second = conn.read_response()
+            waits.append(time.monotonic() - t0)
+        assert json.loads(first.body) == _digest(payload)
+        assert second.status == 200
+    assert max(waits) < 0.3, waits
+
+
 def test_large_body_in_many_small_sends(serve_app):
     """A body sent in 1,000-byte pieces (its first bytes with the head), then
     a second one on the same connection in 1 MiB pieces: the app reads each

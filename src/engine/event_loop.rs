@@ -928,6 +928,15 @@ impl EventLoop {
             Ok(false) => *received += n as u64,
             Ok(true) => {
                 self.body_complete(token, &[]);
+                // The splice stopped at the body's end: what the client sent after it
+                // (a pipelined request) is still in the socket, with no new edge to
+                // announce it. Have the worker's completion wake the loop to read it,
+                // as the read path does for bytes left in `rbuf`.
+                if let Some(conn) = self.conns.get(token) {
+                    if conn.readable && matches!(conn.state, State::Busy) {
+                        await_completion(&conn.channel, &mut self.recheck);
+                    }
+                }
             }
         }
     }
