@@ -241,6 +241,17 @@ REFUSED = {
 }
 
 
+def lines_with_the_next_request(served, path):
+    """Sends one more request; the parsed line logged before its own (that of the
+    request the test made), and both lines."""
+    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    lines = read_lines(path, 2)
+    assert len(lines) == 2, lines
+    m = COMBINED.match(lines[0])
+    assert m, lines[0]
+    return m, lines
+
+
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_refused_requests_get_one_line(logged, case):
     """A request the engine refuses without the application gets exactly one
@@ -252,11 +263,7 @@ def test_refused_requests_get_one_line(logged, case):
         resp = conn.read_response()
         assert resp.status == status
         assert conn.is_closed()
-    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
-    lines = read_lines(path, 2)
-    assert len(lines) == 2, lines
-    m = COMBINED.match(lines[0])
-    assert m, lines[0]
+    m, lines = lines_with_the_next_request(served, path)
     assert (m["h"], m["r"], m["s"]) == ("127.0.0.1", request_line, str(status))
     assert m["b"] == str(len(resp.body))
     assert COMBINED.match(lines[1])["r"] == "GET /next HTTP/1.1"
@@ -272,11 +279,7 @@ def test_head_timeout_is_logged_as_408(logged):
     with RawConnection(served.port) as conn:
         conn.send(b"GET /slow-head HTTP/1.1\r\nHost: x\r\n")
         assert conn.read_until_close() == b""
-    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
-    lines = read_lines(path, 2)
-    assert len(lines) == 2, lines
-    m = COMBINED.match(lines[0])
-    assert m, lines[0]
+    m, lines = lines_with_the_next_request(served, path)
     assert (m["r"], m["s"], m["b"]) == ("GET /slow-head HTTP/1.1", "408", "-")
     assert served.server.stats()["Requests By Status"]["4xx"] == 1
 
@@ -303,11 +306,7 @@ def test_body_timeout_is_logged_as_408(logged, settings):
             b"Content-Length: 100\r\n\r\nab"
         )
         sent = conn.read_until_close()
-    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
-    lines = read_lines(path, 2)
-    assert len(lines) == 2, lines
-    m = COMBINED.match(lines[0])
-    assert m, lines[0]
+    m, lines = lines_with_the_next_request(served, path)
     assert (m["r"], m["s"], m["a"]) == ("POST /slow-body HTTP/1.1", "408", "slow/1")
     if rate:
         assert sent.startswith(b"HTTP/1.1 408 ")
