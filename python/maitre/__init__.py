@@ -13,8 +13,9 @@ import threading
 from typing import Any
 
 from .adjustments import as_workers, asbool
+from .pidfile import PidFile
 from .server import create_server
-from .supervisor import PidFile, sd_notify
+from .systemd import sd_notify
 from .utilities import log_summary, logger
 
 __all__ = ["create_server", "profile", "serve", "serve_paste"]
@@ -45,7 +46,7 @@ def serve(app: Any, **kw: Any) -> None:
             logger.setLevel(logging.INFO)
     if as_workers(kw.get("workers", 1)) > 1 or asbool(kw.get("reload")):
         # An application object can only be preloaded: forked with the master.
-        from .supervisor import Master
+        from .master import Master
 
         code = Master(kw, app=app, reread=_reread).run()
         if code:
@@ -95,13 +96,9 @@ def _notify_when_ready(server: Any) -> None:
     by its supervisor pipe, read in a thread that also drains its heartbeats."""
     if not os.environ.get("NOTIFY_SOCKET"):
         return
-    attach = getattr(server, "attach_supervisor", None)
-    if attach is None:  # pragma: no cover - engines without the hook
-        sd_notify("READY=1\nSTATUS=serving with 1 process")
-        return
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
-    attach(write_end, 0)  # the engine writes on its own duplicate
+    server.attach_supervisor(write_end, 0)  # the engine writes on its own duplicate
     os.close(write_end)  # so that the reader sees the end when the engine's closes
 
     def wait_ready() -> None:

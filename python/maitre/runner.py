@@ -325,7 +325,7 @@ def _run_master(
     usage_error: Any,
 ) -> int:
     """Serve with a master process and ``adj.workers`` worker processes."""
-    from .supervisor import Master
+    from .master import Master
 
     def reread() -> tuple[dict, Any]:
         # The command line again, as at start (a SIGHUP re-reads the settings).

@@ -1,8 +1,10 @@
 """The master process: with ``workers`` > 1 (or ``reload``), one process binds the
 listening sockets once, forks the workers that serve them, and supervises them. It
-never serves a request itself (gunicorn's arbiter is the model).
+never serves a request itself (gunicorn's arbiter is the model). The child side of
+its forks is ``worker_process.py``; the ``reload`` watcher is ``reloader.py``; it
+tells systemd how it is doing through ``systemd.py`` and writes ``pidfile.py``'s file.
 
-States of the master (``Master.state``):
+States of the master (``Master.state``, a ``State``):
 
 - STARTING: sockets bound, the first workers booting; READY=1 to systemd once every
   one of them has said it accepts.
@@ -17,37 +19,41 @@ States of the master (``Master.state``):
   finishes what it has read, within ``shutdown_timeout``); a second signal, or
   SIGQUIT, stops them at once. The master exits 0 when the last one has gone.
 
-A worker talks to the master over a pipe, one byte at a time, written by the
-engine's I/O loop (``BaseWSGIServer.attach_supervisor``): ``R`` once it accepts,
-``.`` at most once a second while its loop turns (a heartbeat: silence means a wedged
-process), ``M`` once it has served ``max_requests`` requests. A worker that cannot
-load the application writes ``E`` and the traceback, and exits with
-``WORKER_BOOT_ERROR``: the master shows the error once and stops (exit status 1)
-instead of forking again and again.
+What must hold:
+
+- the master acts from one loop in one thread: signal handlers only note the
+  signal, and it forks from that loop alone (no thread of its holds a lock a child
+  would need: the watcher is a process, the metrics listener takes no Python lock);
+- at no instant, save at a full stop, is nobody accepting: outgoing workers (an old
+  generation, one recycled at ``max_requests``) stop only once their successors
+  all accept;
+- a worker that cannot load the application at start stops the master (status 1)
+  instead of being forked again and again; one that cannot after a reload leaves
+  the old workers serving;
+- every worker is reaped, and killed (SIGKILL) if it is still there
+  ``KILL_MARGIN`` after its stop should have ended.
+
+Each worker talks to the master over a pipe, one byte at a time (see
+``worker_process.py``): ``R`` once it accepts, ``.`` as a heartbeat (silence means a
+wedged process), ``M`` at ``max_requests``, ``E`` and a traceback if it cannot load
+the application.
 
 Sockets are shared: the master binds them once and every worker accepts from
 the same ones (TCP, IPv6, Unix, or passed by systemd alike). A connection waiting
 in the backlog belongs to no worker, so none is lost when one exits: the others,
 or its successor, accept it; and one wedged worker delays nobody for long. Workers
 sharing a socket would not share its connections evenly by themselves (whoever
-waits in epoll first takes the burst: measured 97/3 for two workers); the engine
-of each supervised worker balances them (``src/engine/balance.rs``): measured
-10/10, 26/24, 50/50 and 99/101 for bursts of 20 to 200 connections. One socket
-per worker with SO_REUSEPORT was tried first: spread by the kernel's hash only
-(47/53 for 100, 58/42 under wrk -c50), and connections hashed to a wedged or
-failing worker's socket waited for its replacement.
+waits in epoll first takes the burst); the engine of each supervised worker
+balances them (``src/engine/balance.rs``). One socket per worker with SO_REUSEPORT
+was tried first: spread by the kernel's hash alone, which knows nothing of how busy
+a worker is, and connections hashed to a wedged or failing worker's socket waited
+for its replacement.
 
 At a full stop the master closes its own copies of the sockets as soon as it has
 told the workers to stop, not at its exit: each worker accepts what is already in
 the backlog and then closes its copy, so the sockets close (and new connections
 are refused) the moment the last worker stops accepting, and no connection is left
 in a backlog nobody reads, to be reset later (gunicorn #3397).
-
-Workers run in their own process group: a Ctrl-C in a terminal (SIGINT to the
-foreground group) reaches the master alone, which stops them once, gracefully,
-instead of each worker getting the signal twice (which would mean "at once").
-They get SIGTERM if the master dies (PR_SET_PDEATHSIG) rather than serving on,
-orphaned.
 
 With ``metrics_listen``, the workers count into slots of a map the master shares
 with them and the master alone serves the metrics of them all (``worker_stats``).
@@ -57,9 +63,7 @@ worker, never interleaved; SIGUSR1 to the master reaches every worker.
 
 from __future__ import annotations
 
-import copy
 import enum
-import errno
 import logging
 import os
 import random
@@ -68,35 +72,26 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from typing import Any, Callable
 
 from . import _maitre
 from . import server as _server
 from .adjustments import Adjustments
+from .pidfile import PidFile
+from .reloader import Reloader, check_watchfiles
+from .systemd import monotonic_usec, sd_notify
 from .utilities import log_summary, logger
+from .worker_process import HANDLED_SIGNALS, WORKER_BOOT_ERROR, run_worker
 from .worker_stats import WorkerStats
-
-#: exit status of a worker that could not load the application
-WORKER_BOOT_ERROR = 3
 
 #: seconds a stopping worker gets beyond ``shutdown_timeout`` before SIGKILL
 KILL_MARGIN = 5.0
 
-#: the signals the master handles (the others keep their default action)
-HANDLED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGHUP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGUSR1,
-    signal.SIGCHLD,
-)
-
 
 class State(enum.Enum):
+    """The master's states, in the order of its life (see the module's docstring).
+    RELOADING goes back to RUNNING; STOPPING is the last."""
+
     STARTING = "starting"
     RUNNING = "running"
     RELOADING = "reloading"
@@ -128,73 +123,6 @@ class Worker:
         return f"worker {self.pid}"
 
 
-def sd_notify(message: str) -> None:
-    """Send ``message`` to systemd's notification socket, if ``NOTIFY_SOCKET`` names
-    one (sd_notify(3)); silently nothing otherwise or if nobody listens."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):  # abstract namespace
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode())
-    except OSError as exc:
-        logger.warning("sd_notify to %s failed: %s", address, exc)
-
-
-def monotonic_usec() -> int:
-    """CLOCK_MONOTONIC in microseconds, as RELOADING=1 wants it (Type=notify-reload)."""
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-
-
-class PidFile:
-    """``pid_file``: written at start, removed at exit (if it is still ours). A file
-    naming a live process refuses the start; a stale one is overwritten."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-
-    def create(self) -> None:
-        if not self.path:
-            return
-        try:
-            with open(self.path) as f:
-                other = int(f.read().strip() or 0)
-        except (OSError, ValueError):
-            other = 0
-        if other > 0 and other != os.getpid() and _alive(other):
-            raise ValueError(
-                f"pid_file: {self.path} names process {other}, which is running"
-            )
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        os.replace(tmp, self.path)  # never a half-written file to read
-
-    def remove(self) -> None:
-        if not self.path:
-            return
-        try:
-            with open(self.path) as f:
-                if f.read().strip() != str(os.getpid()):
-                    return
-            os.unlink(self.path)
-        except OSError:
-            pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 def _describe_status(status: int) -> str:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -204,30 +132,6 @@ def _describe_status(status: int) -> str:
             name = f"signal {sig}"
         return f"killed by {name}"
     return f"exited with code {os.waitstatus_to_exitcode(status)}"
-
-
-def _become_child() -> None:
-    """In a child of the master's fork: the default signal dispositions (the master's
-    handlers only record signals for its loop), signals unblocked (blocked across the
-    fork), its own process group (a Ctrl-C reaches the master alone, which then stops
-    its children once) and a signal if the master dies."""
-    for sig in HANDLED_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    signal.set_wakeup_fd(-1)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-    os.setpgid(0, 0)
-    _set_parent_death_signal()
-
-
-def _set_parent_death_signal() -> None:
-    """PR_SET_PDEATHSIG(SIGTERM): stop gracefully if the master dies (Linux)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class Master:
@@ -266,12 +170,7 @@ class Master:
                     "reload needs the application as MODULE:OBJECT "
                     "(maitre-serve --reload), not an application object"
                 )
-            try:
-                import watchfiles  # noqa: F401
-            except ImportError:
-                raise ValueError(
-                    "reload needs the watchfiles package: pip install 'maitre[reload]'"
-                ) from None
+            check_watchfiles()
         self.state = State.STARTING
         self.workers: dict[int, Worker] = {}
         #: the generation the workers counted towards ``target`` belong to. Numbers
@@ -286,9 +185,9 @@ class Master:
         self.signals: list[int] = []
         self.selector = selectors.DefaultSelector()
         self.wakeup_r = self.wakeup_w = -1
-        self.watcher: int | None = None  # pid of the reload watcher
-        self.watch_pipe = -1
-        self.stop_deadline: float | None = None
+        self._old_wakeup = -1
+        self._old_handlers: dict[int, Any] = {}
+        self.reloader: Reloader | None = None  # with ``reload``
         self.quick = False  # stopping at once (SIGQUIT, second TERM/INT)
         self.boot_failures = 0
         self.spawn_not_before = 0.0
@@ -321,7 +220,8 @@ class Master:
                 self.app = self.load_app()  # errors are the caller's to show
             self._install_signals()
             if self.adj.reload:
-                self._start_watcher()
+                self.reloader = Reloader(self.watch_dirs, self.selector)
+                self.reloader.start(self.sockets)
             tls = _server._tls_listeners(self.adj, self.sockets)
             for i, (host, port) in enumerate(
                 _server.BaseWSGIServer._sockname(s) for s in self.sockets
@@ -346,7 +246,8 @@ class Master:
             self._close_sockets()
             if self.stats is not None:
                 self.stats.close()
-            self._stop_watcher()
+            if self.reloader is not None:
+                self.reloader.stop()
             self.pid_file.remove()
             self._restore_signals()
         return self.exit_code
@@ -358,8 +259,9 @@ class Master:
                 fd = key.fd
                 if fd == self.wakeup_r:
                     _drain(fd)
-                elif fd == self.watch_pipe:
-                    self._on_watch(fd)
+                elif self.reloader is not None and fd == self.reloader.pipe:
+                    if self.reloader.changed():
+                        self._reload("a file changed", reread=False)
                 else:
                     self._on_worker_pipe(key.data)
             self._handle_signals()
@@ -385,7 +287,7 @@ class Master:
         }
 
     def _restore_signals(self) -> None:
-        for sig, handler in getattr(self, "_old_handlers", {}).items():
+        for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
         if self.wakeup_w >= 0:
             signal.set_wakeup_fd(self._old_wakeup)
@@ -498,6 +400,7 @@ class Master:
             slot = self.stats.take(max(restarts - 1, 0))
             if slot is not None and restarts:
                 restarts = self.stats.count_restart(slot)
+        master_fds = self._descriptors()
         read_end, write_end = os.pipe()
         # Signals are blocked across fork so that none reaches the child before it
         # has dropped the master's handlers.
@@ -506,7 +409,17 @@ class Master:
             pid = os.fork()
             if pid == 0:
                 os.close(read_end)
-                self._run_worker(write_end, max_requests, slot)  # never returns
+                run_worker(
+                    pipe=write_end,
+                    master_fds=master_fds,
+                    app=self.app,
+                    load_app=self.load_app,
+                    adj=self.adj,
+                    sockets=self.sockets,
+                    stats=self.stats,
+                    slot=slot,
+                    max_requests=max_requests,
+                )
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         os.close(write_end)
@@ -515,6 +428,15 @@ class Master:
         self.workers[pid] = worker
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         logger.info("Booting worker %d", pid)
+
+    def _descriptors(self) -> list[int]:
+        """The master's own descriptors, which a worker it forks closes: its
+        selector, its signal wakeup pipe, the watcher's pipe and the workers'."""
+        fds = [self.selector.fileno(), self.wakeup_r, self.wakeup_w]
+        if self.reloader is not None:
+            fds.append(self.reloader.pipe)
+        fds.extend(w.pipe for w in self.workers.values())
+        return [fd for fd in fds if fd >= 0]
 
     def _retire(self, worker: Worker, sig: int = signal.SIGTERM) -> None:
         worker.stopping_since = time.monotonic()
@@ -563,8 +485,8 @@ class Master:
                 return
             if pid == 0:
                 return
-            if pid == self.watcher:
-                self._on_watcher_exit(status)
+            if self.reloader is not None and pid == self.reloader.pid:
+                self._on_watcher_exit(self.reloader, status)
                 continue
             worker = self.workers.pop(pid, None)
             if worker is None:
@@ -671,7 +593,7 @@ class Master:
                 self.replaced.append(w.restarts)
 
     def _shutdown_timeout(self) -> float:
-        return float(getattr(self.adj, "shutdown_timeout", 30))
+        return float(self.adj.shutdown_timeout)
 
     # ------------------------------------------------------- reload and stop
 
@@ -772,181 +694,13 @@ class Master:
             s.close()
         self.sockets = []
 
-    # ---------------------------------------------------------- the worker
-
-    def _run_worker(self, pipe: int, max_requests: int, slot: int | None) -> None:
-        """The child side of a fork: serve, and exit (never returns)."""
-        code = 0
-        try:
-            _become_child()
-            # The master's descriptors: the children of a fork do not need them
-            # (closing the epoll descriptor leaves the master's registrations be).
-            os.close(self.selector.fileno())
-            for fd in (self.wakeup_r, self.wakeup_w, self.watch_pipe):
-                if fd >= 0:
-                    os.close(fd)
-            for w in self.workers.values():
-                if w.pipe >= 0:
-                    os.close(w.pipe)
-            code = self._serve_in_worker(pipe, max_requests, slot)
-        except KeyboardInterrupt:
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except Exception:
-                    pass
-            os._exit(code)
-
-    def _serve_in_worker(self, pipe: int, max_requests: int, slot: int | None) -> int:
-        app = self.app
-        if app is None:
-            try:
-                app = self.load_app()
-            except BaseException:
-                # Told to the master, which shows it once for all the workers.
-                _write_all(pipe, b"E" + traceback.format_exc().encode())
-                return WORKER_BOOT_ERROR
-        sockets = self.sockets
-        adj = self.adj
-        if self.stats is not None:
-            # The master serves metrics_listen (and holds its port): not this one.
-            adj = copy.copy(adj)
-            adj.metrics_listen = None
-            self.stats.close_in_child()
-        server = _server.server_class(sockets)(app, adj, sockets)
-        server.owns_unix_socket_file = False
-        if self.stats is not None and slot is not None:
-            server.use_stats_slot(self.stats.map, slot)
-        # The engine serves duplicates of the descriptors: closing the inherited
-        # ones lets the listening sockets close as soon as the engine stops
-        # accepting, not when this process exits.
-        for s in sockets:
-            s.close()
-        os.set_blocking(pipe, False)  # a slow master must never stall the loop
-        attach = getattr(server, "attach_supervisor", None)
-        if attach is not None:
-            attach(pipe, max_requests)  # the engine writes on its own duplicate
-            os.close(pipe)
-        else:  # pragma: no cover - engines without the supervisor hook
-            _fallback_heartbeat(pipe, max_requests)
-        try:
-            server.run()
-        except KeyboardInterrupt:
-            pass
-        return 0
-
     # ------------------------------------------------------------- --reload
 
-    def _start_watcher(self) -> None:
-        """A child process watching the .py files; it writes a byte to a pipe
-        after each batch of changes. In a process of its own, so that the master
-        stays single-threaded for its forks."""
-        dirs = self.watch_dirs or [os.getcwd()]
-        read_end, write_end = os.pipe()
-        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
-        try:
-            pid = os.fork()
-            if pid == 0:
-                code = 0
-                try:
-                    _become_child()
-                    os.close(read_end)
-                    for s in self.sockets:
-                        s.close()
-                    _watch(dirs, write_end)
-                except KeyboardInterrupt:
-                    pass
-                except BaseException:
-                    traceback.print_exc()
-                    code = 1
-                finally:
-                    os._exit(code)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-        os.close(write_end)
-        os.set_blocking(read_end, False)
-        self.watcher, self.watch_pipe = pid, read_end
-        self.selector.register(read_end, selectors.EVENT_READ)
-        logger.info("Watching %s for changes", ", ".join(dirs))
-
-    def _on_watch(self, fd: int) -> None:
-        try:
-            data = os.read(fd, 4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.selector.unregister(fd)
-            os.close(fd)
-            self.watch_pipe = -1
-            return
-        self._reload("a file changed", reread=False)
-
-    def _on_watcher_exit(self, status: int) -> None:
-        self.watcher = None
-        if self.watch_pipe >= 0:
-            self.selector.unregister(self.watch_pipe)
-            os.close(self.watch_pipe)
-            self.watch_pipe = -1
+    def _on_watcher_exit(self, watcher: Reloader, status: int) -> None:
+        watcher.exited()
         if self.state is not State.STOPPING:
             logger.error("The file watcher %s; restarting it", _describe_status(status))
-            self._start_watcher()
-
-    def _stop_watcher(self) -> None:
-        if self.watcher is not None:
-            _kill(self.watcher, signal.SIGKILL)
-            try:
-                os.waitpid(self.watcher, 0)
-            except ChildProcessError:
-                pass
-            self.watcher = None
-
-
-def _watch(dirs: list[str], pipe: int) -> None:
-    """The watcher process: a byte to ``pipe`` after each batch of changed .py
-    files (watchfiles, debounced), until the master goes."""
-    import watchfiles
-
-    for _changes in watchfiles.watch(
-        *dirs,
-        watch_filter=watchfiles.PythonFilter(),
-        debounce=100,
-        step=20,
-        raise_interrupt=False,
-    ):
-        try:
-            os.write(pipe, b"C")
-        except BrokenPipeError:
-            return
-
-
-def _fallback_heartbeat(pipe: int, max_requests: int) -> None:  # pragma: no cover
-    """For an engine without ``attach_supervisor``: ready now (the sockets are
-    listening; the kernel queues connections until the loop accepts them) and a
-    heartbeat from a thread (it stops with the process, not with a wedged loop)."""
-    import threading
-
-    if max_requests:
-        logger.warning("max_requests needs an engine with attach_supervisor")
-
-    def beat() -> None:
-        try:
-            os.write(pipe, b"R")
-            while True:
-                time.sleep(1)
-                os.write(pipe, b".")
-        except OSError:
-            pass
-
-    threading.Thread(target=beat, daemon=True, name="maitre-heartbeat").start()
+            watcher.start(self.sockets)
 
 
 def _addresses(adj: Adjustments) -> tuple:
@@ -966,17 +720,3 @@ def _drain(fd: int) -> None:
             pass
     except (BlockingIOError, InterruptedError):
         pass
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except InterruptedError:
-            continue
-        except OSError as exc:
-            if exc.errno == errno.EAGAIN:
-                time.sleep(0.01)
-                continue
-            return
