@@ -580,6 +580,43 @@ def test_pid_file_single_process(cluster, tmp_path):
     assert not pid_file.exists()
 
 
+#: answers with the names of the maitre modules its process has imported
+MODULES_APP = """
+import sys
+
+def app(environ, start_response):
+    body = " ".join(sorted(m for m in sys.modules if m.startswith("maitre"))).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_single_process_runs_without_the_master(cluster, appdir, tmp_path):
+    """One process writes its pid file and tells systemd it is ready with the two
+    small modules alone: the master, the workers' side and the watcher stay
+    unimported."""
+    (appdir / "modapp.py").write_text(MODULES_APP)
+    pid_file = tmp_path / "one.pid"
+    sock, path = _notify_socket(tmp_path)
+    with sock:
+        c = cluster(
+            f"--pid-file={pid_file}",
+            app="modapp:app",
+            env=dict(os.environ, NOTIFY_SOCKET=path),
+        )
+        assert "READY=1" in _messages(sock, "READY=1")[-1]
+        assert pid_file.read_text().strip() == str(c.pid)
+        loaded = set(fetch(c.port).body.decode().split())
+    assert {"maitre.pidfile", "maitre.systemd"} <= loaded
+    assert not loaded & {"maitre.master", "maitre.worker_process", "maitre.reloader"}
+    c.signal(signal.SIGTERM)
+    assert c.wait_exit() == 0
+    # The same probe sees them in a worker of a master.
+    c = started(cluster("--workers=2", app="modapp:app"))
+    loaded = set(fetch(c.port).body.decode().split())
+    assert {"maitre.master", "maitre.worker_process"} <= loaded
+
+
 # ---------------------------------------------------------------- --reload
 
 
