@@ -1,6 +1,8 @@
 //! Building the PEP 3333 environ of one request: a copy of the listener's template plus
 //! the request's own entries. Header values are decoded as latin-1 (PEP 3333), never as
 //! UTF-8; the path is percent-decoded and tunnelled through latin-1, as waitress does.
+//! The environ also carries `maitre.client_disconnected` ([`DisconnectedCheck`]), which
+//! holds its connection weakly: an environ the application keeps must not keep a socket.
 
 use std::os::raw::c_void;
 

@@ -477,7 +477,6 @@ impl Responder {
     }
 }
 
-/// The connection of a response still in progress.
 /// A body item: must be bytes (PEP 3333).
 pub fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
     match item.cast::<PyBytes>() {
@@ -489,6 +488,7 @@ pub fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
     }
 }
 
+/// The connection of a response still in progress.
 fn live(channel: &Option<Arc<Channel>>) -> PyResult<&Arc<Channel>> {
     channel
         .as_ref()
