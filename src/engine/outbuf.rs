@@ -1,11 +1,14 @@
 //! Response bytes that could not be written at once: kept in order until the socket takes
 //! them. Memory up to `outbuf_overflow` bytes, then an anonymous temporary file (sent with
 //! sendfile); files from `wsgi.file_wrapper` are queued as file ranges, never read in.
+//!
+//! Bytes leave in the order they were queued, and `len` counts every byte still pending.
+//! Writing goes through the transport's [`Sink`] (the socket, or TLS over it); the
+//! transport does not know this buffer.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
@@ -223,26 +226,6 @@ impl OutBuf {
             }
         }
     }
-}
-
-/// writev with MSG_NOSIGNAL: a peer that went away must give EPIPE, not kill the process.
-pub fn send_vectored(sock: &Socket, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    sock.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
-}
-
-/// One sendfile call for up to `count` bytes of `file` at `*offset`, advancing it.
-pub fn sendfile(sock: &Socket, file: &File, offset: &mut u64, count: u64) -> io::Result<usize> {
-    // Linux sends at most 0x7ffff000 bytes per call.
-    let count = count.min(0x7fff_f000) as usize;
-    let mut off = *offset as libc::off_t;
-    // SAFETY: both descriptors are open for the duration of the call (borrowed), and `off`
-    // is a valid pointer to a local.
-    let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    *offset = off as u64;
-    Ok(n as usize)
 }
 
 #[cfg(test)]

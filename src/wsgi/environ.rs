@@ -1,6 +1,8 @@
 //! Building the PEP 3333 environ of one request: a copy of the listener's template plus
 //! the request's own entries. Header values are decoded as latin-1 (PEP 3333), never as
 //! UTF-8; the path is percent-decoded and tunnelled through latin-1, as waitress does.
+//! The environ also carries `maitre.client_disconnected` ([`DisconnectedCheck`]), which
+//! holds its connection weakly: an environ the application keeps must not keep a socket.
 
 use std::os::raw::c_void;
 
@@ -8,14 +10,13 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::engine::body::Body;
 use crate::engine::channel::{Channel, Peer};
 use crate::http::request::{BodyKind, RequestHead, Version};
 use crate::wsgi::context::{environ_key, is_proxy_header, WsgiContext};
 use crate::wsgi::input::Input;
-use crate::wsgi::worker::DisconnectedCheck;
 
 /// A `str` whose code points are the given bytes (latin-1), with no validation to fail.
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
@@ -306,6 +307,28 @@ pub fn build<'py>(
     env.set_item(k.maitre_disconnected.bind(py), &check)?;
     env.set_item(k.waitress_disconnected.bind(py), check)?;
     Ok(env)
+}
+
+/// `environ["maitre.client_disconnected"]`: true once the client is known to be gone.
+#[pyclass(module = "maitre._maitre", name = "ClientDisconnectedCheck", frozen)]
+pub struct DisconnectedCheck {
+    /// Weak: an environ kept alive by the application must not keep the socket open.
+    channel: Weak<Channel>,
+}
+
+impl DisconnectedCheck {
+    pub fn new(channel: &Arc<Channel>) -> Self {
+        DisconnectedCheck {
+            channel: Arc::downgrade(channel),
+        }
+    }
+}
+
+#[pymethods]
+impl DisconnectedCheck {
+    fn __call__(&self) -> bool {
+        self.channel.upgrade().map_or(true, |c| c.is_closed())
+    }
 }
 
 #[cfg(test)]

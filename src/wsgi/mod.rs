@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod environ;
+pub mod exceptions;
 pub mod file_wrapper;
 pub mod gil;
 pub mod input;
@@ -15,20 +16,7 @@ pub mod worker;
 
 use pyo3::prelude::*;
 
-pyo3::create_exception!(
-    maitre,
-    ClientDisconnected,
-    pyo3::exceptions::PyException,
-    "Raised by a write when the client has gone away."
-);
-
-pyo3::create_exception!(
-    maitre,
-    RequestAbandoned,
-    pyo3::exceptions::PyBaseException,
-    "Raised in application code still running when a server stop abandoned its request \
-     (shutdown_timeout passed, or an immediate stop); the response is not sent."
-);
+pub use exceptions::{ClientDisconnected, RequestAbandoned};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Engine>()?;
@@ -36,7 +24,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<file_wrapper::FileWrapper>()?;
     m.add_class::<input::Input>()?;
     m.add_class::<responder::Responder>()?;
-    m.add_class::<worker::DisconnectedCheck>()?;
+    m.add_class::<environ::DisconnectedCheck>()?;
     m.add_class::<metrics::PyMetricsServer>()?;
     m.add_function(pyo3::wrap_pyfunction!(metrics::render_metrics, m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(metrics::count_restart, m)?)?;

@@ -9,9 +9,9 @@ use std::fs::File;
 use std::ops::Range;
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::engine::channel::{sub_parts, Channel, DirectBudget, Sent, WhenFull};
 use crate::engine::event_loop::is_disconnect;
@@ -21,7 +21,8 @@ use crate::http::response::{
     status_allows_body, AppSet, Framing, HeadWriter,
 };
 use crate::wsgi::context::WsgiContext;
-use crate::wsgi::ClientDisconnected;
+use crate::wsgi::exceptions::ClientDisconnected;
+use crate::wsgi::logging::log;
 
 /// Writes of this size or more are made without the GIL: they may take a while.
 const DETACH_THRESHOLD: usize = 64 * 1024;
@@ -261,7 +262,7 @@ impl Responder {
     }
 
     fn warn(&self, py: Python<'_>, message: String) {
-        crate::wsgi::worker::log(py, &self.ctx, "warning", &message);
+        log(py, &self.ctx, "warning", &message);
     }
 
     /// Sends body bytes, preceded by the head if it has not gone out yet.
@@ -476,6 +477,17 @@ impl Responder {
     }
 }
 
+/// A body item: must be bytes (PEP 3333).
+pub fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    match item.cast::<PyBytes>() {
+        Ok(b) => Ok(b.as_bytes()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "application returned a non-bytes object: {}",
+            item.repr()?
+        ))),
+    }
+}
+
 /// The connection of a response still in progress.
 fn live(channel: &Option<Arc<Channel>>) -> PyResult<&Arc<Channel>> {
     channel
@@ -498,7 +510,7 @@ impl Responder {
 
     /// The `write` callable returned by `start_response`.
     fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let bytes = crate::wsgi::worker::body_bytes(data)?;
+        let bytes = body_bytes(data)?;
         self.send_body(py, bytes)
     }
 }

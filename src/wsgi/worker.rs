@@ -5,11 +5,10 @@ use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::engine::body::Body;
 use crate::engine::channel::{Channel, WhenFull};
@@ -20,32 +19,14 @@ use crate::http::request::RequestHead;
 use crate::http::response::error_response;
 use crate::wsgi::context::WsgiContext;
 use crate::wsgi::environ;
+use crate::wsgi::exceptions::{ClientDisconnected, RequestAbandoned};
 use crate::wsgi::file_wrapper::FileWrapper;
+use crate::wsgi::logging::log_exception;
 use crate::wsgi::observe::Outcome;
-use crate::wsgi::responder::Responder;
-use crate::wsgi::{ClientDisconnected, RequestAbandoned};
+use crate::wsgi::responder::{body_bytes, Responder};
 
-/// `environ["maitre.client_disconnected"]`: true once the client is known to be gone.
-#[pyclass(module = "maitre._maitre", name = "ClientDisconnectedCheck", frozen)]
-pub struct DisconnectedCheck {
-    /// Weak: an environ kept alive by the application must not keep the socket open.
-    channel: Weak<Channel>,
-}
-
-impl DisconnectedCheck {
-    pub fn new(channel: &Arc<Channel>) -> Self {
-        DisconnectedCheck {
-            channel: Arc::downgrade(channel),
-        }
-    }
-}
-
-#[pymethods]
-impl DisconnectedCheck {
-    fn __call__(&self) -> bool {
-        self.channel.upgrade().map_or(true, |c| c.is_closed())
-    }
-}
+/// Also named from here by the server (`worker::log`): it lives in `wsgi::logging`.
+pub use crate::wsgi::logging::log;
 
 thread_local! {
     static WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -135,47 +116,6 @@ pub fn worker_main(
             }
         }
     })
-}
-
-/// Logs through the `maitre` logger; a failing handler must not take the worker down.
-pub fn log(py: Python<'_>, ctx: &WsgiContext, level: &str, message: &str) {
-    if let Err(e) = ctx.logger.bind(py).call_method1(level, (message,)) {
-        print_error(py, e);
-    }
-}
-
-/// Prints an error of a log call, except the one a stop raises in an abandoned thread
-/// (that thread is only ending).
-pub(crate) fn print_error(py: Python<'_>, e: PyErr) {
-    if !e.is_instance_of::<RequestAbandoned>(py) {
-        e.print(py);
-    }
-}
-
-fn log_exception(py: Python<'_>, ctx: &WsgiContext, message: &str, err: &PyErr) {
-    let kwargs = PyDict::new(py);
-    // The (type, value, traceback) triple: before Python 3.12 the exception value alone
-    // may not carry its traceback, and the record would have no stack.
-    let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
-    let logged = kwargs.set_item("exc_info", exc_info).and_then(|_| {
-        ctx.logger
-            .bind(py)
-            .call_method("error", (message,), Some(&kwargs))
-    });
-    if let Err(e) = logged {
-        print_error(py, e);
-    }
-}
-
-/// A body item: must be bytes (PEP 3333).
-pub fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
-    match item.cast::<PyBytes>() {
-        Ok(b) => Ok(b.as_bytes()),
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "application returned a non-bytes object: {}",
-            item.repr()?
-        ))),
-    }
 }
 
 /// Runs one request, then counts and logs it; returns whether the connection must
