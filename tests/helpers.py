@@ -1,4 +1,6 @@
-"""Shared helpers for the functional tests: target selection and a raw HTTP client.
+"""Shared helpers for the functional tests: target selection, a raw HTTP client, a
+server in a subprocess (:class:`ServerProcess`, and :class:`Cluster` for a master
+with worker processes) and a log capture (:class:`LogCapture`).
 
 The suite runs against maitre by default.  ``MAITRE_TEST_TARGET=waitress``
 runs the very same tests against waitress 3.0.2, which is how the tests
@@ -8,8 +10,12 @@ maitre and waitress are marked with :func:`maitre_only`.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -493,3 +499,80 @@ class ServerProcess:
             t.join(5)
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+class LogCapture(logging.Handler):
+    """Records (monotonic time of emission, logger name, message) of a logger."""
+
+    def __init__(self, name: str):
+        super().__init__(logging.DEBUG)
+        self.records: list = []
+        self.logger = logging.getLogger(name)
+
+    def emit(self, record):
+        self.records.append((time.monotonic(), record.name, record.getMessage()))
+
+    def messages(self, containing: str = "") -> list:
+        return [m for _, _, m in self.records if containing in m]
+
+    def __enter__(self):
+        self._level = self.logger.level
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self._level)
+
+
+class Cluster:
+    """``python -m maitre`` with a master, its log, and its workers' pids."""
+
+    def __init__(self, appdir, *args, app="wapp:app", env=None, port=None, **kw):
+        self.port = port or free_port()
+        argv = [sys.executable, "-m", "maitre", f"--listen={HOST}:{self.port}"]
+        self.proc = ServerProcess(
+            argv + list(args) + [app], cwd=appdir, env=env, timeout=20, **kw
+        )
+        self.pid = self.proc.proc.pid
+
+    def wait_log(self, text: str, count: int = 1) -> list:
+        return self.proc.wait_for_lines(text, count)
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.proc.stderr_lines))
+
+    def workers(self) -> set:
+        """Pids of the workers alive now (children of the master)."""
+        path = f"/proc/{self.pid}/task/{self.pid}/children"
+        try:
+            with open(path) as f:
+                return {int(p) for p in f.read().split()}
+        except FileNotFoundError:
+            return set()
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout=10.0) -> int:
+        try:
+            return self.proc.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"master did not exit in {timeout}s:\n{self.proc.stderr}")
+
+    def stop(self):
+        """Teardown: TERM, then KILL the master and any worker still there."""
+        workers = self.workers()
+        if self.proc.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.proc.wait(8)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc.kill()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
