@@ -116,3 +116,17 @@ def path_body_app(environ, start_response):
     body = environ["PATH_INFO"].encode() + b":" + environ["wsgi.input"].read()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
+
+
+class Recorder:
+    """An app that records the paths it was called for and echoes the body."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, environ, start_response):
+        body = environ["wsgi.input"].read()
+        self.calls.append(environ["PATH_INFO"])
+        out = f"{environ['PATH_INFO']}|".encode() + body
+        start_response("200 OK", [("Content-Length", str(len(out)))])
+        return [out]
