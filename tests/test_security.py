@@ -1,6 +1,8 @@
 """Regression tests for waitress's published security advisories, one named test
 per advisory (several for the advisories that covered several flaws), and for the
-other smuggling and injection defences of the issue.
+injection defences that are not a refused request (header names with ``_``, untrusted
+proxy headers, CR/LF in a response header) and a program exiting with the server
+running. The other refused requests are in test_refused_requests.py.
 
 Each refused request is sent with a valid request pipelined behind it: the refusal
 must close the connection, and the request behind it must never reach the
