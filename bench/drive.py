@@ -1,4 +1,4 @@
-"""A fixed number of keep-alive requests, for the instruments of bench/profile.sh.
+"""A fixed number of keep-alive requests, for the instruments of bench/profile.py.
 
     python bench/drive.py PORT PATH REQUESTS [CONNECTIONS]
 
@@ -15,7 +15,7 @@ import sys
 import time
 
 HOST = "127.0.0.1"
-TIMEOUT = 300.0  # valgrind makes a server ~50 times slower
+TIMEOUT = 300.0  # valgrind makes a server many times slower
 
 
 def read_response(sock, buf):

@@ -28,7 +28,7 @@ Settings are each server's defaults except:
 - access logs off, log level WARNING; except with ACCESS_LOG (env, a file path):
   maitre ``access_log`` and gunicorn ``accesslog`` write there, each in its
   default format; and METRICS_LISTEN (env, HOST:PORT): maitre ``metrics_listen``
-  (bench/observe.sh measures what they cost).
+  (bench/investigations/observe.sh measures what they cost).
 - WORKERS (env, default 1) worker processes: maitre ``workers`` (a master and
   that many workers, the app preloaded since it is an object), gunicorn ``-w``,
   granian ``--workers``, bjoern that many forked processes each with its own

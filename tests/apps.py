@@ -94,3 +94,39 @@ class EnvironRecorder:
     @property
     def last(self):
         return self.environs[-1]
+
+
+def body_length_recorder():
+    """An app answering the length of the body it read, and the list of
+    (PATH_INFO, body length) of its calls."""
+    calls = []
+
+    def app(environ, start_response):
+        body = environ["wsgi.input"].read()
+        calls.append((environ["PATH_INFO"], len(body)))
+        out = str(len(body)).encode()
+        start_response("200 OK", [("Content-Length", str(len(out)))])
+        return [out]
+
+    return app, calls
+
+
+def path_body_app(environ, start_response):
+    """Answers ``PATH:BODY``: the path and the request body it read."""
+    body = environ["PATH_INFO"].encode() + b":" + environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+class Recorder:
+    """An app that records the paths it was called for and echoes the body."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, environ, start_response):
+        body = environ["wsgi.input"].read()
+        self.calls.append(environ["PATH_INFO"])
+        out = f"{environ['PATH_INFO']}|".encode() + body
+        start_response("200 OK", [("Content-Length", str(len(out)))])
+        return [out]

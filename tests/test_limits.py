@@ -1,7 +1,7 @@
-"""Limits and timeouts: header and body size limits (431/413), idle and slow
-clients (channel_timeout, cleanup_interval), connection_limit under a flood of
+"""Limits: header and body size limits (431/413), connection_limit under a flood of
 connects, big bodies with flat memory (inbuf_overflow, outbuf_overflow, 1 GB each
-way), and outbuf_high_watermark pausing an application that outruns its client."""
+way), and outbuf_high_watermark pausing an application that outruns its client.
+Idle and slow clients (channel_timeout) are in test_slow_clients.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import time
 import zlib
 
 import pytest
-from apps import digest_app, hello_app
+from apps import body_length_recorder, digest_app, hello_app
 from helpers import (
     HOST,
     TARGET,
@@ -33,26 +33,13 @@ MIB = 1 << 20
 GIB = 1 << 30
 
 
-def _recorder():
-    calls = []
-
-    def app(environ, start_response):
-        body = environ["wsgi.input"].read()
-        calls.append((environ["PATH_INFO"], len(body)))
-        out = str(len(body)).encode()
-        start_response("200 OK", [("Content-Length", str(len(out)))])
-        return [out]
-
-    return app, calls
-
-
 # ------------------------------------------------------------- head limit
 
 
 def test_header_limit_answered_before_the_head_ends(serve_app):
     """A head growing past max_request_header_size gets its 431 at once: the
     server does not wait for the end of the head (which never comes here)."""
-    app, calls = _recorder()
+    app, calls = body_length_recorder()
     srv = serve_app(app, max_request_header_size=1024)
     with srv.connect() as conn:
         conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4000)
@@ -70,7 +57,7 @@ def test_header_limit_answered_before_the_head_ends(serve_app):
 def test_chunked_body_limit_counts_decoded_bytes(serve_app):
     """max_request_body_size applies to the decoded body: 900 one-byte chunks
     with extensions (over 10 KB on the wire) pass a 1000-byte limit."""
-    app, calls = _recorder()
+    app, calls = body_length_recorder()
     srv = serve_app(app, max_request_body_size=1000)
     body = b"1;ext=padding-padding\r\nx\r\n" * 900 + b"0\r\n\r\n"
     assert len(body) > 10 * 1000
@@ -94,7 +81,7 @@ def test_chunked_body_limit_answered_as_soon_as_crossed(serve_app, first_part):
     """A chunked body is refused with 413 as soon as its decoded size crosses
     max_request_body_size, while the client has not sent the rest (and the
     connection is still open on its side); the app never runs."""
-    app, calls = _recorder()
+    app, calls = body_length_recorder()
     srv = serve_app(app, max_request_body_size=1000)
     with srv.connect() as conn:
         conn.send(
@@ -107,110 +94,6 @@ def test_chunked_body_limit_answered_as_soon_as_crossed(serve_app, first_part):
         assert_error_response(resp, 413, "Request Entity Too Large")
         assert conn.is_closed()
     assert calls == []
-
-
-# ---------------------------------------------------------- idle timeouts
-
-TIMEOUTS = {"channel_timeout": 2, "cleanup_interval": 1}
-
-
-@pytest.mark.parametrize(
-    "sent",
-    [
-        b"",
-        b"GET / HTTP/1.1\r\nHo",
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
-    ],
-    ids=["nothing", "partial-head", "partial-body", "partial-chunked-body"],
-)
-def test_stalled_connection_closed_after_channel_timeout(serve_app, sent):
-    """A connection that stops sending (before, inside the head or inside the
-    body) is closed once idle for channel_timeout (checked every
-    cleanup_interval), and the app never runs."""
-    app, calls = _recorder()
-    srv = serve_app(app, **TIMEOUTS)
-    with srv.connect() as conn:
-        if sent:
-            conn.send(sent)
-        start = time.monotonic()
-        data = b""
-        while time.monotonic() - start < 10:
-            chunk = conn.read_available(0.5)
-            data += chunk
-            if conn.eof:
-                break
-        elapsed = time.monotonic() - start
-        assert conn.eof, "connection still open after 10 s"
-        assert 1.0 <= elapsed <= 8.0, elapsed
-        # no response is due; a server may at most say why it closes
-        assert data == b"" or data.startswith(b"HTTP/1."), data[:100]
-    assert calls == []
-    assert srv.request(get("/")).status == 200
-
-
-def test_active_keepalive_connection_not_closed(serve_app):
-    """channel_timeout counts idleness: a keep-alive connection used every
-    0.5 s for 4 s (twice channel_timeout) stays open."""
-    srv = serve_app(hello_app, **TIMEOUTS)
-    with srv.connect() as conn:
-        for _ in range(8):
-            assert conn.request(get("/")).status == 200
-            time.sleep(0.5)
-        assert conn.request(get("/")).status == 200
-
-
-def test_slow_app_not_cut_by_channel_timeout(serve_app):
-    """A request whose app runs longer than channel_timeout is still answered:
-    the connection is not idle, the server is."""
-
-    def app(environ, start_response):
-        time.sleep(3.5)
-        return hello_app(environ, start_response)
-
-    srv = serve_app(app, **TIMEOUTS)
-    with srv.connect() as conn:
-        resp = conn.request(get("/"))
-        assert (resp.status, resp.body) == (200, b"Hello, world!")
-
-
-@maitre_only("waitress restarts its idle timer on every byte received")
-def test_slowloris_head_dropped_after_channel_timeout(serve_app):
-    """A client trickling its head one byte every 0.2 s (slowloris) is cut off:
-    a head not complete within channel_timeout (2 s) of its first byte is
-    dropped and the connection closed, although bytes keep arriving."""
-    app, calls = _recorder()
-    srv = serve_app(app, **TIMEOUTS)
-    head = get("/slow", headers=b"X-Pad: " + b"p" * 200 + b"\r\n")
-    sock = socket.create_connection((HOST, srv.port), timeout=10)
-    closed_at = None
-    sent = 0
-    try:
-        start = time.monotonic()
-        sock.settimeout(0.2)
-        while time.monotonic() - start < 10 and sent < len(head):
-            try:
-                sock.sendall(head[sent : sent + 1])
-                sent += 1
-            except OSError:  # reset by the server
-                closed_at = time.monotonic() - start
-                break
-            try:
-                data = sock.recv(65536)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                data = b""
-            if not data or data.startswith(b"HTTP/1."):
-                closed_at = time.monotonic() - start
-                break
-    finally:
-        sock.close()
-    assert closed_at is not None, f"still open after {sent} bytes over 10 s"
-    assert closed_at <= 7.0, closed_at
-    assert sent < len(head)
-    assert calls == []
-    assert srv.request(get("/")).status == 200
 
 
 # ---------------------------------------------------------- connection_limit

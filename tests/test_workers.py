@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import (
     HOST,
+    Cluster,
     ConnectionClosed,
     RawConnection,
     ServerProcess,
@@ -53,58 +54,6 @@ def appdir(tmp_path):
     (tmp_path / "wapp.py").write_text(APP)
     (tmp_path / "broken.py").write_text("raise ImportError('import-failed-marker')\n")
     return tmp_path
-
-
-class Cluster:
-    """``python -m maitre`` with a master, its log, and its workers' pids."""
-
-    def __init__(self, appdir, *args, app="wapp:app", env=None, port=None, **kw):
-        self.port = port or free_port()
-        argv = [sys.executable, "-m", "maitre", f"--listen={HOST}:{self.port}"]
-        self.proc = ServerProcess(
-            argv + list(args) + [app], cwd=appdir, env=env, timeout=20, **kw
-        )
-        self.pid = self.proc.proc.pid
-
-    def wait_log(self, text: str, count: int = 1) -> list:
-        return self.proc.wait_for_lines(text, count)
-
-    def count(self, text: str) -> int:
-        return sum(text in line for line in list(self.proc.stderr_lines))
-
-    def workers(self) -> set:
-        """Pids of the workers alive now (children of the master)."""
-        path = f"/proc/{self.pid}/task/{self.pid}/children"
-        try:
-            with open(path) as f:
-                return {int(p) for p in f.read().split()}
-        except FileNotFoundError:
-            return set()
-
-    def signal(self, sig):
-        os.kill(self.pid, sig)
-
-    def wait_exit(self, timeout=10.0) -> int:
-        try:
-            return self.proc.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"master did not exit in {timeout}s:\n{self.proc.stderr}")
-
-    def stop(self):
-        """Teardown: TERM, then KILL the master and any worker still there."""
-        workers = self.workers()
-        if self.proc.proc.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                pass
-        self.proc.kill()
-        for pid in workers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 from helpers import (
     HOST,
     TARGET,
+    Cluster,
     RawConnection,
     ServerProcess,
     free_port,
@@ -28,7 +29,7 @@ from helpers import (
     maitre_only,
     wait_for,
 )
-from test_workers import APP, PASTE_INI, PASTE_SCRIPT, Cluster, fetch, started
+from test_workers import APP, PASTE_INI, PASTE_SCRIPT, fetch, started
 
 pytestmark = maitre_only("waitress has no worker processes, metrics or access log")
 

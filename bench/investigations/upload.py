@@ -1,10 +1,10 @@
 """Uploads alone: server CPU and system calls per GiB of request body, and the
-server's memory while many large bodies arrive at once (bench/README.md,
+server's memory while many large bodies arrive at once (docs/performance.md,
 "Uploads").
 
-    python bench/upload.py [SERVER ...]                 # default: maitre granian
-    SIZE_MIB=100 CONCURRENCY=20 COUNT=20 python bench/upload.py maitre
-    STRACE=1 python bench/upload.py maitre granian
+    python bench/investigations/upload.py [SERVER ...]      # default: maitre granian
+    SIZE_MIB=100 CONCURRENCY=20 COUNT=20 python bench/investigations/upload.py maitre
+    STRACE=1 python bench/investigations/upload.py maitre granian
 
 For each server (bench/run_server.py with the ``upload`` app, pinned to CPU 0
 like bench/run.sh), CONCURRENCY [8] client threads (pinned to CPU 1) send COUNT
@@ -29,7 +29,8 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# bench/, where the harness this reuses lives
+BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 HOST = "127.0.0.1"
 SIZE = int(float(os.environ.get("SIZE_MIB", "8")) * (1 << 20))
@@ -146,7 +147,7 @@ def start(server, port):
             "-c",
             SERVER_CPU,
             PY,
-            os.path.join(HERE, "run_server.py"),
+            os.path.join(BENCH, "run_server.py"),
             server,
             str(port),
             "upload",

@@ -1,7 +1,7 @@
 """How evenly worker processes that share one listening socket share its connections.
 
-    python bench/spread.py [--procs 2] [--conns 100] [--rounds 5] [--wrk SECONDS]
-                           [--supervised] [--stop-one]
+    python bench/investigations/spread.py [--procs 2] [--conns 100] [--rounds 5]
+        [--wrk SECONDS] [--supervised] [--stop-one]
 
 Binds one socket on 127.0.0.1, forks PROCS processes that each run a maitre server
 on it (as a master's workers do), then per round opens CONNS keep-alive connections

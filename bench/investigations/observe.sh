@@ -6,14 +6,14 @@
 # the other (as bench/run.sh); the server's CPU time (utime + stime of its process
 # tree) over the wrk run divided by the requests wrk completed.
 #
-#   DURATION=5 ROUNDS=3 bash bench/observe.sh
+#   DURATION=5 ROUNDS=3 bash bench/investigations/observe.sh
 #
 # Uses the Python in $PYTHON [.venv/bin/python] with maitre (and gunicorn) installed.
 # BASE_PYTHON, if set, is another Python with an earlier maitre build: its hello
 # world ("base:off") shows what the always-on counters cost.
 # A measurement, never a test: it prints numbers, it does not judge them.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 DURATION="${DURATION:-5}"
 ROUNDS="${ROUNDS:-3}"

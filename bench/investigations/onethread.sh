@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Server CPU and context switches per request, for servers given as variants,
-# rounds interleaved (A B C A B C ...): issue 15, "What leader/followers would
-# gain" in bench/README.md.
+# rounds interleaved (A B C A B C ...): "What running the app on the loop thread
+# would gain" in docs/performance.md.
 #
 #   VARIANTS="maitre maitre:THREADS=1 bjoern" SCENARIOS=hello,flask,django \
-#       ROUNDS=5 DURATION=5 bash bench/onethread.sh
+#       ROUNDS=5 DURATION=5 bash bench/investigations/onethread.sh
 #
 # A variant is SERVER[:VAR=VALUE[,VAR=VALUE...]]: the variables are set in the
-# server's environment only (e.g. maitre:MAITRE_EXPERIMENT_INLINE=1 for the
-# experimental build that runs the app on the loop thread).  Each run: the server
+# server's environment only (e.g. maitre:THREADS=1).  Each run: the server
 # (bench/run_server.py) pinned to SERVER_CPU [0], its answer checked
 # (bench/check.py), a 1 s warm-up, then `wrk -t1 -c CONNECTIONS [50]` pinned to
 # CLIENT_CPU [1] for DURATION s while `perf stat -e task-clock,context-switches
@@ -17,10 +16,8 @@
 # variant and each variant's CPU per request relative to the LAST variant's in
 # the same round (put the reference last).  Uses bench/.venv as it is.
 # Loopback only, every run bounded in time, every process stopped by its PID.
-# MAITRE_EXPERIMENT_INLINE exists only in a build of commit b3b0980 (branch
-# i15-inline-experiment, not for main); other builds ignore it.
 set -u
-BENCH="$(cd "$(dirname "$0")" && pwd)"
+BENCH="$(cd "$(dirname "$0")/.." && pwd)"
 VPY="${VPY:-$BENCH/.venv/bin/python}"
 VARIANTS="${VARIANTS:-maitre bjoern}"
 SCENARIOS="${SCENARIOS:-hello,flask,django}"

@@ -1,15 +1,15 @@
 """What the access log costs in instructions: callgrind Ir per request of maitre's
 hello world with the access log off and to a file, and where the difference goes.
 
-    python bench/observe_ir.py                 # REQUESTS=1000 CONNECTIONS=8
-    VARIANTS=off,log THREADS=4 python bench/observe_ir.py
+    python bench/investigations/observe_ir.py     # REQUESTS=1000 CONNECTIONS=8
+    VARIANTS=off,log THREADS=4 python bench/investigations/observe_ir.py
 
-bench/observe.sh measures CPU time, which a shared machine makes noisy; instruction
-counts do not depend on the load. Each variant runs the server under callgrind as
-bench/profile.py does (WARMUP then REQUESTS requests, and again with 2 x REQUESTS;
-the difference divided by REQUESTS is the cost of one request, user space only: the
-write() of a batch of lines counts as a system call, not as instructions), with
-PYTHONHASHSEED=0 so that every run hashes alike.
+bench/investigations/observe.sh measures CPU time, which a shared machine makes
+noisy; instruction counts do not depend on the load. Each variant runs the server
+under callgrind as bench/profile.py does (WARMUP then REQUESTS requests, and again
+with 2 x REQUESTS; the difference divided by REQUESTS is the cost of one request,
+user space only: the write() of a batch of lines counts as a system call, not as
+instructions), with PYTHONHASHSEED=0 so that every run hashes alike.
 Prints Ir per request by object for each variant, then the functions whose cost
 differs most between the first variant and each other one. Files are kept in
 bench/results/observe-ir-<time>/ (PROFILE_DIR=<that directory> reuses them).
@@ -21,8 +21,9 @@ import sys
 import time
 from collections import Counter
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("bench_profile", f"{HERE}/profile.py")
+# bench/, where profile.py lives
+BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("bench_profile", f"{BENCH}/profile.py")
 prof = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(prof)
 
@@ -59,7 +60,7 @@ def main():
     # one run than in another (hundreds of Ir per request of noise between variants).
     os.environ.setdefault("PYTHONHASHSEED", "0")
     outdir = os.environ.get("PROFILE_DIR") or os.path.join(
-        HERE, "results", "observe-ir-" + time.strftime("%Y%m%d-%H%M%S")
+        BENCH, "results", "observe-ir-" + time.strftime("%Y%m%d-%H%M%S")
     )
     os.makedirs(outdir, exist_ok=True)
     results = {v: measure(v, outdir) for v in VARIANTS}
