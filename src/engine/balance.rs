@@ -2,29 +2,21 @@
 //! socket.
 //!
 //! With a shared socket, every worker's epoll wakes for a new connection and the first
-//! to run takes everything queued: measured with `bench/spread.py` (2 processes, one
-//! socket, 2 vCPUs), 100 connections opened at once went 0/100, 9/91, 1/99, 7/93,
-//! 0/100, and wrk -c50 0/50, 0/50, 1/49. So the workers under a master keep their
-//! counts of open connections in a small table of memory shared by every process
-//! forked from the one that imported maitre (it is mapped when the extension module
-//! is loaded, before any fork), one slot per worker. A worker holding more than
-//! [`SLACK`] connections above the least loaded live worker leaves a new connection
-//! in the queue for the others, and takes it anyway if it is still there after
-//! [`DEFER`], one connection per [`DEFER`]. When connections have been left for
-//! [`STALE_MS`], the workers whose loop has not turned since (they were woken and did
-//! not come: stopped, wedged, or starved of CPU for that long) are counted out until
-//! they turn again: a worker that does not accept costs a burst [`STALE_MS`], not
-//! every connection a delay until the master replaces it.
-//!
-//! Measured with this policy (bench/spread.py --supervised, 2 vCPUs shared with the
-//! client and other builds): wrk -c50, 5 rounds of 3 s: 24/26 or 25/25 (at most 4 %
-//! from the mean); 100 connections at once, 10 rounds: 49/51 or 50/50 (2 %); 3
-//! workers, 90 connections: 29/30/31 at worst (3 %). With one of 2 workers stopped
-//! (SIGSTOP, --stop-one), the other answers 100 connections opened at once in
-//! 0.11-0.22 s. Tried first: taking a connection anyway after 20 ms and then ignoring
-//! the balance for 500 ms (a stalled peer would otherwise cost every connection
-//! 20 ms): bursts went 8/92 and 12/88 when a peer was slow to be scheduled; counting
-//! a peer out as soon as it missed one 20 ms retry: 2/98, 24/76 in 4 rounds of 10.
+//! to run takes everything queued (`bench/investigations/spread.py` shows it; the
+//! figures are in docs/performance.md, "Worker processes sharing one listening
+//! socket"). So the workers under a master keep their counts of open connections in
+//! a small table of memory shared by every process forked from the one that imported
+//! maitre (it is mapped when the extension module is loaded, before any fork), one
+//! slot per worker. A worker holding more than [`SLACK`] connections above the least
+//! loaded live worker leaves a new connection in the queue for the others, and takes
+//! it anyway if it is still there after [`DEFER`], one connection per [`DEFER`]. When
+//! connections have been left for [`STALE_MS`], the workers whose loop has not turned
+//! since (they were woken and did not come: stopped, wedged, or starved of CPU for
+//! that long) are counted out until they turn again: a worker that does not accept
+//! costs a burst [`STALE_MS`], not every connection a delay until the master replaces
+//! it. Simpler policies were tried first and lost to a peer that is slow to be
+//! scheduled: taking a connection anyway after a short wait and then ignoring the
+//! balance for a while, or counting a peer out as soon as it missed one retry.
 //!
 //! Only processes attached to a supervisor take part; a single process never looks.
 

@@ -7,10 +7,10 @@
 //! by their threads' CPU clocks, or computing for longer than [`CPU_BUDGET`]; and a
 //! worker that finishes a job while another computes goes to sleep rather than take the
 //! next. A second worker running Python only takes the GIL from the first: on one core
-//! that was hundreds of futex calls and dozens of context switches per Django request
-//! for nothing (bench/README.md, issue 15). Go's scheduler decides the same way when it
-//! hands a processor to another thread: when a goroutine blocks in a system call, or
-//! has run past its time slice.
+//! that is futex calls and context switches per request for nothing
+//! (docs/performance.md, "Waking workers by their CPU clocks"). Go's scheduler
+//! decides the same way when it hands a processor to another thread: when a goroutine
+//! blocks in a system call, or has run past its time slice.
 //!
 //! Workers to loop: a list of completions and a mio `Waker`, woken only by the first
 //! completion pushed since the loop last looked.
