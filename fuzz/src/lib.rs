@@ -8,15 +8,15 @@
 //! - [`check_head`]: `parse_head` never panics; whatever it accepts is a well-formed,
 //!   unambiguous request head (the security properties: no bare CR/LF, no control bytes,
 //!   at most one framing header, Host rules); and the engine's incremental path
-//!   (`scan::find_head_end` then `parse_head` on a growing buffer, as
-//!   `engine::event_loop` does it) reaches the same verdict whatever the read sizes.
+//!   (`http::reader::HeadReader` on a growing buffer, eager as the event loop uses it
+//!   and lazy as `wsgi::parser` does) reaches the same verdict whatever the read sizes.
 //! - [`check_chunked`]: `ChunkedDecoder` never panics; decoding whole, in arbitrary
 //!   pieces and byte by byte agree; a finished body never consumes bytes after its end;
 //!   and valid encodings built from the input decode to exactly their data.
 
 use _maitre::http::chunked::ChunkedDecoder;
+use _maitre::http::reader::HeadReader;
 use _maitre::http::request::{parse_head, BodyKind, Limits, RequestHead, Version};
-use _maitre::http::scan::find_head_end;
 
 /// A tiny deterministic PRNG (xorshift64*), seeded from the input, for split points.
 pub struct Rng(u64);
@@ -87,30 +87,18 @@ enum Verdict {
     Reject(u16),
 }
 
-/// The engine's head state machine (`State::Head` in `engine::event_loop::consume`),
-/// fed `buf` in the given pieces.
-fn engine_head(buf: &[u8], pieces: &[usize], limits: &Limits) -> Verdict {
+/// The server's head reader (`http::reader::HeadReader`, as `engine::event_loop` and
+/// `wsgi::parser` use it), fed `buf` in the given pieces on a growing buffer.
+fn engine_head(buf: &[u8], pieces: &[usize], limits: &Limits, mut reader: HeadReader) -> Verdict {
     let mut acc: Vec<u8> = Vec::with_capacity(buf.len());
-    let mut scanned = 0usize;
     let mut pos = 0usize;
     for &len in pieces {
         let end = (pos + len).min(buf.len());
         acc.extend_from_slice(&buf[pos..end]);
         pos = end;
-        match find_head_end(&acc, scanned) {
-            Err(e) => return Verdict::Reject(e.status()),
-            Ok(None) => {
-                if acc.len() > limits.max_header_size {
-                    return Verdict::Reject(431);
-                }
-                scanned = acc.len();
-                continue;
-            }
-            Ok(Some(_)) => {}
-        }
-        match parse_head(&acc, limits) {
-            Err(e) => return Verdict::Reject(e.status()),
-            Ok(None) => scanned = acc.len(),
+        match reader.read(&acc, limits) {
+            Err(refused) => return Verdict::Reject(refused.error.status()),
+            Ok(None) => {}
             Ok(Some((head, used))) => return Verdict::Accept(Box::new(head), used),
         }
     }
@@ -255,8 +243,8 @@ pub fn check_head(data: &[u8]) {
         check_accepted(buf, &head, consumed, &limits);
     }
 
-    // The engine's path, whole and in pieces, reaches the same verdict.
-    let whole = engine_head(buf, &[buf.len().max(1)], &limits);
+    // The engine's path, whole and in pieces, reaches the same verdict, with the eager
+    // reader (the event loop's) and the lazy one (the Python-facing parser's).
     let mut rng = Rng::new(data);
     let mut pieces = Vec::new();
     let mut left = buf.len();
@@ -265,7 +253,14 @@ pub fn check_head(data: &[u8]) {
         pieces.push(n);
         left -= n;
     }
-    let split = engine_head(buf, &pieces, &limits);
+    for reader in [HeadReader::eager(), HeadReader::lazy()] {
+        check_reader(buf, &pieces, &limits, reader);
+    }
+}
+
+fn check_reader(buf: &[u8], pieces: &[usize], limits: &Limits, reader: HeadReader) {
+    let whole = engine_head(buf, &[buf.len().max(1)], limits, reader);
+    let split = engine_head(buf, pieces, limits, reader);
     for verdict in [&whole, &split] {
         if let Verdict::Reject(status) = verdict {
             assert!(
@@ -278,17 +273,17 @@ pub fn check_head(data: &[u8]) {
         (Verdict::Accept(a, ca), Verdict::Accept(b, cb)) => {
             assert_eq!(ca, cb, "consumed differs with pieces {pieces:?}");
             assert!(same_head(a, b), "head differs with pieces {pieces:?}");
-            check_accepted(buf, a, *ca, &limits);
+            check_accepted(buf, a, *ca, limits);
         }
         // A partial head may be refused sooner or later depending on the reads (the
-        // engine runs the full checks only once it has seen an empty line): not a
-        // difference in what is accepted.
+        // engine runs the full checks only on its first look and once it has seen an
+        // empty line): not a difference in what is accepted.
         (Verdict::NeedMore | Verdict::Reject(_), Verdict::NeedMore | Verdict::Reject(_)) => {}
         _ => panic!("whole: {whole:?}, in pieces {pieces:?}: {split:?}"),
     }
     if let Verdict::Accept(_, consumed) = whole {
         // The engine accepted: parse_head on the whole buffer agrees.
-        match parse_head(buf, &limits) {
+        match parse_head(buf, limits) {
             Ok(Some((_, used))) => assert_eq!(used, consumed),
             other => panic!("engine accepted, parse_head says {other:?}"),
         }

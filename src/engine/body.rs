@@ -1,6 +1,11 @@
 //! Request bodies, received whole before the application runs (so a slow uploader never
 //! holds a worker thread): in memory up to `inbuf_overflow` bytes, in an anonymous
 //! temporary file beyond.
+//!
+//! The head of a request is read by `http::reader` (pure); the body's receiver is chosen
+//! here ([`BodyReceiver::for_framing`]) because it may spill to a file, which is I/O.
+//! The event loop and `wsgi::parser` both take their receivers from it, and both get a
+//! body that cannot be stored refused with the one error built here.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -10,7 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::request::RequestError;
+use crate::http::request::{BodyKind, RequestError};
 
 /// A complete request body, ready to be read by the application.
 #[derive(Debug)]
@@ -21,9 +26,8 @@ pub enum Body {
 
 /// Temporary files for bodies are reused: a new file costs the filesystem a block
 /// reservation and fresh page-cache pages for every byte, and closing it frees them
-/// again, which made an 8 MiB upload spend about three times as long in its file as in
-/// writing and reading the bytes (2.6 ms against 0.8 ms per 8 MiB here). A reused file
-/// is overwritten in place. Only request bodies are pooled: response spill files are
+/// again, which made a large upload spend longer in its file than in writing and reading
+/// the bytes. A reused file is overwritten in place. Only request bodies are pooled: response spill files are
 /// sent with sendfile, whose pages may still be in flight when the file is dropped.
 const POOLED_FILES: usize = 8;
 /// Files that grew larger than this are closed rather than kept.
@@ -431,6 +435,16 @@ pub enum BodyReceiver {
 }
 
 impl BodyReceiver {
+    /// The receiver for a body framed as `kind` (`None` when there is no body): the one
+    /// choice the server and `wsgi::parser` share, after `http::reader` has read the head.
+    pub fn for_framing(kind: BodyKind, overflow: usize, max: u64) -> Option<Self> {
+        match kind {
+            BodyKind::Empty => None,
+            BodyKind::Length(len) => Some(BodyReceiver::with_length(len, overflow)),
+            BodyKind::Chunked => Some(BodyReceiver::chunked(overflow, max)),
+        }
+    }
+
     pub fn with_length(len: u64, overflow: usize) -> Self {
         BodyReceiver::Length {
             remaining: len,
@@ -520,13 +534,17 @@ impl BodyReceiver {
         Ok(*remaining == 0)
     }
 
-    pub fn finish(self) -> io::Result<Body> {
+    /// The body received whole.
+    pub fn finish(self) -> Result<Body, RequestError> {
         match self {
-            BodyReceiver::Length { buf, .. } | BodyReceiver::Chunked { buf, .. } => buf.finish(),
+            BodyReceiver::Length { buf, .. } | BodyReceiver::Chunked { buf, .. } => {
+                buf.finish().map_err(io_error)
+            }
         }
     }
 }
 
+/// The one place the "cannot store" refusal is built.
 fn io_error(e: io::Error) -> RequestError {
     // Only the temporary file can fail here (a full disk): the client is not at fault, but
     // the request cannot be taken, and 413 tells it not to retry the same body blindly.

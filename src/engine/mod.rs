@@ -7,6 +7,7 @@ pub mod body;
 pub mod channel;
 pub mod config;
 pub mod dispatch;
+pub mod errors;
 pub mod event_loop;
 pub mod heartbeat;
 pub mod metrics;

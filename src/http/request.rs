@@ -261,7 +261,9 @@ fn malformed() -> RequestError {
     bad("Malformed request head")
 }
 
-fn header_too_large(limits: &Limits) -> RequestError {
+/// The 431 for a head over `max_header_size` (also used by `reader` while a head's end
+/// is awaited): the one place its message is built.
+pub fn header_too_large(limits: &Limits) -> RequestError {
     RequestError::HeaderTooLarge(format!("exceeds max_header of {}", limits.max_header_size))
 }
 

@@ -1,11 +1,14 @@
 //! `maitre._maitre.RequestParser`, `split_uri` and `crack_first_line`: the server's own
 //! request parsing, driven from Python a few bytes at a time.
 //!
-//! Nothing here parses HTTP by itself. [`Incremental`] does what the event loop does for
-//! one request (`find_head_end` on the bytes buffered so far, `parse_head` once a head is
-//! complete, then a `BodyReceiver` for a Content-Length or chunked body), so a request
-//! fed through it byte by byte meets exactly the rules and limits the server applies on
-//! the wire. `maitre.parser.HTTPRequestParser` gives it waitress's shape.
+//! Nothing here parses HTTP by itself. [`Incremental`] reads one request with the pieces
+//! the event loop reads with: `http::reader::HeadReader` for the head, then the
+//! `BodyReceiver` that `BodyReceiver::for_framing` chooses for its body, so a request fed
+//! through it byte by byte meets exactly the rules, limits and error messages the server
+//! applies on the wire. One difference is deliberate: its head reader is lazy (it looks
+//! at a head only once the head's end has arrived, as waitress's parser does), where the
+//! server's refuses garbage in the first bytes at once.
+//! `maitre.parser.HTTPRequestParser` gives it waitress's shape.
 
 use std::collections::HashMap;
 
@@ -13,16 +16,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::engine::body::{Body, BodyReceiver};
-use crate::http::request::{parse_head, BodyKind, Limits, RequestError, RequestHead, Version};
-use crate::http::scan::find_head_end;
+use crate::http::reader::HeadReader;
+use crate::http::request::{BodyKind, Limits, RequestError, RequestHead, Version};
 use crate::wsgi::environ::{latin1, percent_decode, split_target};
 use crate::wsgi::input::Input;
 
 /// Where the parse of one request stands.
 #[derive(Debug)]
 enum Stage {
-    /// Buffering the head; the first `scanned` bytes of `buf` hold no head end.
-    Head { buf: Vec<u8>, scanned: usize },
+    /// Buffering the head, read by the server's head reader.
+    Head { buf: Vec<u8>, reader: HeadReader },
     /// The head is parsed; receiving the body.
     Body(BodyReceiver),
     /// The request is complete; its body is here until taken.
@@ -46,13 +49,6 @@ pub struct Incremental {
     body_len: Option<u64>,
 }
 
-/// What a look at the buffered head bytes found.
-enum HeadOutcome {
-    Wait,
-    Failed(RequestError),
-    Parsed(Box<RequestHead>, usize),
-}
-
 impl Incremental {
     pub fn new(limits: Limits, inbuf_overflow: usize) -> Self {
         Incremental {
@@ -60,7 +56,7 @@ impl Incremental {
             inbuf_overflow,
             stage: Stage::Head {
                 buf: Vec::new(),
-                scanned: 0,
+                reader: HeadReader::lazy(),
             },
             head: None,
             head_len: 0,
@@ -91,56 +87,29 @@ impl Incremental {
     }
 
     fn feed_head(&mut self, data: &[u8]) -> usize {
-        let Stage::Head { buf, scanned } = &mut self.stage else {
+        let Stage::Head { buf, reader } = &mut self.stage else {
             return 0;
         };
         let before = buf.len();
         buf.extend_from_slice(data);
-        // As the event loop does: look for the end of the head in the new bytes only, and
-        // parse once it has arrived.
-        // As waitress counts: a head refused once complete uses the bytes up to its end.
-        let mut used_on_failure = data.len();
-        let outcome = match find_head_end(buf, *scanned) {
-            Err(e) => HeadOutcome::Failed(e),
-            Ok(None) if buf.len() > self.limits.max_header_size => {
-                HeadOutcome::Failed(RequestError::HeaderTooLarge(format!(
-                    "exceeds max_header of {}",
-                    self.limits.max_header_size
-                )))
-            }
-            Ok(None) => HeadOutcome::Wait,
-            Ok(Some(end)) => match parse_head(buf, &self.limits) {
-                Err(e) => {
-                    used_on_failure = end.saturating_sub(before);
-                    HeadOutcome::Failed(e)
-                }
-                // Only blank lines so far (they may precede a request: RFC 9112 2.2).
-                Ok(None) => HeadOutcome::Wait,
-                Ok(Some((head, used))) => HeadOutcome::Parsed(Box::new(head), used),
-            },
-        };
-        match outcome {
-            HeadOutcome::Wait => {
-                *scanned = buf.len();
-                data.len()
-            }
-            HeadOutcome::Failed(e) => self.fail(e, used_on_failure),
-            HeadOutcome::Parsed(head, used) => {
+        match reader.read(buf, &self.limits) {
+            Ok(None) => data.len(),
+            // As waitress counts: a head refused once complete uses the bytes up to its end.
+            Err(refused) => self.fail(refused.error, refused.used.saturating_sub(before)),
+            Ok(Some((head, used))) => {
                 self.head_len = used;
-                self.stage = match head.body {
-                    BodyKind::Empty => {
+                self.stage = match BodyReceiver::for_framing(
+                    head.body,
+                    self.inbuf_overflow,
+                    self.limits.max_body_size,
+                ) {
+                    Some(receiver) => Stage::Body(receiver),
+                    None => {
                         self.body_len = Some(0);
                         Stage::Done(Some(Body::empty()))
                     }
-                    BodyKind::Length(len) => {
-                        Stage::Body(BodyReceiver::with_length(len, self.inbuf_overflow))
-                    }
-                    BodyKind::Chunked => Stage::Body(BodyReceiver::chunked(
-                        self.inbuf_overflow,
-                        self.limits.max_body_size,
-                    )),
                 };
-                self.head = Some(*head);
+                self.head = Some(head);
                 used.saturating_sub(before)
             }
         }
@@ -150,17 +119,13 @@ impl Incremental {
         let Stage::Body(receiver) = std::mem::replace(&mut self.stage, Stage::Done(None)) else {
             return;
         };
-        match receiver.finish() {
+        self.stage = match receiver.finish() {
             Ok(body) => {
                 self.body_len = Some(body.len());
-                self.stage = Stage::Done(Some(body));
+                Stage::Done(Some(body))
             }
-            Err(e) => {
-                self.stage = Stage::Failed(RequestError::BodyTooLarge(format!(
-                    "cannot store the request body: {e}"
-                )));
-            }
-        }
+            Err(e) => Stage::Failed(e),
+        };
     }
 
     fn fail(&mut self, error: RequestError, used: usize) -> usize {

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::engine::channel::{sub_parts, Channel, DirectBudget, Sent, WhenFull};
-use crate::engine::event_loop::is_disconnect;
+use crate::engine::errors::is_disconnect;
 use crate::http::request::Version;
 use crate::http::response::{
     check_header_name, check_header_value, chunk_header, framing, is_hop_by_hop, parse_status,

@@ -13,7 +13,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use crate::engine::body::Body;
 use crate::engine::channel::{Channel, WhenFull};
 use crate::engine::dispatch::{Completion, Completions, Job, JobQueue, Request, Requests};
-use crate::engine::event_loop::panic_message;
+use crate::engine::errors::panic_message;
 use crate::engine::stats::StatsBlock;
 use crate::http::request::RequestHead;
 use crate::http::response::error_response;

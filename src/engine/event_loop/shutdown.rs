@@ -153,14 +153,14 @@ impl EventLoop {
             queued += self.accept_queued(li);
         }
         self.close_listeners();
-        self.accept_paused = false;
-        self.accept_due = false;
+        self.accepting.stop();
         // No longer one of the workers sharing the load.
         self.balance = None;
 
         let (mut running, mut partial) = (0, 0);
         let mut idle = Vec::new();
         for (token, c) in self.conns.iter() {
+            // Each request in progress is its connection's last (see `last_request`).
             c.channel.set_last();
             match c.state {
                 State::Busy => running += 1,

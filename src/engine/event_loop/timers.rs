@@ -1,0 +1,168 @@
+//! Time: what the loop checks once a tick (`TICK`), and the queue warning checked
+//! every round.
+//!
+//! 1. [`EventLoop::tick`] applies the server's own deadlines on every tick, so that a
+//!    connection is cut when its log line says:
+//!    - a head (or a TLS handshake and the first head) must arrive whole within
+//!      `channel_timeout`, however steadily it trickles in (slowloris);
+//!    - after a grace period, a body must arrive at `min_request_body_rate` on average
+//!      (408, as Apache's mod_reqtimeout);
+//!    - a lingering close ends at its deadline;
+//!    - a client that accepts no response bytes for `channel_timeout` is given up on,
+//!      which releases its worker;
+//!    - plain idleness waits for the `cleanup_interval` sweep, as in waitress;
+//!
+//!    and accepting resumes if it was paused and there is room;
+//! 2. [`EventLoop::warn_if_queue_backs_up`] says when requests wait for a worker.
+
+use std::time::Duration;
+
+use super::{EventLoop, State};
+use crate::engine::dispatch::{LogLevel, LogRecord, Logger};
+use crate::engine::errors::peer_text;
+
+/// How long the queue must stay non-empty before a "Task queue depth" warning, and the
+/// least time between two of them.
+const QUEUE_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest grace period before a body must arrive at `min_request_body_rate` (Apache's
+/// mod_reqtimeout default is 20 s); a shorter `channel_timeout` shortens it.
+const BODY_GRACE: Duration = Duration::from_secs(20);
+
+impl EventLoop {
+    /// Applies the deadlines (see the module comment).
+    pub(super) fn tick(&mut self) {
+        let now = self.now;
+        let sweep = now >= self.next_sweep;
+        if sweep {
+            self.next_sweep = now + self.cfg.cleanup_interval;
+        }
+        let timeout = self.cfg.channel_timeout;
+        let rate = self.cfg.min_body_rate;
+        let grace = timeout.min(BODY_GRACE);
+        let mut expired = Vec::new();
+        // Closed in the middle of a request, which gets its line as a 408.
+        let mut gave_up = Vec::new();
+        let mut too_slow = Vec::new();
+        // The deadlines below are the server's own and are checked every tick, so that a
+        // connection is cut when the log line says; only plain idleness waits for the
+        // cleanup_interval sweep, as in waitress.
+        for (token, c) in self.conns.iter() {
+            let close = match c.state {
+                State::Lingering { deadline } => now >= deadline,
+                // A head must arrive whole within channel_timeout, however steadily its
+                // bytes trickle in (slowloris): activity alone does not keep it alive.
+                State::Head {
+                    started: Some(started),
+                    ..
+                } if now.duration_since(started) > timeout => {
+                    let what = match c.channel.tls() {
+                        Some(t) if t.is_handshaking() => "TLS handshake",
+                        _ => {
+                            gave_up.push(token);
+                            "request head"
+                        }
+                    };
+                    let msg = format!(
+                        "closed connection from {}: {what} incomplete after {} s",
+                        peer_text(&c.channel.peer),
+                        timeout.as_secs()
+                    );
+                    self.logs.push(LogRecord {
+                        level: LogLevel::Info,
+                        message: msg,
+                        logger: Logger::Main,
+                    });
+                    true
+                }
+                // Nor a body that trickles (as Apache's mod_reqtimeout MinRate): after
+                // the grace period it must have arrived at min_request_body_rate bytes
+                // a second, on average, counted from the end of the grace period.
+                State::Body {
+                    ref head,
+                    started,
+                    received,
+                    ..
+                } if rate > 0
+                    && now.duration_since(started) > grace
+                    && (received as f64)
+                        < rate as f64 * (now.duration_since(started) - grace).as_secs_f64() =>
+                {
+                    too_slow.push((token, head.version, received, now.duration_since(started)));
+                    false
+                }
+                State::Head { .. } | State::Body { .. } | State::Closing => {
+                    let idle = sweep && now.duration_since(c.last_activity) > timeout;
+                    if idle && matches!(c.state, State::Body { .. }) {
+                        gave_up.push(token);
+                    }
+                    idle
+                }
+                // The application waits on a client that reads nothing: give up on the
+                // client, which releases the worker (its write raises).
+                State::Busy => {
+                    if !c.channel.is_closed()
+                        && c.channel.stalled_for(now).is_some_and(|d| d > timeout)
+                    {
+                        let msg = format!(
+                            "closed connection from {}: no response bytes accepted for {} s",
+                            peer_text(&c.channel.peer),
+                            timeout.as_secs()
+                        );
+                        self.logs.push(LogRecord {
+                            level: LogLevel::Info,
+                            message: msg,
+                            logger: Logger::Main,
+                        });
+                        c.channel.mark_closed();
+                        let _ = c.channel.sock.shutdown(std::net::Shutdown::Both);
+                    }
+                    false
+                }
+            };
+            if close {
+                expired.push(token);
+            }
+        }
+        for token in gave_up {
+            self.gave_up(token);
+        }
+        for token in expired {
+            self.close(token);
+        }
+        for (token, version, received, took) in too_slow {
+            let message = format!(
+                "request body too slow: {received} bytes in {:.0} s (min_request_body_rate {rate})",
+                took.as_secs_f64()
+            );
+            let seen = self.take_head(token);
+            self.refuse(token, version, (408, "Request Timeout"), &message, seen);
+        }
+        if self
+            .accepting
+            .room(self.conns.len(), self.cfg.connection_limit)
+        {
+            self.resume_accepting();
+        }
+    }
+
+    /// Like waitress's `maitre.queue` logger: requests wait for a free thread. Said when
+    /// the queue has not been empty for a whole second, at most once a second, so that a
+    /// busy but keeping-up server stays quiet.
+    pub(super) fn warn_if_queue_backs_up(&mut self, waiting: usize) {
+        if waiting == 0 {
+            self.queue_busy_since = None;
+            return;
+        }
+        let since = *self.queue_busy_since.get_or_insert(self.now);
+        if self.now.duration_since(since) >= QUEUE_WARNING_INTERVAL
+            && self.now >= self.next_queue_warning
+        {
+            self.next_queue_warning = self.now + QUEUE_WARNING_INTERVAL;
+            self.logs.push(LogRecord {
+                level: LogLevel::Warning,
+                message: format!("Task queue depth is {waiting}"),
+                logger: Logger::Queue,
+            });
+        }
+    }
+}
