@@ -8,6 +8,7 @@
 //! raised in its Python code (as a signal would), so that a thread in a Python loop
 //! ends instead of taking the GIL back while the interpreter exits.
 
+use std::cell::RefCell;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::{Arc, Condvar, Mutex};
@@ -65,15 +66,113 @@ pub struct Engine {
     tls: Option<Arc<TlsAcceptor>>,
 }
 
+/// The settings dict handed over by Python (`maitre.server._engine_settings`), built from
+/// the rows of the settings table marked for the engine, plus a few values derived from
+/// other settings. The engine declares no defaults of its own: every key it reads must
+/// be there (a missing one is an error naming it), and `Engine()` also refuses a key
+/// it never read, so that a row marked for the engine cannot be silently ignored.
+struct Settings<'a, 'py> {
+    dict: &'a Bound<'py, PyDict>,
+    read: RefCell<Vec<&'static str>>,
+}
+
+impl<'a, 'py> Settings<'a, 'py> {
+    fn new(dict: &'a Bound<'py, PyDict>) -> Self {
+        Settings {
+            dict,
+            read: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The value of setting `name` (`None` only where `T` is an `Option`).
+    fn get<T>(&self, name: &'static str) -> PyResult<T>
+    where
+        T: for<'b> FromPyObject<'b, 'py>,
+    {
+        self.read.borrow_mut().push(name);
+        let value = self
+            .dict
+            .get_item(name)?
+            .ok_or_else(|| PyValueError::new_err(format!("missing engine setting {name}")))?;
+        value.extract::<T>().map_err(|e| {
+            let e: PyErr = e.into();
+            PyValueError::new_err(format!("invalid value for setting {name}: {e}"))
+        })
+    }
+
+    /// A count that must be at least 1.
+    fn positive(&self, name: &'static str) -> PyResult<usize> {
+        match self.get(name)? {
+            0 => Err(PyValueError::new_err(format!(
+                "setting {name} must be at least 1"
+            ))),
+            v => Ok(v),
+        }
+    }
+
+    /// A number of seconds, `at_least` if less.
+    fn seconds(&self, name: &'static str, at_least: f64) -> PyResult<Duration> {
+        Ok(Duration::from_secs_f64(
+            self.get::<f64>(name)?.max(at_least),
+        ))
+    }
+
+    /// Fails on the first key that was never read.
+    fn check_all_read(&self) -> PyResult<()> {
+        let read = self.read.borrow();
+        for key in self.dict.keys() {
+            let key: String = key.extract()?;
+            if !read.contains(&key.as_str()) {
+                return Err(PyValueError::new_err(format!(
+                    "unknown engine setting {key}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the I/O loop acts on, one field per setting of the table.
+fn engine_config(s: &Settings<'_, '_>) -> PyResult<Config> {
+    Ok(Config {
+        threads: s.positive("threads")?,
+        recv_bytes: s.positive("recv_bytes")?,
+        inbuf_overflow: s.get("inbuf_overflow")?,
+        outbuf_overflow: s.get("outbuf_overflow")?,
+        outbuf_high_watermark: s.get("outbuf_high_watermark")?,
+        connection_limit: s.positive("connection_limit")?,
+        cleanup_interval: s.seconds("cleanup_interval", 0.01)?,
+        channel_timeout: s.seconds("channel_timeout", 0.0)?,
+        channel_request_lookahead: s.get("channel_request_lookahead")?,
+        min_body_rate: s.get("min_request_body_rate")?,
+        log_socket_errors: s.get("log_socket_errors")?,
+        limits: Limits {
+            max_header_size: s.positive("max_request_header_size")?,
+            max_body_size: s.get("max_request_body_size")?,
+            max_fields: s.positive("max_request_headers")?,
+        },
+        // Unset (None): an empty Server header value.
+        ident: s.get::<Option<String>>("ident")?.unwrap_or_default(),
+        shutdown_timeout: s.seconds("shutdown_timeout", 0.0)?,
+    })
+}
+
 /// The TLS settings, if `ssl_certificate` is given; files are read (and checked) here,
 /// at start.
-fn tls_acceptor(settings: &Bound<'_, PyDict>) -> PyResult<Option<Arc<TlsAcceptor>>> {
-    let Some(certificate) = setting::<Option<String>>(settings, "ssl_certificate", None)? else {
+fn tls_acceptor(s: &Settings<'_, '_>) -> PyResult<Option<Arc<TlsAcceptor>>> {
+    let certificate: Option<String> = s.get("ssl_certificate")?;
+    let private_key: Option<String> = s.get("ssl_private_key")?;
+    let certificate_chain = s.get("ssl_certificate_chain")?;
+    let private_key_password = s.get("ssl_private_key_password")?;
+    let ca_certificate = s.get("ssl_ca_certificate")?;
+    let verify_client: String = s.get("ssl_verify_client")?;
+    let min_version: String = s.get("ssl_min_version")?;
+    let Some(certificate) = certificate else {
         return Ok(None);
     };
-    let private_key = setting::<Option<String>>(settings, "ssl_private_key", None)?
+    let private_key = private_key
         .ok_or_else(|| PyValueError::new_err("ssl_private_key must be set with ssl_certificate"))?;
-    let verify_client = match setting(settings, "ssl_verify_client", "none".to_string())?.as_str() {
+    let verify_client = match verify_client.as_str() {
         "none" => VerifyClient::None,
         "optional" => VerifyClient::Optional,
         "required" => VerifyClient::Required,
@@ -83,7 +182,7 @@ fn tls_acceptor(settings: &Bound<'_, PyDict>) -> PyResult<Option<Arc<TlsAcceptor
             )))
         }
     };
-    let tls13_only = match setting(settings, "ssl_min_version", "1.2".to_string())?.as_str() {
+    let tls13_only = match min_version.as_str() {
         "1.2" => false,
         "1.3" => true,
         other => {
@@ -95,9 +194,9 @@ fn tls_acceptor(settings: &Bound<'_, PyDict>) -> PyResult<Option<Arc<TlsAcceptor
     let tls = TlsSettings {
         certificate,
         private_key,
-        certificate_chain: setting(settings, "ssl_certificate_chain", None)?,
-        private_key_password: setting(settings, "ssl_private_key_password", None)?,
-        ca_certificate: setting(settings, "ssl_ca_certificate", None)?,
+        certificate_chain,
+        private_key_password,
+        ca_certificate,
         verify_client,
         tls13_only,
     };
@@ -112,20 +211,7 @@ fn tls_acceptor(settings: &Bound<'_, PyDict>) -> PyResult<Option<Arc<TlsAcceptor
 #[pyfunction]
 pub fn check_tls_files(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<()> {
     let _ = py;
-    tls_acceptor(settings).map(drop)
-}
-
-fn setting<'py, T>(settings: &Bound<'py, PyDict>, name: &str, default: T) -> PyResult<T>
-where
-    T: for<'a> FromPyObject<'a, 'py>,
-{
-    match settings.get_item(name)? {
-        Some(v) if !v.is_none() => v.extract::<T>().map_err(|e| {
-            let e: PyErr = e.into();
-            PyValueError::new_err(format!("invalid value for setting {name}: {e}"))
-        }),
-        _ => Ok(default),
-    }
+    tls_acceptor(&Settings::new(settings)).map(drop)
 }
 
 fn unix_ms() -> u64 {
@@ -135,15 +221,13 @@ fn unix_ms() -> u64 {
 }
 
 /// The counters' block and the access log.
-fn observe_settings(settings: &Bound<'_, PyDict>, threads: usize) -> PyResult<Observe> {
+fn observe_settings(s: &Settings<'_, '_>, threads: usize) -> PyResult<Observe> {
     let stats = Stats::owned();
     stats.init(std::process::id(), unix_ms());
-    let target: Option<String> = setting(settings, "access_log", None)?;
-    let spec: String = setting(
-        settings,
-        "access_log_format",
-        access_log::DEFAULT_FORMAT.to_string(),
-    )?;
+    let target: Option<String> = s.get("access_log")?;
+    let spec: String = s.get("access_log_format")?;
+    // The `maitre.access` logger, for `access_log=logging` (None otherwise).
+    let logger: Option<Py<PyAny>> = s.get("access_logger")?;
     let mut observe = Observe {
         stats: Arc::new(stats),
         threads: (0..threads).map(|_| ThreadStats::default()).collect(),
@@ -157,14 +241,9 @@ fn observe_settings(settings: &Bound<'_, PyDict>, threads: usize) -> PyResult<Ob
         .map_err(|e| PyValueError::new_err(format!("invalid access_log_format: {e}")))?;
     match target.as_str() {
         "logging" => {
-            let logger: Py<PyAny> = match settings.get_item("access_logger")? {
-                Some(l) if !l.is_none() => l.unbind(),
-                _ => {
-                    return Err(PyValueError::new_err(
-                        "access_log=logging needs the access_logger setting",
-                    ))
-                }
-            };
+            let logger = logger.ok_or_else(|| {
+                PyValueError::new_err("access_log=logging needs the access_logger setting")
+            })?;
             observe.access_logger = Some((format, logger));
         }
         t => {
@@ -182,20 +261,10 @@ fn observe_settings(settings: &Bound<'_, PyDict>, threads: usize) -> PyResult<Ob
     Ok(observe)
 }
 
-fn positive(name: &str, v: usize) -> PyResult<usize> {
-    if v == 0 {
-        return Err(PyValueError::new_err(format!(
-            "setting {name} must be at least 1"
-        )));
-    }
-    Ok(v)
-}
-
 /// Puts the calling thread (the I/O loop) under SCHED_BATCH: its wake-ups then do not
 /// preempt a worker in the middle of a run of requests, so on a busy core the loop
-/// collects bigger batches. hello-world, one core, wrk -c50, 3 alternating runs:
-/// context switches per request 0.09-0.14 -> 0.05-0.07, CPU per request 9.9-12.8 us
-/// -> 9.7-11.9 us. Best effort: without it the loop only batches less.
+/// collects bigger batches (fewer context switches and less CPU per request). Best
+/// effort: without it the loop only batches less.
 fn prefer_batching() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: plain syscall on the calling thread with a valid parameter struct.
@@ -214,57 +283,11 @@ impl Engine {
         settings: &Bound<'_, PyDict>,
         logger: Py<PyAny>,
     ) -> PyResult<Self> {
-        let d = Config::default();
-        let cfg = Config {
-            threads: positive("threads", setting(settings, "threads", d.threads)?)?,
-            recv_bytes: positive("recv_bytes", setting(settings, "recv_bytes", d.recv_bytes)?)?,
-            inbuf_overflow: setting(settings, "inbuf_overflow", d.inbuf_overflow)?,
-            outbuf_overflow: setting(settings, "outbuf_overflow", d.outbuf_overflow)?,
-            outbuf_high_watermark: setting(
-                settings,
-                "outbuf_high_watermark",
-                d.outbuf_high_watermark,
-            )?,
-            connection_limit: positive(
-                "connection_limit",
-                setting(settings, "connection_limit", d.connection_limit)?,
-            )?,
-            cleanup_interval: Duration::from_secs_f64(
-                setting(settings, "cleanup_interval", 30.0f64)?.max(0.01),
-            ),
-            channel_timeout: Duration::from_secs_f64(
-                setting(settings, "channel_timeout", 120.0f64)?.max(0.0),
-            ),
-            channel_request_lookahead: setting(
-                settings,
-                "channel_request_lookahead",
-                d.channel_request_lookahead,
-            )?,
-            min_body_rate: setting(settings, "min_request_body_rate", d.min_body_rate)?,
-            log_socket_errors: setting(settings, "log_socket_errors", d.log_socket_errors)?,
-            limits: Limits {
-                max_header_size: positive(
-                    "max_request_header_size",
-                    setting(
-                        settings,
-                        "max_request_header_size",
-                        d.limits.max_header_size,
-                    )?,
-                )?,
-                max_body_size: setting(settings, "max_request_body_size", d.limits.max_body_size)?,
-                max_fields: positive(
-                    "max_request_headers",
-                    setting(settings, "max_request_headers", d.limits.max_fields)?,
-                )?,
-            },
-            ident: setting(settings, "ident", d.ident.clone())?,
-            shutdown_timeout: Duration::from_secs_f64(
-                setting(settings, "shutdown_timeout", 30.0f64)?.max(0.0),
-            ),
-        };
-        let tls = tls_acceptor(settings)?;
+        let settings = Settings::new(settings);
+        let cfg = engine_config(&settings)?;
+        let tls = tls_acceptor(&settings)?;
         // Indices of the listeners that speak TLS.
-        let tls_listeners: Vec<usize> = setting(settings, "tls_listeners", Vec::new())?;
+        let tls_listeners: Vec<usize> = settings.get("tls_listeners")?;
         if tls.is_none() && !tls_listeners.is_empty() {
             return Err(PyValueError::new_err(
                 "a TLS listener needs ssl_certificate and ssl_private_key",
@@ -292,17 +315,18 @@ impl Engine {
         }
         let opts = WsgiOptions {
             ident: cfg.ident.clone(),
-            url_prefix: setting(settings, "url_prefix", String::new())?,
-            expose_tracebacks: setting(settings, "expose_tracebacks", false)?,
+            url_prefix: settings.get("url_prefix")?,
+            expose_tracebacks: settings.get("expose_tracebacks")?,
             log_socket_errors: cfg.log_socket_errors,
-            clear_proxy_headers: setting(settings, "clear_proxy_headers", true)?,
+            clear_proxy_headers: settings.get("clear_proxy_headers")?,
         };
         let mut ctx = WsgiContext::new(py, app, templates, logger, opts);
-        ctx.observe = observe_settings(settings, cfg.threads)?;
-        let metrics = match setting::<Option<RawFd>>(settings, "metrics_fd", None)? {
+        ctx.observe = observe_settings(&settings, cfg.threads)?;
+        let metrics = match settings.get::<Option<RawFd>>("metrics_fd")? {
             Some(fd) => Some(crate::wsgi::metrics::listener_from_fd(fd)?),
             None => None,
         };
+        settings.check_all_read()?;
         Ok(Engine {
             state: Mutex::new(State::Ready(socks)),
             stopped: Condvar::new(),
