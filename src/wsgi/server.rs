@@ -22,7 +22,7 @@ use socket2::Socket;
 
 use crate::engine::access_log;
 use crate::engine::config::Config;
-use crate::engine::dispatch::{JobQueue, LogLevel, LogQueue, LogRecord};
+use crate::engine::dispatch::{Completions, JobQueue, LogLevel, LogQueue, LogRecord};
 use crate::engine::event_loop::{EventLoop, Listener, LoopHandle};
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::metrics::{Blocks, MetricsServer};
@@ -416,235 +416,14 @@ impl Engine {
             .map_err(PyValueError::new_err)
     }
 
-    /// Serves until `close()` is called or a signal handler raises (Ctrl-C).
+    /// Serves until `close()` is called or a signal handler raises (Ctrl-C): starts the
+    /// loop and its threads, waits for the loop to end, then joins what it started.
     fn run(&self, py: Python<'_>) -> PyResult<()> {
-        let jobs = Arc::new(JobQueue::default());
-        let logs = Arc::new(LogQueue::default());
-        let (ev, handle, completions) = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let listeners = match std::mem::replace(&mut *state, State::Closed) {
-                State::Ready(l) => l,
-                State::Running(h) => {
-                    *state = State::Running(h);
-                    return Err(PyRuntimeError::new_err("the server is already running"));
-                }
-                State::Closed => return Ok(()),
-            };
-            let stats = self.ctx.observe.stats.clone();
-            stats.started_ms.store(unix_ms(), Relaxed);
-            stats.threads.store(self.cfg.threads as u64, Relaxed);
-            let (mut ev, handle, completions) = EventLoop::new(
-                listeners,
-                self.cfg.clone(),
-                jobs.clone(),
-                stats,
-                logs.clone(),
-            )
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
-            if let Some(hb) = self
-                .heartbeat
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
-                ev.attach_heartbeat(hb);
-            }
-            if let Some(sink) = self.ctx.observe.sink() {
-                ev.attach_access_log(sink);
-            }
-            *state = State::Running(handle.clone());
-            *self.run_thread.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(std::thread::current().id());
-            (ev, handle, completions)
+        let Some(run) = self.start()? else {
+            return Ok(()); // closed before it ran
         };
-
-        // The observers first: they must see the first request.
-        let access_writer = match &self.ctx.observe.access {
-            Some(log) => Some(
-                log.start()
-                    .map_err(|e| PyOSError::new_err(format!("cannot start access log: {e}")))?,
-            ),
-            None => None,
-        };
-        let metrics_server = match self
-            .metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            Some(listener) => {
-                let blocks = Blocks {
-                    blocks: vec![self.ctx.observe.stats.clone()],
-                    labelled: false,
-                };
-                Some(
-                    MetricsServer::start(listener, blocks, self.cfg.ident.clone()).map_err(
-                        |e| PyOSError::new_err(format!("cannot start metrics listener: {e}")),
-                    )?,
-                )
-            }
-            None => None,
-        };
-        let log_thread = {
-            let (ctx, logs) = (self.ctx.clone(), logs.clone());
-            std::thread::Builder::new()
-                .name("maitre-log".into())
-                .spawn(move || crate::wsgi::logging::log_main(ctx, logs))
-                .map_err(|e| PyOSError::new_err(e.to_string()))?
-        };
-        let finished: Finished = Arc::new((Mutex::new(None), Condvar::new()));
-        let io_thread = {
-            let finished = finished.clone();
-            std::thread::Builder::new()
-                .name("maitre-io".into())
-                .spawn(move || {
-                    prefer_batching();
-                    let result =
-                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.run())) {
-                            Ok(Ok(abandoned)) => Ok(abandoned),
-                            Ok(Err(e)) => Err(format!("I/O loop failed: {e}")),
-                            Err(_) => Err("I/O loop panicked".to_string()),
-                        };
-                    let (lock, cv) = &*finished;
-                    *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-                    cv.notify_all();
-                })
-                .map_err(|e| PyOSError::new_err(e.to_string()))?
-        };
-        let mut workers: Vec<JoinHandle<()>> = Vec::with_capacity(self.cfg.threads);
-        let mut spawn_error = None;
-        for i in 0..self.cfg.threads {
-            let (ctx, jobs, completions) = (self.ctx.clone(), jobs.clone(), completions.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("maitre-{i}"))
-                .spawn(move || worker_main(ctx, jobs, completions, i));
-            match spawned {
-                Ok(h) => workers.push(h),
-                Err(e) => {
-                    // Stop what did start, through the normal shutdown below.
-                    spawn_error = Some(PyOSError::new_err(format!(
-                        "cannot start worker thread: {e}"
-                    )));
-                    handle.stop();
-                    break;
-                }
-            }
-        }
-
-        // Wait for the loop to end, waking often enough to run Python's signal handlers
-        // (they only run on the main thread, between bytecodes) and to log what the
-        // loop has to say now (the workers may all be busy).
-        let mut interrupted = None;
-        let mut notices = Vec::new();
-        let outcome = loop {
-            let done = crate::wsgi::gil::detach(py, || {
-                let (lock, cv) = &*finished;
-                let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                let (guard, _) = cv
-                    .wait_timeout_while(guard, Duration::from_millis(100), |r| r.is_none())
-                    .unwrap_or_else(|p| p.into_inner());
-                guard.clone()
-            });
-            handle.take_notices(&mut notices);
-            self.log_records(py, &mut notices);
-            if let Some(result) = done {
-                break result;
-            }
-            if let Err(e) = py.check_signals() {
-                // A handler raised (KeyboardInterrupt when nobody installed one): stop
-                // gracefully, at once on a second one; the first is raised at the end.
-                if interrupted.is_none() {
-                    interrupted = Some(e);
-                    handle.drain(self.cfg.shutdown_timeout);
-                } else {
-                    handle.stop();
-                }
-            }
-        };
-        let _ = io_thread.join();
-        // The loop has said all it will: the logging thread empties its queue and ends
-        // (unless a logging handler hangs: then it is left behind, like a stuck worker).
-        logs.stop();
-        let log_deadline = Instant::now() + Duration::from_secs(5);
-        crate::wsgi::gil::detach(py, || {
-            while !log_thread.is_finished() && Instant::now() < log_deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        if log_thread.is_finished() {
-            let _ = log_thread.join();
-        }
-        // Jobs never started: their connections are closed.
-        drop(jobs.stop());
-        self.log_records(py, &mut notices);
-        let abandoned = *outcome.as_ref().unwrap_or(&0);
-        // After a clean drain the workers are idle and end at once; after an abandon,
-        // those in the application are not waited for.
-        let patience = if abandoned > 0 {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(5)
-        };
-        let deadline = Instant::now() + patience;
-        crate::wsgi::gil::detach(py, || {
-            while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        let (done, stuck): (Vec<_>, Vec<_>) = workers.into_iter().partition(|w| w.is_finished());
-        for w in done {
-            let _ = w.join();
-        }
-        if !stuck.is_empty() {
-            if abandoned == 0 {
-                crate::wsgi::worker::log(
-                    py,
-                    &self.ctx,
-                    "warning",
-                    &format!("{} thread(s) still running", stuck.len()),
-                );
-            }
-            let exc = py.get_type::<RequestAbandoned>();
-            for w in &stuck {
-                // SAFETY: with the GIL held; the id is the thread's pthread_t, which is
-                // CPython's thread identifier. An id with no Python thread state is
-                // ignored by CPython.
-                unsafe {
-                    pyo3::ffi::PyThreadState_SetAsyncExc(
-                        w.as_pthread_t() as std::os::raw::c_long,
-                        exc.as_ptr(),
-                    )
-                };
-            }
-            // A thread in a Python loop raises it within a switch interval or so; give
-            // those the time to end (one that outlived the interpreter would abort the
-            // process). One blocked in C (a sleep, a socket) is left to itself.
-            let deadline = Instant::now() + Duration::from_millis(250);
-            crate::wsgi::gil::detach(py, || {
-                while stuck.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            });
-            self.stragglers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(stuck.into_iter().filter(|w| !w.is_finished()));
-        }
-        // After the workers: every request they finished is in the log.
-        crate::wsgi::gil::detach(py, || {
-            if let Some(w) = access_writer {
-                w.stop();
-            }
-            if let Some(m) = metrics_server {
-                m.stop();
-            }
-        });
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
-        self.stopped.notify_all();
-        if let Some(e) = interrupted.or(spawn_error) {
-            return Err(e);
-        }
-        outcome.map(|_| ()).map_err(PyRuntimeError::new_err)
+        let waited = self.wait(py, &run);
+        self.join(py, run, waited)
     }
 
     /// Stops a running server (from any thread): gracefully, abandoning what still runs
@@ -692,7 +471,295 @@ impl Engine {
     }
 }
 
+/// What `Engine::start` started, for `wait` and `join`.
+struct Run {
+    handle: LoopHandle,
+    jobs: Arc<JobQueue>,
+    logs: Arc<LogQueue>,
+    /// Set by the I/O thread as it ends.
+    finished: Finished,
+    io_thread: JoinHandle<()>,
+    log_thread: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+    access_writer: Option<access_log::Writer>,
+    metrics_server: Option<MetricsServer>,
+    /// A worker thread that could not be started (the loop was told to stop at once):
+    /// `run()` raises it at the end.
+    spawn_error: Option<PyErr>,
+}
+
+/// How the wait for the I/O loop ended.
+struct Waited {
+    /// The number of requests the stop abandoned, or the loop's error.
+    outcome: Result<usize, String>,
+    /// What a Python signal handler raised: `run()` raises it at the end.
+    interrupted: Option<PyErr>,
+}
+
 impl Engine {
+    /// Step 1 of `run()`: takes the listeners (the state becomes `Running`), builds the
+    /// loop, then starts, in this order, the observers (they must see the first
+    /// request), the logging thread, the I/O thread and the workers. None if the
+    /// engine was closed before it ran.
+    fn start(&self) -> PyResult<Option<Run>> {
+        let jobs = Arc::new(JobQueue::default());
+        let logs = Arc::new(LogQueue::default());
+        let Some((ev, handle, completions)) = self.build_loop(&jobs, &logs)? else {
+            return Ok(None);
+        };
+        let access_writer = match &self.ctx.observe.access {
+            Some(log) => Some(
+                log.start()
+                    .map_err(|e| PyOSError::new_err(format!("cannot start access log: {e}")))?,
+            ),
+            None => None,
+        };
+        let metrics_server = self.start_metrics()?;
+        let log_thread = {
+            let (ctx, logs) = (self.ctx.clone(), logs.clone());
+            std::thread::Builder::new()
+                .name("maitre-log".into())
+                .spawn(move || crate::wsgi::logging::log_main(ctx, logs))
+                .map_err(|e| PyOSError::new_err(e.to_string()))?
+        };
+        let finished: Finished = Arc::new((Mutex::new(None), Condvar::new()));
+        let io_thread = spawn_io_thread(ev, finished.clone())?;
+        let (workers, spawn_error) = self.spawn_workers(&jobs, &completions, &handle);
+        Ok(Some(Run {
+            handle,
+            jobs,
+            logs,
+            finished,
+            io_thread,
+            log_thread,
+            workers,
+            access_writer,
+            metrics_server,
+            spawn_error,
+        }))
+    }
+
+    /// The loop over this engine's listeners, with the supervisor's pipe and the access
+    /// log attached; the state is `Running` from here on.
+    fn build_loop(
+        &self,
+        jobs: &Arc<JobQueue>,
+        logs: &Arc<LogQueue>,
+    ) -> PyResult<Option<(EventLoop, LoopHandle, Arc<Completions>)>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let listeners = match std::mem::replace(&mut *state, State::Closed) {
+            State::Ready(l) => l,
+            State::Running(h) => {
+                *state = State::Running(h);
+                return Err(PyRuntimeError::new_err("the server is already running"));
+            }
+            State::Closed => return Ok(None),
+        };
+        let stats = self.ctx.observe.stats.clone();
+        stats.started_ms.store(unix_ms(), Relaxed);
+        stats.threads.store(self.cfg.threads as u64, Relaxed);
+        let (mut ev, handle, completions) = EventLoop::new(
+            listeners,
+            self.cfg.clone(),
+            jobs.clone(),
+            stats,
+            logs.clone(),
+        )
+        .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        if let Some(hb) = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            ev.attach_heartbeat(hb);
+        }
+        if let Some(sink) = self.ctx.observe.sink() {
+            ev.attach_access_log(sink);
+        }
+        *state = State::Running(handle.clone());
+        *self.run_thread.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::thread::current().id());
+        Ok(Some((ev, handle, completions)))
+    }
+
+    /// The metrics listener over this engine's block, if `metrics_listen` gave one.
+    fn start_metrics(&self) -> PyResult<Option<MetricsServer>> {
+        let listener = self
+            .metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(listener) = listener else {
+            return Ok(None);
+        };
+        let blocks = Blocks {
+            blocks: vec![self.ctx.observe.stats.clone()],
+            labelled: false,
+        };
+        MetricsServer::start(listener, blocks, self.cfg.ident.clone())
+            .map(Some)
+            .map_err(|e| PyOSError::new_err(format!("cannot start metrics listener: {e}")))
+    }
+
+    /// One thread per `threads`. If one cannot start, the loop is told to stop at once
+    /// (what did start ends through the normal shutdown) and the error is returned
+    /// beside the threads that did start.
+    fn spawn_workers(
+        &self,
+        jobs: &Arc<JobQueue>,
+        completions: &Arc<Completions>,
+        handle: &LoopHandle,
+    ) -> (Vec<JoinHandle<()>>, Option<PyErr>) {
+        let mut workers = Vec::with_capacity(self.cfg.threads);
+        for i in 0..self.cfg.threads {
+            let (ctx, jobs, completions) = (self.ctx.clone(), jobs.clone(), completions.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("maitre-{i}"))
+                .spawn(move || worker_main(ctx, jobs, completions, i));
+            match spawned {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    handle.stop();
+                    let error = PyOSError::new_err(format!("cannot start worker thread: {e}"));
+                    return (workers, Some(error));
+                }
+            }
+        }
+        (workers, None)
+    }
+
+    /// Step 2 of `run()`: waits for the loop to end, waking often enough to run
+    /// Python's signal handlers (they only run on the main thread, between bytecodes)
+    /// and to log what the loop has to say now (the workers may all be busy). A handler
+    /// that raises (KeyboardInterrupt when nobody installed one) starts a graceful stop,
+    /// a second one an immediate stop.
+    fn wait(&self, py: Python<'_>, run: &Run) -> Waited {
+        let mut interrupted = None;
+        let mut notices = Vec::new();
+        let outcome = loop {
+            let done = crate::wsgi::gil::detach(py, || {
+                let (lock, cv) = &*run.finished;
+                let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let (guard, _) = cv
+                    .wait_timeout_while(guard, Duration::from_millis(100), |r| r.is_none())
+                    .unwrap_or_else(|p| p.into_inner());
+                guard.clone()
+            });
+            run.handle.take_notices(&mut notices);
+            self.log_records(py, &mut notices);
+            if let Some(result) = done {
+                break result;
+            }
+            if let Err(e) = py.check_signals() {
+                if interrupted.is_none() {
+                    interrupted = Some(e);
+                    run.handle.drain(self.cfg.shutdown_timeout);
+                } else {
+                    run.handle.stop();
+                }
+            }
+        };
+        Waited {
+            outcome,
+            interrupted,
+        }
+    }
+
+    /// Step 3 of `run()`: once the loop has ended, ends what `start` started: the
+    /// logging thread, the queued jobs, the workers (those still in the application
+    /// are left behind, see `abandon`), then the observers, last so that every request
+    /// the workers finished is in the access log. The state is `Closed` after it.
+    fn join(&self, py: Python<'_>, run: Run, waited: Waited) -> PyResult<()> {
+        let _ = run.io_thread.join();
+        // The loop has said all it will.
+        let mut notices = Vec::new();
+        run.handle.take_notices(&mut notices);
+        self.log_records(py, &mut notices);
+        stop_log_thread(py, &run.logs, run.log_thread);
+        // Jobs never started: their connections are closed.
+        drop(run.jobs.stop());
+        let abandoned = *waited.outcome.as_ref().unwrap_or(&0);
+        self.join_workers(py, run.workers, abandoned);
+        crate::wsgi::gil::detach(py, || {
+            if let Some(w) = run.access_writer {
+                w.stop();
+            }
+            if let Some(m) = run.metrics_server {
+                m.stop();
+            }
+        });
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
+        self.stopped.notify_all();
+        if let Some(e) = waited.interrupted.or(run.spawn_error) {
+            return Err(e);
+        }
+        waited.outcome.map(|_| ()).map_err(PyRuntimeError::new_err)
+    }
+
+    /// Waits for the workers: after a clean drain they are idle and end at once; after
+    /// a stop that abandoned `abandoned` requests, those in the application are not
+    /// waited for but told to end (`abandon`).
+    fn join_workers(&self, py: Python<'_>, workers: Vec<JoinHandle<()>>, abandoned: usize) {
+        let patience = if abandoned > 0 {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(5)
+        };
+        let deadline = Instant::now() + patience;
+        crate::wsgi::gil::detach(py, || {
+            while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let (done, stuck): (Vec<_>, Vec<_>) = workers.into_iter().partition(|w| w.is_finished());
+        for w in done {
+            let _ = w.join();
+        }
+        if stuck.is_empty() {
+            return;
+        }
+        if abandoned == 0 {
+            crate::wsgi::worker::log(
+                py,
+                &self.ctx,
+                "warning",
+                &format!("{} thread(s) still running", stuck.len()),
+            );
+        }
+        self.abandon(py, stuck);
+    }
+
+    /// Raises `RequestAbandoned` in each worker thread still in the application, gives
+    /// them a moment to end, and keeps those that did not (`threads_left_running`).
+    fn abandon(&self, py: Python<'_>, stuck: Vec<JoinHandle<()>>) {
+        let exc = py.get_type::<RequestAbandoned>();
+        for w in &stuck {
+            // SAFETY: with the GIL held; the id is the thread's pthread_t, which is
+            // CPython's thread identifier. An id with no Python thread state is
+            // ignored by CPython.
+            unsafe {
+                pyo3::ffi::PyThreadState_SetAsyncExc(
+                    w.as_pthread_t() as std::os::raw::c_long,
+                    exc.as_ptr(),
+                )
+            };
+        }
+        // A thread in a Python loop raises it within a switch interval or so; give
+        // those the time to end (one that outlived the interpreter would abort the
+        // process). One blocked in C (a sleep, a socket) is left to itself.
+        let deadline = Instant::now() + Duration::from_millis(250);
+        crate::wsgi::gil::detach(py, || {
+            while stuck.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        self.stragglers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(stuck.into_iter().filter(|w| !w.is_finished()));
+    }
+
     /// Says `records` through the `maitre` logger (on the calling thread, which holds
     /// the GIL).
     fn log_records(&self, py: Python<'_>, records: &mut Vec<LogRecord>) {
@@ -704,5 +771,38 @@ impl Engine {
             };
             crate::wsgi::worker::log(py, &self.ctx, level, &r.message);
         }
+    }
+}
+
+/// The thread running the I/O loop; it records how the loop ended in `finished`.
+fn spawn_io_thread(ev: EventLoop, finished: Finished) -> PyResult<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("maitre-io".into())
+        .spawn(move || {
+            prefer_batching();
+            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.run())) {
+                Ok(Ok(abandoned)) => Ok(abandoned),
+                Ok(Err(e)) => Err(format!("I/O loop failed: {e}")),
+                Err(_) => Err("I/O loop panicked".to_string()),
+            };
+            let (lock, cv) = &*finished;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            cv.notify_all();
+        })
+        .map_err(|e| PyOSError::new_err(e.to_string()))
+}
+
+/// Ends the logging thread once it has said what its queue holds, unless a logging
+/// handler hangs: then it is left behind, like a stuck worker.
+fn stop_log_thread(py: Python<'_>, logs: &LogQueue, log_thread: JoinHandle<()>) {
+    logs.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    crate::wsgi::gil::detach(py, || {
+        while !log_thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    if log_thread.is_finished() {
+        let _ = log_thread.join();
     }
 }
