@@ -5,7 +5,7 @@ given (the rows marked ``engine``: the engine declares no defaults of its own).
 
 Adding a setting: a row here (plus a check in ``_check_values`` if it has a range);
 for one the engine acts on, ``engine=True`` and a field of ``Config`` in
-``src/engine/config.rs``, read in ``src/wsgi/server.rs``.
+``src/engine/config.rs``, read in ``src/wsgi/settings.rs``.
 
 Names, defaults and conversions follow waitress 3.0, except the identity strings.
 """

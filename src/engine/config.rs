@@ -1,6 +1,6 @@
 //! The settings the engine itself acts on. Each is a row of the settings table
 //! (`SETTINGS` in `maitre.adjustments`, marked `engine=True`), parsed and validated
-//! once in Python, and handed over at start (`src/wsgi/server.rs` reads each field
+//! once in Python, and handed over at start (`src/wsgi/settings.rs` reads each field
 //! from its row's key).
 //!
 //! What must hold: the engine declares no defaults of its own. A value is the one the

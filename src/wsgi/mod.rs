@@ -11,6 +11,7 @@ pub mod observe;
 pub mod parser;
 pub mod responder;
 pub mod server;
+pub mod settings;
 pub mod worker;
 
 use pyo3::prelude::*;
@@ -32,7 +33,7 @@ pyo3::create_exception!(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Engine>()?;
-    m.add_function(pyo3::wrap_pyfunction!(server::check_tls_files, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(settings::check_tls_files, m)?)?;
     m.add_class::<file_wrapper::FileWrapper>()?;
     m.add_class::<input::Input>()?;
     m.add_class::<responder::Responder>()?;
