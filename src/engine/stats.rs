@@ -348,6 +348,20 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_copies_every_figure_from_its_place() {
+        let s = Stats::owned();
+        for (i, word) in s.words().iter().enumerate() {
+            word.store(i as u64, Relaxed);
+        }
+        let snap = s.snapshot();
+        assert_eq!((snap.magic, snap.pid, snap.body_spills), (0, 2, 17));
+        assert_eq!(snap.by_method_class[0][0], 18);
+        assert_eq!(snap.by_method_class[7][4], 57);
+        assert_eq!(snap.duration_buckets[0], 58);
+        assert_eq!(snap.duration_buckets[N_BUCKETS - 1], 74);
+    }
+
+    #[test]
     fn init_keeps_restarts_and_clears_the_rest() {
         let s = Stats::owned();
         s.init(1, 2);
