@@ -43,8 +43,9 @@ const N_BUCKETS: usize = BUCKETS_US.len() + 1;
 /// are added (each takes its words from `reserved`).
 const BLOCK_WORDS: usize = 91;
 
-/// The type of a figure as a [`Snapshot`] holds it (`u64`, or arrays of them), and
-/// its atomic form in a [`StatsBlock`].
+/// The type of a figure as a [`Snapshot`] holds it, and its atomic form in a
+/// [`StatsBlock`]. Implemented for `u64` and arrays of it only: a block must stay made
+/// of `AtomicU64`s alone (see `StatsBlock::words`).
 pub trait Figure: Sized {
     type Atomic;
     fn load(atomic: &Self::Atomic) -> Self;
@@ -201,7 +202,8 @@ impl StatsBlock {
     }
 
     fn words(&self) -> &[AtomicU64] {
-        // SAFETY: the struct is repr(C) and made only of AtomicU64 (asserted by size).
+        // SAFETY: the struct is repr(C) and made only of AtomicU64 (every figure is a
+        // `Figure`; the size is asserted).
         unsafe {
             std::slice::from_raw_parts(self as *const Self as *const AtomicU64, BLOCK_SIZE / 8)
         }

@@ -103,7 +103,7 @@ pub fn engine_config(s: &Settings<'_, '_>) -> PyResult<Config> {
             max_body_size: s.get("max_request_body_size")?,
             max_fields: s.positive("max_request_headers")?,
         },
-        // Unset (None): an empty Server header value.
+        // Unset (None): no Server header of our own (see `http::response`).
         ident: s.get::<Option<String>>("ident")?.unwrap_or_default(),
         shutdown_timeout: s.seconds("shutdown_timeout", 0.0)?,
     })
