@@ -576,3 +576,92 @@ def test_sockets_from_file_descriptors():
         adj.sockets[0].detach()  # the fd stays the test's
     finally:
         sock.close()
+
+
+# ------------------------------------------------------- what the engine is given
+
+
+def _all_engine_settings() -> dict:
+    """What a server gives its engine with the default settings: the table's part
+    and the values that depend on its sockets."""
+    from maitre.server import _engine_settings
+
+    return dict(_engine_settings(Adjustments()), tls_listeners=[], metrics_fd=None)
+
+
+def _engine(settings):
+    """An engine (not started) on one listening socket, with ``settings``."""
+    from maitre import _maitre
+    from maitre.utilities import logger
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        app = lambda environ, start_response: []  # noqa: E731
+        return _maitre.Engine(app, [(sock.fileno(), {})], settings, logger)
+
+
+@maitre_only("maitre's engine")
+def test_engine_settings_come_from_the_table():
+    """The engine is given the table's rows marked ``engine``, each under its name,
+    and a few values derived from other settings; nothing else."""
+    from maitre.server import _engine_settings
+
+    marked = [s.name for s in madj.SETTINGS if s.engine]
+    assert list(madj.ENGINE_SETTINGS) == marked
+    settings = _engine_settings(Adjustments())
+    derived = {"access_logger", "clear_proxy_headers"}
+    assert set(settings) == set(marked) | derived
+    for name in marked:
+        assert settings[name] == getattr(Adjustments(), name), name
+
+
+@maitre_only("maitre's engine")
+@pytest.mark.parametrize(
+    "name",
+    list(madj.ENGINE_SETTINGS)
+    + ["access_logger", "clear_proxy_headers", "tls_listeners", "metrics_fd"],
+)
+def test_engine_refuses_to_start_without_a_setting(name):
+    """The engine declares no defaults: every setting of the table marked for it
+    reaches it (it reads each), and one that is missing is an error naming it."""
+    settings = _all_engine_settings()
+    _engine(settings)  # complete: accepted
+    del settings[name]
+    with pytest.raises(ValueError, match=f"missing engine setting {name}$"):
+        _engine(settings)
+
+
+@maitre_only("maitre's engine")
+def test_engine_refuses_a_setting_it_does_not_read():
+    """A row marked for the engine that the engine does not read is an error, not a
+    setting silently ignored."""
+    settings = _all_engine_settings()
+    settings["no_such_setting"] = 1
+    with pytest.raises(ValueError, match="unknown engine setting no_such_setting"):
+        _engine(settings)
+
+
+@maitre_only("maitre's module layout")
+def test_conversions_are_public_in_adjustments():
+    """The conversions live in maitre.converters and stay public in
+    maitre.adjustments, as waitress's are in waitress.adjustments."""
+    import maitre.converters
+
+    for name in (
+        "asbool",
+        "asint",
+        "asoctal",
+        "aslist",
+        "aslist_cronly",
+        "asset",
+        "asseconds",
+        "as_socket_list",
+        "as_workers",
+        "one_of",
+        "slash_fixed_str",
+        "str_iftruthy",
+        "str_or_none",
+        "truthy",
+    ):
+        assert getattr(madj, name) is getattr(maitre.converters, name), name

@@ -7,6 +7,10 @@ class ClientDisconnected(Exception): ...
 class RequestAbandoned(BaseException): ...
 
 class Engine:
+    # ``settings``: the settings table's rows marked ``engine`` and a few derived
+    # values (``maitre.server._engine_settings``), plus ``tls_listeners`` and
+    # ``metrics_fd``. Each key is required (the engine has no defaults of its own),
+    # and a key it does not read is refused.
     def __init__(
         self,
         app: Any,

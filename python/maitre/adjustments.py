@@ -1,6 +1,11 @@
 """Settings: each defined once, in ``SETTINGS``, with its type conversion, default and
 help text. The same table drives ``serve(**kw)``/``create_server(**kw)``, the command
-line (``Adjustments.parse_args``) and PasteDeploy's string values.
+line (``Adjustments.parse_args``), PasteDeploy's string values, and what the engine is
+given (the rows marked ``engine``: the engine declares no defaults of its own).
+
+Adding a setting: a row here (plus a check in ``_check_values`` if it has a range);
+for one the engine acts on, ``engine=True`` and a field of ``Config`` in
+``src/engine/config.rs``, read in ``src/wsgi/settings.rs``.
 
 Names, defaults and conversions follow waitress 3.0, except the identity strings.
 """
@@ -8,12 +13,27 @@ Names, defaults and conversions follow waitress 3.0, except the identity strings
 from __future__ import annotations
 
 import getopt
-import os
 import socket
 import warnings
 from typing import Any, Callable, NamedTuple
 
-truthy = frozenset(("t", "true", "y", "yes", "on", "1"))
+# The conversions, public here as in waitress (maitre.adjustments.asbool, ...).
+from .converters import (  # noqa: F401 (some are only re-exported)
+    as_socket_list,
+    as_workers,
+    asbool,
+    asint,
+    aslist,
+    aslist_cronly,
+    asoctal,
+    asseconds,
+    asset,
+    one_of,
+    slash_fixed_str,
+    str_iftruthy,
+    str_or_none,
+    truthy,
+)
 
 KNOWN_PROXY_HEADERS = frozenset(
     (
@@ -25,125 +45,6 @@ KNOWN_PROXY_HEADERS = frozenset(
         "forwarded",
     )
 )
-
-
-def asbool(s: Any) -> bool:
-    """True for ``t``, ``true``, ``y``, ``yes``, ``on``, ``1`` (any case), ``True``;
-    False for anything else, ``None`` included."""
-    if s is None:
-        return False
-    if isinstance(s, bool):
-        return s
-    return str(s).strip().lower() in truthy
-
-
-def asoctal(s: Any) -> int:
-    """An octal string (``"600"``), or an int taken as is (``0o600``)."""
-    if isinstance(s, int) and not isinstance(s, bool):
-        return s
-    return int(s, 8)
-
-
-def aslist_cronly(value: Any) -> list:
-    """A string split into its non-blank lines; other iterables as a list."""
-    if isinstance(value, str):
-        value = filter(None, [x.strip() for x in value.splitlines()])
-    return list(value)
-
-
-def aslist(value: Any) -> list:
-    """Split a string on newlines and spaces; other iterables become lists (their
-    string items split on spaces too)."""
-    result = []
-    for item in aslist_cronly(value):
-        result.extend(item.split())
-    return result
-
-
-def asset(value: Any) -> set:
-    return set(aslist(value))
-
-
-def slash_fixed_str(s: Any) -> str:
-    """One leading slash, no trailing slash; empty stays empty."""
-    s = str(s).strip()
-    if s:
-        s = "/" + s.lstrip("/").rstrip("/")
-    return s
-
-
-def str_iftruthy(s: Any) -> str | None:
-    return str(s) if s else None
-
-
-def str_or_none(s: Any) -> str | None:
-    return None if s is None else str(s)
-
-
-def one_of(*choices: str) -> Callable[[Any], str]:
-    """A conversion accepting only ``choices`` (case-insensitive)."""
-
-    def convert(value: Any) -> str:
-        v = str(value).strip().lower()
-        if v not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}")
-        return v
-
-    return convert
-
-
-def asint(s: Any) -> int:
-    if isinstance(s, bool):
-        raise ValueError("expected an integer, got a boolean")
-    return int(s)
-
-
-def asseconds(s: Any) -> float:
-    """A duration in seconds: an int, a float or their string (``"1.5"``)."""
-    if isinstance(s, bool):
-        raise ValueError("expected a number of seconds, got a boolean")
-    value = float(s)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError("expected a finite number of seconds")
-    return value
-
-
-def as_socket_list(sockets: Any) -> list:
-    """Listening sockets to serve on (socket activation).
-
-    ``socket.socket`` objects are taken as they are. File descriptor numbers (ints,
-    or a string such as ``"3 4"`` from the command line or an ini file) are wrapped
-    in socket objects that own them. Anything else is an error (waitress silently
-    drops it, which would then serve on no socket at all)."""
-    if isinstance(sockets, (str, int)):
-        sockets = aslist(str(sockets))
-    result = []
-    for item in sockets:
-        if isinstance(item, socket.socket):
-            result.append(item)
-            continue
-        if isinstance(item, str) and item.strip().isdigit():
-            item = int(item)
-        if not isinstance(item, int) or isinstance(item, bool):
-            raise ValueError(
-                f"expected socket objects or file descriptor numbers, got {item!r}"
-            )
-        try:
-            result.append(socket.socket(fileno=item))
-        except OSError as exc:
-            raise ValueError(
-                f"file descriptor {item} is not a usable socket ({exc})"
-            ) from None
-    return result
-
-
-def as_workers(value: Any) -> int:
-    """A number of worker processes, or ``auto``: as many as the CPUs this process
-    may run on (its affinity mask, which containers and taskset narrow, not the
-    machine's count)."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return len(os.sched_getaffinity(0))
-    return asint(value)
 
 
 DEFAULT_ACCESS_LOG_FORMAT = (
@@ -158,6 +59,10 @@ class Setting(NamedTuple):
     help: str
     #: placeholder of the value in ``--help`` (booleans take none)
     metavar: str = "INT"
+    #: whether the engine (``_maitre.Engine``) acts on it: then its value is in the
+    #: settings handed to the engine, under its name (``ENGINE_SETTINGS``), and the
+    #: engine refuses to start without it
+    engine: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -191,7 +96,13 @@ SETTINGS: tuple[Setting, ...] = (
         "'https://HOST:PORT' serves TLS there (see ssl_certificate).",
         "HOST:PORT",
     ),
-    Setting("threads", asint, 4, "Number of worker threads running the application."),
+    Setting(
+        "threads",
+        asint,
+        4,
+        "Number of worker threads running the application.",
+        engine=True,
+    ),
     Setting(
         "trusted_proxy",
         str_iftruthy,
@@ -235,6 +146,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Mount point: becomes SCRIPT_NAME and is stripped from PATH_INFO.",
         "PATH",
+        engine=True,
     ),
     Setting(
         "backlog",
@@ -242,13 +154,16 @@ SETTINGS: tuple[Setting, ...] = (
         1024,
         "Backlog of listen(): connections waiting to be accepted.",
     ),
-    Setting("recv_bytes", asint, 8192, "Bytes read from a socket at a time."),
+    Setting(
+        "recv_bytes", asint, 8192, "Bytes read from a socket at a time.", engine=True
+    ),
     Setting("send_bytes", asint, 1, "Accepted for compatibility; has no effect."),
     Setting(
         "outbuf_overflow",
         asint,
         1048576,
         "Pending output above this many bytes spills to a temporary file.",
+        engine=True,
     ),
     Setting(
         "outbuf_high_watermark",
@@ -256,27 +171,35 @@ SETTINGS: tuple[Setting, ...] = (
         16777216,
         "An application writing faster than its client reads waits above this many "
         "bytes of pending output.",
+        engine=True,
     ),
     Setting(
         "inbuf_overflow",
         asint,
         524288,
         "Request bodies above this many bytes spill to a temporary file.",
+        engine=True,
     ),
     Setting(
         "connection_limit",
         asint,
         100,
         "Stop accepting connections while this many are open.",
+        engine=True,
     ),
     Setting(
-        "cleanup_interval", asint, 30, "Seconds between checks for idle connections."
+        "cleanup_interval",
+        asint,
+        30,
+        "Seconds between checks for idle connections.",
+        engine=True,
     ),
     Setting(
         "channel_timeout",
         asint,
         120,
         "Seconds of inactivity after which a connection is closed.",
+        engine=True,
     ),
     Setting(
         "shutdown_timeout",
@@ -285,6 +208,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a graceful stop (SIGTERM, SIGINT, close()) waits for the requests "
         "in flight; those still running then are abandoned.",
         "SECONDS",
+        engine=True,
     ),
     Setting(
         "log_socket_errors",
@@ -292,24 +216,28 @@ SETTINGS: tuple[Setting, ...] = (
         True,
         "Log socket errors (such as clients disconnecting early).",
         "",
+        engine=True,
     ),
     Setting(
         "max_request_header_size",
         asint,
         262144,
         "Largest request head accepted, in bytes; larger gets 431.",
+        engine=True,
     ),
     Setting(
         "max_request_body_size",
         asint,
         1073741824,
         "Largest request body accepted, in bytes; larger gets 413.",
+        engine=True,
     ),
     Setting(
         "max_request_headers",
         asint,
         100,
         "Most header fields accepted in a request; more gets 431.",
+        engine=True,
     ),
     Setting(
         "min_request_body_rate",
@@ -318,6 +246,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Bytes per second a request body must average after a grace period "
         "(channel_timeout, at most 20 s); slower gets 408. 0: no minimum.",
         "BYTES",
+        engine=True,
     ),
     Setting(
         "expose_tracebacks",
@@ -325,6 +254,7 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Show the traceback in the body of 500 responses.",
         "",
+        engine=True,
     ),
     Setting(
         "ident",
@@ -332,6 +262,7 @@ SETTINGS: tuple[Setting, ...] = (
         "maitre",
         "Server header and SERVER_SOFTWARE value.",
         "STR",
+        engine=True,
     ),
     Setting(
         "asyncore_loop_timeout", asint, 1, "Accepted for compatibility; no effect."
@@ -372,6 +303,7 @@ SETTINGS: tuple[Setting, ...] = (
         asint,
         0,
         "Requests read ahead while one runs; enables client_disconnected().",
+        engine=True,
     ),
     Setting(
         "server_name",
@@ -451,6 +383,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Access log: '-' for stdout, a file path (appended to; reopened by "
         "SIGUSR1), or 'logging' for the 'maitre.access' logger. Off when unset.",
         "WHERE",
+        engine=True,
     ),
     Setting(
         "access_log_format",
@@ -464,6 +397,7 @@ SETTINGS: tuple[Setting, ...] = (
         "%({header}i)s request header, %({header}o)s response header, "
         "%({key}e)s environ value. Default: Apache's combined format.",
         "FORMAT",
+        engine=True,
     ),
     Setting(
         "metrics_listen",
@@ -483,6 +417,7 @@ SETTINGS: tuple[Setting, ...] = (
         "With it, the listen entries marked https:// serve TLS, or every listener "
         "when none is marked.",
         "PATH",
+        engine=True,
     ),
     Setting(
         "ssl_private_key",
@@ -491,6 +426,7 @@ SETTINGS: tuple[Setting, ...] = (
         "PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1; "
         "encrypted PKCS#8 with ssl_private_key_password).",
         "PATH",
+        engine=True,
     ),
     Setting(
         "ssl_certificate_chain",
@@ -498,6 +434,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "PEM file of intermediate certificates sent after ssl_certificate.",
         "PATH",
+        engine=True,
     ),
     Setting(
         "ssl_private_key_password",
@@ -506,6 +443,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Password of an encrypted ssl_private_key (on the command line it shows in "
         "the process list: prefer an ini file or the Python API).",
         "PASSWORD",
+        engine=True,
     ),
     Setting(
         "ssl_ca_certificate",
@@ -513,6 +451,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "PEM file of the CA certificates that client certificates must chain to.",
         "PATH",
+        engine=True,
     ),
     Setting(
         "ssl_verify_client",
@@ -521,6 +460,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Client certificates: none (not asked for), optional (verified if sent) or "
         "required.",
         "MODE",
+        engine=True,
     ),
     Setting(
         "ssl_min_version",
@@ -528,6 +468,7 @@ SETTINGS: tuple[Setting, ...] = (
         "1.2",
         "Oldest TLS version accepted: 1.2 or 1.3.",
         "VERSION",
+        engine=True,
     ),
 )
 
@@ -535,6 +476,9 @@ SETTINGS: tuple[Setting, ...] = (
 ACCESS_LOG_FORMAT_COMBINED = DEFAULT_ACCESS_LOG_FORMAT
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+#: the settings the engine acts on (``Setting.engine``), in the table's order
+ENGINE_SETTINGS = tuple(s.name for s in SETTINGS if s.engine)
 
 #: settings that say where to listen; ``sockets`` excludes all the others
 _ADDRESS_SETTINGS = ("host", "port", "listen", "unix_socket")

@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 from . import _maitre
-from .adjustments import Adjustments
+from .adjustments import ENGINE_SETTINGS, Adjustments
 from .proxy_headers import proxy_headers_middleware
 from .utilities import cleanup_unix_socket, logger
 
@@ -190,39 +190,10 @@ def _environ_template(adj: Adjustments, port: Any, tls: bool = False) -> dict:
 
 
 def _engine_settings(adj: Adjustments) -> dict:
-    names = (
-        "threads",
-        "recv_bytes",
-        "inbuf_overflow",
-        "outbuf_overflow",
-        "outbuf_high_watermark",
-        "connection_limit",
-        "cleanup_interval",
-        "channel_timeout",
-        "channel_request_lookahead",
-        "log_socket_errors",
-        "max_request_header_size",
-        "max_request_body_size",
-        "max_request_headers",
-        "min_request_body_rate",
-        "ident",
-        "url_prefix",
-        "expose_tracebacks",
-        "shutdown_timeout",
-        "ssl_certificate",
-        "ssl_private_key",
-        "ssl_certificate_chain",
-        "ssl_private_key_password",
-        "ssl_ca_certificate",
-        "ssl_verify_client",
-        "ssl_min_version",
-    )
-    settings = {name: getattr(adj, name) for name in names}
-    settings["ident"] = adj.ident or ""
-    settings["access_log"] = adj.access_log
-    settings["access_log_format"] = adj.access_log_format
-    if adj.access_log == "logging":
-        settings["access_logger"] = access_logger
+    """What the engine is given: the value of every setting the table marks for the
+    engine (``Setting.engine``), and the values derived from other settings."""
+    settings = {name: getattr(adj, name) for name in ENGINE_SETTINGS}
+    settings["access_logger"] = access_logger if adj.access_log == "logging" else None
     # With no trusted proxy, proxy headers can only be spoofed: the engine drops them
     # (unless they are to be logged: then the proxy headers middleware does it).
     settings["clear_proxy_headers"] = bool(
@@ -316,6 +287,7 @@ class BaseWSGIServer:
         #: the metrics listener's socket (``metrics_listen``), served by the engine
         self.metrics_socket = None
         settings["tls_listeners"] = sorted(self.tls_listeners)
+        settings["metrics_fd"] = None
         if adj.metrics_listen:
             self.metrics_socket = _bind_metrics(adj)
             settings["metrics_fd"] = self.metrics_socket.fileno()

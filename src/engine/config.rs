@@ -1,5 +1,11 @@
-//! The settings the engine itself acts on. Parsed and validated once in Python
-//! (`maitre.adjustments`), handed over at start.
+//! The settings the engine itself acts on. Each is a row of the settings table
+//! (`SETTINGS` in `maitre.adjustments`, marked `engine=True`), parsed and validated
+//! once in Python, and handed over at start (`src/wsgi/settings.rs` reads each field
+//! from its row's key).
+//!
+//! What must hold: the engine declares no defaults of its own. A value is the one the
+//! table gave, or starting fails naming the missing key; the table is the one place
+//! where a default is written.
 
 use std::time::Duration;
 
@@ -20,15 +26,19 @@ pub struct Config {
     /// (`min_request_body_rate`; 0: no minimum).
     pub min_body_rate: u64,
     pub log_socket_errors: bool,
+    /// `max_request_header_size`, `max_request_body_size`, `max_request_headers`.
     pub limits: Limits,
     pub ident: String,
     /// How long a graceful stop waits for requests in flight.
     pub shutdown_timeout: Duration,
 }
 
-impl Default for Config {
-    /// waitress 3.0's defaults.
-    fn default() -> Self {
+#[cfg(test)]
+impl Config {
+    /// A configuration for unit tests. Test data, not defaults: the values a running
+    /// engine uses always come from the settings table. These happen to be waitress's,
+    /// so that a test reads like a default server; a test that depends on one sets it.
+    pub fn for_tests() -> Config {
         Config {
             threads: 4,
             recv_bytes: 8192,

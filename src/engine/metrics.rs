@@ -53,6 +53,91 @@ type Series = (
     fn(&Snapshot) -> u64,
 );
 
+/// The one-value series of `/metrics`, in the order they are rendered. A new figure of
+/// the block (`engine::stats`) that is one number is one row here; a family with
+/// labels (`maitre_requests_total`, the histogram) has a rendering of its own below.
+const SERIES: &[Series] = &[
+    (
+        "maitre_requests_in_flight",
+        "gauge",
+        "Requests received whole and not yet answered.",
+        |s| s.in_flight,
+    ),
+    (
+        "maitre_queue_depth",
+        "gauge",
+        "Jobs waiting for a worker thread.",
+        |s| s.queue_depth,
+    ),
+    ("maitre_threads", "gauge", "Worker threads.", |s| s.threads),
+    (
+        "maitre_threads_busy",
+        "gauge",
+        "Worker threads running a request.",
+        |s| s.threads_busy,
+    ),
+    (
+        "maitre_threads_idle",
+        "gauge",
+        "Worker threads waiting for a request.",
+        |s| s.threads.saturating_sub(s.threads_busy),
+    ),
+    (
+        "maitre_open_connections",
+        "gauge",
+        "Open client connections.",
+        |s| s.open_connections,
+    ),
+    (
+        "maitre_accepts_total",
+        "counter",
+        "Connections accepted.",
+        |s| s.accepts,
+    ),
+    (
+        "maitre_accept_errors_total",
+        "counter",
+        "accept() failures.",
+        |s| s.accept_errors,
+    ),
+    (
+        "maitre_socket_errors_total",
+        "counter",
+        "Reads or writes that failed on a connection.",
+        |s| s.socket_errors,
+    ),
+    (
+        "maitre_received_bytes_total",
+        "counter",
+        "Bytes read from clients.",
+        |s| s.bytes_read,
+    ),
+    (
+        "maitre_sent_bytes_total",
+        "counter",
+        "Response bytes sent (heads and bodies).",
+        |s| s.bytes_written,
+    ),
+    (
+        "maitre_body_spills_total",
+        "counter",
+        "Request bodies spilled to a temporary file.",
+        |s| s.body_spills,
+    ),
+    (
+        "maitre_start_time_seconds",
+        "gauge",
+        "When the server started, in seconds since the epoch.",
+        |s| s.started_ms / 1000,
+    ),
+    (
+        "maitre_process_id",
+        "gauge",
+        "Process serving the requests.",
+        |s| s.pid,
+    ),
+];
+
 fn labels(worker: Option<usize>, extra: &str) -> String {
     match (worker, extra.is_empty()) {
         (None, true) => String::new(),
@@ -66,88 +151,7 @@ fn labels(worker: Option<usize>, extra: &str) -> String {
 pub fn render_prometheus(snaps: &[(usize, Snapshot)], labelled: bool) -> String {
     let mut out = String::with_capacity(8192);
     let w = |i: usize| labelled.then_some(i);
-    let simple: [Series; 14] = [
-        (
-            "maitre_requests_in_flight",
-            "gauge",
-            "Requests received whole and not yet answered.",
-            |s| s.in_flight,
-        ),
-        (
-            "maitre_queue_depth",
-            "gauge",
-            "Jobs waiting for a worker thread.",
-            |s| s.queue_depth,
-        ),
-        ("maitre_threads", "gauge", "Worker threads.", |s| s.threads),
-        (
-            "maitre_threads_busy",
-            "gauge",
-            "Worker threads running a request.",
-            |s| s.threads_busy,
-        ),
-        (
-            "maitre_threads_idle",
-            "gauge",
-            "Worker threads waiting for a request.",
-            |s| s.threads.saturating_sub(s.threads_busy),
-        ),
-        (
-            "maitre_open_connections",
-            "gauge",
-            "Open client connections.",
-            |s| s.open_connections,
-        ),
-        (
-            "maitre_accepts_total",
-            "counter",
-            "Connections accepted.",
-            |s| s.accepts,
-        ),
-        (
-            "maitre_accept_errors_total",
-            "counter",
-            "accept() failures.",
-            |s| s.accept_errors,
-        ),
-        (
-            "maitre_socket_errors_total",
-            "counter",
-            "Reads or writes that failed on a connection.",
-            |s| s.socket_errors,
-        ),
-        (
-            "maitre_received_bytes_total",
-            "counter",
-            "Bytes read from clients.",
-            |s| s.bytes_read,
-        ),
-        (
-            "maitre_sent_bytes_total",
-            "counter",
-            "Response bytes sent (heads and bodies).",
-            |s| s.bytes_written,
-        ),
-        (
-            "maitre_body_spills_total",
-            "counter",
-            "Request bodies spilled to a temporary file.",
-            |s| s.body_spills,
-        ),
-        (
-            "maitre_start_time_seconds",
-            "gauge",
-            "When the server started, in seconds since the epoch.",
-            |s| s.started_ms / 1000,
-        ),
-        (
-            "maitre_process_id",
-            "gauge",
-            "Process serving the requests.",
-            |s| s.pid,
-        ),
-    ];
-    for (name, kind, help, get) in simple {
+    for &(name, kind, help, get) in SERIES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (i, s) in snaps {
             let _ = writeln!(out, "{name}{} {}", labels(w(*i), ""), get(s));
@@ -182,7 +186,7 @@ pub fn render_prometheus(snaps: &[(usize, Snapshot)], labelled: bool) -> String 
     let _ = writeln!(out, "# HELP {name} From the first byte of a request to the last byte of its response handed to the kernel.\n# TYPE {name} histogram");
     for (i, s) in snaps {
         let mut cumulative = 0;
-        for (b, n) in s.buckets.iter().enumerate() {
+        for (b, n) in s.duration_buckets.iter().enumerate() {
             cumulative += n;
             let le = match BUCKETS_US.get(b) {
                 Some(us) => format!("{}", *us as f64 / 1e6),
@@ -254,8 +258,8 @@ pub fn render_status(
         total.open_connections += s.open_connections;
         total.bytes_read += s.bytes_read;
         total.bytes_written += s.bytes_written;
-        for (b, n) in s.buckets.iter().enumerate() {
-            total.buckets[b] += n;
+        for (b, n) in s.duration_buckets.iter().enumerate() {
+            total.duration_buckets[b] += n;
         }
         for (m, row) in s.by_method_class.iter().enumerate() {
             for (c, v) in row.iter().enumerate() {

@@ -5,10 +5,11 @@
 //! memory the engine does not own: a master process maps one anonymous shared region
 //! (`mmap.mmap(-1, n * BLOCK_SIZE)`) before it forks, each worker's engine counts into
 //! its slot, and the master (or any process holding the map) renders every slot in one
-//! scrape with a `worker` label. Layout (version [`LAYOUT_VERSION`]): the fields below in
-//! declaration order, each 8 bytes, native endianness; [`BLOCK_SIZE`] bytes per slot.
-//! A field is only ever appended (before `reserved`, which shrinks), never moved, and
-//! the version changes when a meaning does.
+//! scrape with a `worker` label. Layout (version [`LAYOUT_VERSION`]): the figures listed
+//! in `figures!` below, in that order, each a word or an array of words (8 bytes,
+//! native endianness); [`BLOCK_SIZE`] bytes per slot. A figure is only ever appended
+//! (its words taken from `reserved`, which shrinks), never moved, and the version
+//! changes when a meaning does.
 //!
 //! Everything is `Relaxed`: each figure is a counter or a gauge read on its own; no
 //! reader needs one figure to be consistent with another.
@@ -38,47 +39,107 @@ pub const BUCKETS_US: [u64; 16] = [
 ];
 const N_BUCKETS: usize = BUCKETS_US.len() + 1;
 
-/// One engine's counters. Gauges (`open_connections`, `queue_depth`, `threads`,
-/// `threads_busy`, `in_flight`) go up and down; everything else only goes up.
-#[repr(C)]
-pub struct StatsBlock {
+/// Words (8 bytes each) in a block: fixed, so that a block keeps its size as figures
+/// are added (each takes its words from `reserved`).
+const BLOCK_WORDS: usize = 91;
+
+/// The type of a figure as a [`Snapshot`] holds it, and its atomic form in a
+/// [`StatsBlock`]. Implemented for `u64` and arrays of it only: a block must stay made
+/// of `AtomicU64`s alone (see `StatsBlock::words`).
+pub trait Figure: Sized {
+    type Atomic;
+    fn load(atomic: &Self::Atomic) -> Self;
+}
+
+impl Figure for u64 {
+    type Atomic = AtomicU64;
+    fn load(atomic: &AtomicU64) -> u64 {
+        atomic.load(Relaxed)
+    }
+}
+
+impl<T: Figure, const N: usize> Figure for [T; N] {
+    type Atomic = [T::Atomic; N];
+    fn load(atomic: &Self::Atomic) -> Self {
+        std::array::from_fn(|i| T::load(&atomic[i]))
+    }
+}
+
+/// Declares each figure of a block once, in layout order: it becomes a field of
+/// [`StatsBlock`] (atomic) and of [`Snapshot`] (a plain copy), and
+/// [`StatsBlock::snapshot`] copies it. A new figure is one line at the end of the
+/// list (its words come from `reserved`); its series in `/metrics` is a row of
+/// `engine::metrics` (`SERIES`, or a rendering of its own for a labelled family).
+macro_rules! figures {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
+        /// One engine's counters. Gauges (`open_connections`, `queue_depth`, `threads`,
+        /// `threads_busy`, `in_flight`) go up and down; everything else only goes up.
+        #[repr(C)]
+        pub struct StatsBlock {
+            $($(#[$doc])* pub $name: <$ty as Figure>::Atomic,)*
+            pub reserved: [AtomicU64; BLOCK_WORDS - FIGURE_WORDS],
+        }
+
+        /// A copy of a block's figures, for rendering.
+        #[derive(Debug, Clone, Default)]
+        pub struct Snapshot {
+            $($(#[$doc])* pub $name: $ty,)*
+        }
+
+        /// Words taken by the figures.
+        const FIGURE_WORDS: usize = 0 $(+ std::mem::size_of::<$ty>() / 8)*;
+
+        impl StatsBlock {
+            /// A consistent-enough copy for rendering: each figure is read on its own.
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot {
+                    $($name: <$ty as Figure>::load(&self.$name),)*
+                }
+            }
+        }
+    };
+}
+
+figures! {
     /// [`MAGIC`] once initialised.
-    pub magic: AtomicU64,
-    pub version: AtomicU64,
+    magic: u64,
+    version: u64,
     /// The process counting into this block.
-    pub pid: AtomicU64,
+    pid: u64,
     /// When the engine started serving, in milliseconds since the Unix epoch.
-    pub started_ms: AtomicU64,
+    started_ms: u64,
     /// Times the master replaced the worker of this slot (kept across its engines).
-    pub restarts: AtomicU64,
-    pub accepts: AtomicU64,
+    restarts: u64,
+    accepts: u64,
     /// accept() failures other than "would block" (out of descriptors, aborted...).
-    pub accept_errors: AtomicU64,
+    accept_errors: u64,
     /// Reads or writes that failed on an open connection.
-    pub socket_errors: AtomicU64,
-    pub open_connections: AtomicU64,
+    socket_errors: u64,
+    open_connections: u64,
     /// Jobs waiting for a worker thread, as of the loop's last round.
-    pub queue_depth: AtomicU64,
-    pub threads: AtomicU64,
-    pub threads_busy: AtomicU64,
+    queue_depth: u64,
+    threads: u64,
+    threads_busy: u64,
     /// Requests received whole and not yet answered (queued or running).
-    pub in_flight: AtomicU64,
-    pub requests: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub bytes_written: AtomicU64,
+    in_flight: u64,
+    requests: u64,
+    bytes_read: u64,
+    bytes_written: u64,
     /// Sum of request durations, in microseconds.
-    pub work_time_us: AtomicU64,
+    work_time_us: u64,
     /// Request bodies that went to a temporary file.
-    pub body_spills: AtomicU64,
-    /// Requests by method (`METHODS`) and status class (`CLASSES`).
-    pub by_method_class: [[AtomicU64; 5]; 8],
+    body_spills: u64,
+    /// Requests by method ([`METHODS`]) and status class ([`CLASSES`]).
+    by_method_class: [[u64; CLASSES.len()]; METHODS.len()],
     /// Request durations: count per bucket (not cumulative), the last one unbounded.
-    pub duration_buckets: [AtomicU64; N_BUCKETS],
-    pub reserved: [AtomicU64; 16],
+    duration_buckets: [u64; N_BUCKETS],
 }
 
 pub const BLOCK_SIZE: usize = std::mem::size_of::<StatsBlock>();
-const _: () = assert!(BLOCK_SIZE == 8 * (18 + 40 + 17 + 16));
+const _: () = assert!(BLOCK_SIZE == 8 * BLOCK_WORDS);
+// Layout version 1: no figure moves when one is appended.
+const _: () = assert!(std::mem::offset_of!(StatsBlock, body_spills) == 8 * 17);
+const _: () = assert!(std::mem::offset_of!(StatsBlock, duration_buckets) == 8 * 58);
 const _: () = assert!(std::mem::align_of::<StatsBlock>() == 8);
 
 /// Method index in [`METHODS`].
@@ -141,7 +202,8 @@ impl StatsBlock {
     }
 
     fn words(&self) -> &[AtomicU64] {
-        // SAFETY: the struct is repr(C) and made only of AtomicU64 (asserted by size).
+        // SAFETY: the struct is repr(C) and made only of AtomicU64 (every figure is a
+        // `Figure`; the size is asserted).
         unsafe {
             std::slice::from_raw_parts(self as *const Self as *const AtomicU64, BLOCK_SIZE / 8)
         }
@@ -161,63 +223,6 @@ impl StatsBlock {
     pub fn dec(gauge: &AtomicU64) {
         let _ = gauge.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
     }
-
-    /// A consistent-enough copy for rendering.
-    pub fn snapshot(&self) -> Snapshot {
-        let get = |a: &AtomicU64| a.load(Relaxed);
-        let mut by = [[0u64; 5]; 8];
-        for (m, row) in self.by_method_class.iter().enumerate() {
-            for (c, v) in row.iter().enumerate() {
-                by[m][c] = get(v);
-            }
-        }
-        let mut buckets = [0u64; N_BUCKETS];
-        for (i, b) in self.duration_buckets.iter().enumerate() {
-            buckets[i] = get(b);
-        }
-        Snapshot {
-            pid: get(&self.pid),
-            started_ms: get(&self.started_ms),
-            restarts: get(&self.restarts),
-            accepts: get(&self.accepts),
-            accept_errors: get(&self.accept_errors),
-            socket_errors: get(&self.socket_errors),
-            open_connections: get(&self.open_connections),
-            queue_depth: get(&self.queue_depth),
-            threads: get(&self.threads),
-            threads_busy: get(&self.threads_busy),
-            in_flight: get(&self.in_flight),
-            requests: get(&self.requests),
-            bytes_read: get(&self.bytes_read),
-            bytes_written: get(&self.bytes_written),
-            work_time_us: get(&self.work_time_us),
-            body_spills: get(&self.body_spills),
-            by_method_class: by,
-            buckets,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub pid: u64,
-    pub started_ms: u64,
-    pub restarts: u64,
-    pub accepts: u64,
-    pub accept_errors: u64,
-    pub socket_errors: u64,
-    pub open_connections: u64,
-    pub queue_depth: u64,
-    pub threads: u64,
-    pub threads_busy: u64,
-    pub in_flight: u64,
-    pub requests: u64,
-    pub bytes_read: u64,
-    pub bytes_written: u64,
-    pub work_time_us: u64,
-    pub body_spills: u64,
-    pub by_method_class: [[u64; 5]; 8],
-    pub buckets: [u64; N_BUCKETS],
 }
 
 impl Snapshot {
@@ -235,13 +240,13 @@ impl Snapshot {
     /// The `q` quantile (0..1) of request durations in seconds, interpolated within
     /// its histogram bucket (as Prometheus's histogram_quantile); None without requests.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.buckets.iter().sum();
+        let total: u64 = self.duration_buckets.iter().sum();
         if total == 0 {
             return None;
         }
         let rank = q * total as f64;
         let mut seen = 0u64;
-        for (i, &n) in self.buckets.iter().enumerate() {
+        for (i, &n) in self.duration_buckets.iter().enumerate() {
             if n > 0 && (seen + n) as f64 >= rank {
                 let lower = if i == 0 { 0 } else { BUCKETS_US[i - 1] } as f64;
                 let Some(&upper) = BUCKETS_US.get(i) else {
@@ -345,6 +350,20 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_copies_every_figure_from_its_place() {
+        let s = Stats::owned();
+        for (i, word) in s.words().iter().enumerate() {
+            word.store(i as u64, Relaxed);
+        }
+        let snap = s.snapshot();
+        assert_eq!((snap.magic, snap.pid, snap.body_spills), (0, 2, 17));
+        assert_eq!(snap.by_method_class[0][0], 18);
+        assert_eq!(snap.by_method_class[7][4], 57);
+        assert_eq!(snap.duration_buckets[0], 58);
+        assert_eq!(snap.duration_buckets[N_BUCKETS - 1], 74);
+    }
+
+    #[test]
     fn init_keeps_restarts_and_clears_the_rest() {
         let s = Stats::owned();
         s.init(1, 2);
@@ -403,8 +422,8 @@ mod tests {
         assert_eq!(snap.requests, 2);
         assert_eq!(snap.by_method_class[0][1], 1);
         assert_eq!(snap.by_method_class[7][3], 1);
-        assert_eq!(snap.buckets[2], 1);
-        assert_eq!(snap.buckets[7], 1);
+        assert_eq!(snap.duration_buckets[2], 1);
+        assert_eq!(snap.duration_buckets[7], 1);
         assert_eq!(snap.bytes_written, 15);
         assert_eq!(snap.work_time_us, 20_300);
     }
@@ -413,10 +432,10 @@ mod tests {
     fn quantiles_interpolate_within_a_bucket() {
         let mut snap = Snapshot::default();
         assert_eq!(snap.quantile(0.5), None);
-        snap.buckets[3] = 10; // 500 us .. 1 ms
+        snap.duration_buckets[3] = 10; // 500 us .. 1 ms
         let p50 = snap.quantile(0.5).unwrap();
         assert!((p50 - 0.00075).abs() < 1e-9, "{p50}");
-        snap.buckets[16] = 10;
+        snap.duration_buckets[16] = 10;
         assert_eq!(snap.quantile(0.99), Some(10.0));
     }
 }

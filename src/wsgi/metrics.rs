@@ -186,7 +186,7 @@ pub fn stats_dict<'py>(
     // Cumulative (upper bound in seconds, count) pairs, the last bound being inf.
     let hist = PyList::empty(py);
     let mut cumulative = 0;
-    for (i, n) in s.buckets.iter().enumerate() {
+    for (i, n) in s.duration_buckets.iter().enumerate() {
         cumulative += n;
         let le = BUCKETS_US
             .get(i)

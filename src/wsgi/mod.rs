@@ -12,6 +12,7 @@ pub mod observe;
 pub mod parser;
 pub mod responder;
 pub mod server;
+pub mod settings;
 pub mod worker;
 
 use pyo3::prelude::*;
@@ -20,7 +21,7 @@ pub use exceptions::{ClientDisconnected, RequestAbandoned};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Engine>()?;
-    m.add_function(pyo3::wrap_pyfunction!(server::check_tls_files, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(settings::check_tls_files, m)?)?;
     m.add_class::<file_wrapper::FileWrapper>()?;
     m.add_class::<input::Input>()?;
     m.add_class::<responder::Responder>()?;

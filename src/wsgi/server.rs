@@ -1,7 +1,16 @@
 //! `maitre._maitre.Engine`: what the Python package drives. Created with the listening
-//! sockets and settings (no thread starts until `run()`, so a process that made one can
-//! still fork); `run()` starts the I/O loop and the workers and blocks, `close()` stops it
+//! sockets and settings (read by `wsgi::settings`; no thread starts until `run()`, so a
+//! process that made one can still fork); `run()` serves and blocks, `close()` stops it
 //! from any thread: gracefully (see `engine::event_loop::shutdown`) or at once.
+//!
+//! `run()` in three steps:
+//! 1. `start`: the listeners go to a new I/O loop, then the observers (access log
+//!    writer, metrics listener), the logging thread, the I/O thread and the workers
+//!    start, in that order;
+//! 2. `wait`: until the loop ends, Python's signal handlers run and the loop's notices
+//!    are logged, on the thread inside `run()`;
+//! 3. `join`: the logging thread, the jobs never started, the workers, then the
+//!    observers end; `run()` returns or raises what stopped it.
 //!
 //! Worker threads still running application code when a stop abandons their requests
 //! are not waited for: `run()` returns, and each gets a `RequestAbandoned` exception
@@ -21,15 +30,14 @@ use socket2::Socket;
 
 use crate::engine::access_log;
 use crate::engine::config::Config;
-use crate::engine::dispatch::{JobQueue, LogLevel, LogQueue, LogRecord};
+use crate::engine::dispatch::{Completions, JobQueue, LogLevel, LogQueue, LogRecord};
 use crate::engine::event_loop::{EventLoop, Listener, LoopHandle};
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::metrics::{Blocks, MetricsServer};
-use crate::engine::stats::{Stats, ThreadStats};
-use crate::engine::tls::{TlsAcceptor, TlsSettings, VerifyClient};
-use crate::http::request::Limits;
+use crate::engine::stats::Stats;
+use crate::engine::tls::TlsAcceptor;
 use crate::wsgi::context::{WsgiContext, WsgiOptions};
-use crate::wsgi::observe::Observe;
+use crate::wsgi::settings::{engine_config, observe_settings, tls_acceptor, Settings};
 use crate::wsgi::worker::worker_main;
 use crate::wsgi::RequestAbandoned;
 use std::sync::atomic::Ordering::Relaxed;
@@ -65,137 +73,16 @@ pub struct Engine {
     tls: Option<Arc<TlsAcceptor>>,
 }
 
-/// The TLS settings, if `ssl_certificate` is given; files are read (and checked) here,
-/// at start.
-fn tls_acceptor(settings: &Bound<'_, PyDict>) -> PyResult<Option<Arc<TlsAcceptor>>> {
-    let Some(certificate) = setting::<Option<String>>(settings, "ssl_certificate", None)? else {
-        return Ok(None);
-    };
-    let private_key = setting::<Option<String>>(settings, "ssl_private_key", None)?
-        .ok_or_else(|| PyValueError::new_err("ssl_private_key must be set with ssl_certificate"))?;
-    let verify_client = match setting(settings, "ssl_verify_client", "none".to_string())?.as_str() {
-        "none" => VerifyClient::None,
-        "optional" => VerifyClient::Optional,
-        "required" => VerifyClient::Required,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "ssl_verify_client must be none, optional or required, not {other:?}"
-            )))
-        }
-    };
-    let tls13_only = match setting(settings, "ssl_min_version", "1.2".to_string())?.as_str() {
-        "1.2" => false,
-        "1.3" => true,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "ssl_min_version must be 1.2 or 1.3, not {other:?}"
-            )))
-        }
-    };
-    let tls = TlsSettings {
-        certificate,
-        private_key,
-        certificate_chain: setting(settings, "ssl_certificate_chain", None)?,
-        private_key_password: setting(settings, "ssl_private_key_password", None)?,
-        ca_certificate: setting(settings, "ssl_ca_certificate", None)?,
-        verify_client,
-        tls13_only,
-    };
-    TlsAcceptor::new(tls)
-        .map(|a| Some(Arc::new(a)))
-        .map_err(PyValueError::new_err)
-}
-
-/// Reads and checks the TLS files the settings name, as an engine would at start
-/// (raising `ValueError` naming the setting), and keeps nothing: for a master process,
-/// which serves nothing itself, before it starts or reloads its workers.
-#[pyfunction]
-pub fn check_tls_files(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<()> {
-    let _ = py;
-    tls_acceptor(settings).map(drop)
-}
-
-fn setting<'py, T>(settings: &Bound<'py, PyDict>, name: &str, default: T) -> PyResult<T>
-where
-    T: for<'a> FromPyObject<'a, 'py>,
-{
-    match settings.get_item(name)? {
-        Some(v) if !v.is_none() => v.extract::<T>().map_err(|e| {
-            let e: PyErr = e.into();
-            PyValueError::new_err(format!("invalid value for setting {name}: {e}"))
-        }),
-        _ => Ok(default),
-    }
-}
-
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The counters' block and the access log.
-fn observe_settings(settings: &Bound<'_, PyDict>, threads: usize) -> PyResult<Observe> {
-    let stats = Stats::owned();
-    stats.init(std::process::id(), unix_ms());
-    let target: Option<String> = setting(settings, "access_log", None)?;
-    let spec: String = setting(
-        settings,
-        "access_log_format",
-        access_log::DEFAULT_FORMAT.to_string(),
-    )?;
-    let mut observe = Observe {
-        stats: Arc::new(stats),
-        threads: (0..threads).map(|_| ThreadStats::default()).collect(),
-        access: None,
-        access_logger: None,
-    };
-    let Some(target) = target.filter(|t| !t.is_empty()) else {
-        return Ok(observe);
-    };
-    let format = access_log::Format::parse(&spec)
-        .map_err(|e| PyValueError::new_err(format!("invalid access_log_format: {e}")))?;
-    match target.as_str() {
-        "logging" => {
-            let logger: Py<PyAny> = match settings.get_item("access_logger")? {
-                Some(l) if !l.is_none() => l.unbind(),
-                _ => {
-                    return Err(PyValueError::new_err(
-                        "access_log=logging needs the access_logger setting",
-                    ))
-                }
-            };
-            observe.access_logger = Some((format, logger));
-        }
-        t => {
-            let dest = if t == "-" {
-                access_log::Target::Stdout
-            } else {
-                access_log::Target::File(t.into())
-            };
-            let log = access_log::AccessLog::new(format, dest).map_err(|e| {
-                PyOSError::new_err(format!("cannot open access_log {target:?}: {e}"))
-            })?;
-            observe.access = Some(Arc::new(log));
-        }
-    }
-    Ok(observe)
-}
-
-fn positive(name: &str, v: usize) -> PyResult<usize> {
-    if v == 0 {
-        return Err(PyValueError::new_err(format!(
-            "setting {name} must be at least 1"
-        )));
-    }
-    Ok(v)
-}
-
 /// Puts the calling thread (the I/O loop) under SCHED_BATCH: its wake-ups then do not
 /// preempt a worker in the middle of a run of requests, so on a busy core the loop
-/// collects bigger batches. hello-world, one core, wrk -c50, 3 alternating runs:
-/// context switches per request 0.09-0.14 -> 0.05-0.07, CPU per request 9.9-12.8 us
-/// -> 9.7-11.9 us. Best effort: without it the loop only batches less.
+/// collects bigger batches (fewer context switches and less CPU per request). Best
+/// effort: without it the loop only batches less.
 fn prefer_batching() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: plain syscall on the calling thread with a valid parameter struct.
@@ -214,57 +101,11 @@ impl Engine {
         settings: &Bound<'_, PyDict>,
         logger: Py<PyAny>,
     ) -> PyResult<Self> {
-        let d = Config::default();
-        let cfg = Config {
-            threads: positive("threads", setting(settings, "threads", d.threads)?)?,
-            recv_bytes: positive("recv_bytes", setting(settings, "recv_bytes", d.recv_bytes)?)?,
-            inbuf_overflow: setting(settings, "inbuf_overflow", d.inbuf_overflow)?,
-            outbuf_overflow: setting(settings, "outbuf_overflow", d.outbuf_overflow)?,
-            outbuf_high_watermark: setting(
-                settings,
-                "outbuf_high_watermark",
-                d.outbuf_high_watermark,
-            )?,
-            connection_limit: positive(
-                "connection_limit",
-                setting(settings, "connection_limit", d.connection_limit)?,
-            )?,
-            cleanup_interval: Duration::from_secs_f64(
-                setting(settings, "cleanup_interval", 30.0f64)?.max(0.01),
-            ),
-            channel_timeout: Duration::from_secs_f64(
-                setting(settings, "channel_timeout", 120.0f64)?.max(0.0),
-            ),
-            channel_request_lookahead: setting(
-                settings,
-                "channel_request_lookahead",
-                d.channel_request_lookahead,
-            )?,
-            min_body_rate: setting(settings, "min_request_body_rate", d.min_body_rate)?,
-            log_socket_errors: setting(settings, "log_socket_errors", d.log_socket_errors)?,
-            limits: Limits {
-                max_header_size: positive(
-                    "max_request_header_size",
-                    setting(
-                        settings,
-                        "max_request_header_size",
-                        d.limits.max_header_size,
-                    )?,
-                )?,
-                max_body_size: setting(settings, "max_request_body_size", d.limits.max_body_size)?,
-                max_fields: positive(
-                    "max_request_headers",
-                    setting(settings, "max_request_headers", d.limits.max_fields)?,
-                )?,
-            },
-            ident: setting(settings, "ident", d.ident.clone())?,
-            shutdown_timeout: Duration::from_secs_f64(
-                setting(settings, "shutdown_timeout", 30.0f64)?.max(0.0),
-            ),
-        };
-        let tls = tls_acceptor(settings)?;
+        let settings = Settings::new(settings);
+        let cfg = engine_config(&settings)?;
+        let tls = tls_acceptor(&settings)?;
         // Indices of the listeners that speak TLS.
-        let tls_listeners: Vec<usize> = setting(settings, "tls_listeners", Vec::new())?;
+        let tls_listeners: Vec<usize> = settings.get("tls_listeners")?;
         if tls.is_none() && !tls_listeners.is_empty() {
             return Err(PyValueError::new_err(
                 "a TLS listener needs ssl_certificate and ssl_private_key",
@@ -292,17 +133,20 @@ impl Engine {
         }
         let opts = WsgiOptions {
             ident: cfg.ident.clone(),
-            url_prefix: setting(settings, "url_prefix", String::new())?,
-            expose_tracebacks: setting(settings, "expose_tracebacks", false)?,
+            url_prefix: settings.get("url_prefix")?,
+            expose_tracebacks: settings.get("expose_tracebacks")?,
             log_socket_errors: cfg.log_socket_errors,
-            clear_proxy_headers: setting(settings, "clear_proxy_headers", true)?,
+            clear_proxy_headers: settings.get("clear_proxy_headers")?,
         };
         let mut ctx = WsgiContext::new(py, app, templates, logger, opts);
-        ctx.observe = observe_settings(settings, cfg.threads)?;
-        let metrics = match setting::<Option<RawFd>>(settings, "metrics_fd", None)? {
+        let stats = Stats::owned();
+        stats.init(std::process::id(), unix_ms());
+        ctx.observe = observe_settings(&settings, stats, cfg.threads)?;
+        let metrics = match settings.get::<Option<RawFd>>("metrics_fd")? {
             Some(fd) => Some(crate::wsgi::metrics::listener_from_fd(fd)?),
             None => None,
         };
+        settings.check_all_read()?;
         Ok(Engine {
             state: Mutex::new(State::Ready(socks)),
             stopped: Condvar::new(),
@@ -392,235 +236,14 @@ impl Engine {
             .map_err(PyValueError::new_err)
     }
 
-    /// Serves until `close()` is called or a signal handler raises (Ctrl-C).
+    /// Serves until `close()` is called or a signal handler raises (Ctrl-C): starts the
+    /// loop and its threads, waits for the loop to end, then joins what it started.
     fn run(&self, py: Python<'_>) -> PyResult<()> {
-        let jobs = Arc::new(JobQueue::default());
-        let logs = Arc::new(LogQueue::default());
-        let (ev, handle, completions) = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let listeners = match std::mem::replace(&mut *state, State::Closed) {
-                State::Ready(l) => l,
-                State::Running(h) => {
-                    *state = State::Running(h);
-                    return Err(PyRuntimeError::new_err("the server is already running"));
-                }
-                State::Closed => return Ok(()),
-            };
-            let stats = self.ctx.observe.stats.clone();
-            stats.started_ms.store(unix_ms(), Relaxed);
-            stats.threads.store(self.cfg.threads as u64, Relaxed);
-            let (mut ev, handle, completions) = EventLoop::new(
-                listeners,
-                self.cfg.clone(),
-                jobs.clone(),
-                stats,
-                logs.clone(),
-            )
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
-            if let Some(hb) = self
-                .heartbeat
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-            {
-                ev.attach_heartbeat(hb);
-            }
-            if let Some(sink) = self.ctx.observe.sink() {
-                ev.attach_access_log(sink);
-            }
-            *state = State::Running(handle.clone());
-            *self.run_thread.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(std::thread::current().id());
-            (ev, handle, completions)
+        let Some(run) = self.start()? else {
+            return Ok(()); // closed before it ran
         };
-
-        // The observers first: they must see the first request.
-        let access_writer = match &self.ctx.observe.access {
-            Some(log) => Some(
-                log.start()
-                    .map_err(|e| PyOSError::new_err(format!("cannot start access log: {e}")))?,
-            ),
-            None => None,
-        };
-        let metrics_server = match self
-            .metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            Some(listener) => {
-                let blocks = Blocks {
-                    blocks: vec![self.ctx.observe.stats.clone()],
-                    labelled: false,
-                };
-                Some(
-                    MetricsServer::start(listener, blocks, self.cfg.ident.clone()).map_err(
-                        |e| PyOSError::new_err(format!("cannot start metrics listener: {e}")),
-                    )?,
-                )
-            }
-            None => None,
-        };
-        let log_thread = {
-            let (ctx, logs) = (self.ctx.clone(), logs.clone());
-            std::thread::Builder::new()
-                .name("maitre-log".into())
-                .spawn(move || crate::wsgi::logging::log_main(ctx, logs))
-                .map_err(|e| PyOSError::new_err(e.to_string()))?
-        };
-        let finished: Finished = Arc::new((Mutex::new(None), Condvar::new()));
-        let io_thread = {
-            let finished = finished.clone();
-            std::thread::Builder::new()
-                .name("maitre-io".into())
-                .spawn(move || {
-                    prefer_batching();
-                    let result =
-                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.run())) {
-                            Ok(Ok(abandoned)) => Ok(abandoned),
-                            Ok(Err(e)) => Err(format!("I/O loop failed: {e}")),
-                            Err(_) => Err("I/O loop panicked".to_string()),
-                        };
-                    let (lock, cv) = &*finished;
-                    *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-                    cv.notify_all();
-                })
-                .map_err(|e| PyOSError::new_err(e.to_string()))?
-        };
-        let mut workers: Vec<JoinHandle<()>> = Vec::with_capacity(self.cfg.threads);
-        let mut spawn_error = None;
-        for i in 0..self.cfg.threads {
-            let (ctx, jobs, completions) = (self.ctx.clone(), jobs.clone(), completions.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("maitre-{i}"))
-                .spawn(move || worker_main(ctx, jobs, completions, i));
-            match spawned {
-                Ok(h) => workers.push(h),
-                Err(e) => {
-                    // Stop what did start, through the normal shutdown below.
-                    spawn_error = Some(PyOSError::new_err(format!(
-                        "cannot start worker thread: {e}"
-                    )));
-                    handle.stop();
-                    break;
-                }
-            }
-        }
-
-        // Wait for the loop to end, waking often enough to run Python's signal handlers
-        // (they only run on the main thread, between bytecodes) and to log what the
-        // loop has to say now (the workers may all be busy).
-        let mut interrupted = None;
-        let mut notices = Vec::new();
-        let outcome = loop {
-            let done = crate::wsgi::gil::detach(py, || {
-                let (lock, cv) = &*finished;
-                let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-                let (guard, _) = cv
-                    .wait_timeout_while(guard, Duration::from_millis(100), |r| r.is_none())
-                    .unwrap_or_else(|p| p.into_inner());
-                guard.clone()
-            });
-            handle.take_notices(&mut notices);
-            self.log_records(py, &mut notices);
-            if let Some(result) = done {
-                break result;
-            }
-            if let Err(e) = py.check_signals() {
-                // A handler raised (KeyboardInterrupt when nobody installed one): stop
-                // gracefully, at once on a second one; the first is raised at the end.
-                if interrupted.is_none() {
-                    interrupted = Some(e);
-                    handle.drain(self.cfg.shutdown_timeout);
-                } else {
-                    handle.stop();
-                }
-            }
-        };
-        let _ = io_thread.join();
-        // The loop has said all it will: the logging thread empties its queue and ends
-        // (unless a logging handler hangs: then it is left behind, like a stuck worker).
-        logs.stop();
-        let log_deadline = Instant::now() + Duration::from_secs(5);
-        crate::wsgi::gil::detach(py, || {
-            while !log_thread.is_finished() && Instant::now() < log_deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        if log_thread.is_finished() {
-            let _ = log_thread.join();
-        }
-        // Jobs never started: their connections are closed.
-        drop(jobs.stop());
-        self.log_records(py, &mut notices);
-        let abandoned = *outcome.as_ref().unwrap_or(&0);
-        // After a clean drain the workers are idle and end at once; after an abandon,
-        // those in the application are not waited for.
-        let patience = if abandoned > 0 {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(5)
-        };
-        let deadline = Instant::now() + patience;
-        crate::wsgi::gil::detach(py, || {
-            while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        let (done, stuck): (Vec<_>, Vec<_>) = workers.into_iter().partition(|w| w.is_finished());
-        for w in done {
-            let _ = w.join();
-        }
-        if !stuck.is_empty() {
-            if abandoned == 0 {
-                crate::wsgi::worker::log(
-                    py,
-                    &self.ctx,
-                    "warning",
-                    &format!("{} thread(s) still running", stuck.len()),
-                );
-            }
-            let exc = py.get_type::<RequestAbandoned>();
-            for w in &stuck {
-                // SAFETY: with the GIL held; the id is the thread's pthread_t, which is
-                // CPython's thread identifier. An id with no Python thread state is
-                // ignored by CPython.
-                unsafe {
-                    pyo3::ffi::PyThreadState_SetAsyncExc(
-                        w.as_pthread_t() as std::os::raw::c_long,
-                        exc.as_ptr(),
-                    )
-                };
-            }
-            // A thread in a Python loop raises it within a switch interval or so; give
-            // those the time to end (one that outlived the interpreter would abort the
-            // process). One blocked in C (a sleep, a socket) is left to itself.
-            let deadline = Instant::now() + Duration::from_millis(250);
-            crate::wsgi::gil::detach(py, || {
-                while stuck.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            });
-            self.stragglers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(stuck.into_iter().filter(|w| !w.is_finished()));
-        }
-        // After the workers: every request they finished is in the log.
-        crate::wsgi::gil::detach(py, || {
-            if let Some(w) = access_writer {
-                w.stop();
-            }
-            if let Some(m) = metrics_server {
-                m.stop();
-            }
-        });
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
-        self.stopped.notify_all();
-        if let Some(e) = interrupted.or(spawn_error) {
-            return Err(e);
-        }
-        outcome.map(|_| ()).map_err(PyRuntimeError::new_err)
+        let waited = self.wait(py, &run);
+        self.join(py, run, waited)
     }
 
     /// Stops a running server (from any thread): gracefully, abandoning what still runs
@@ -668,7 +291,295 @@ impl Engine {
     }
 }
 
+/// What `Engine::start` started, for `wait` and `join`.
+struct Run {
+    handle: LoopHandle,
+    jobs: Arc<JobQueue>,
+    logs: Arc<LogQueue>,
+    /// Set by the I/O thread as it ends.
+    finished: Finished,
+    io_thread: JoinHandle<()>,
+    log_thread: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+    access_writer: Option<access_log::Writer>,
+    metrics_server: Option<MetricsServer>,
+    /// A worker thread that could not be started (the loop was told to stop at once):
+    /// `run()` raises it at the end.
+    spawn_error: Option<PyErr>,
+}
+
+/// How the wait for the I/O loop ended.
+struct Waited {
+    /// The number of requests the stop abandoned, or the loop's error.
+    outcome: Result<usize, String>,
+    /// What a Python signal handler raised: `run()` raises it at the end.
+    interrupted: Option<PyErr>,
+}
+
 impl Engine {
+    /// Step 1 of `run()`: takes the listeners (the state becomes `Running`), builds the
+    /// loop, then starts, in this order, the observers (they must see the first
+    /// request), the logging thread, the I/O thread and the workers. None if the
+    /// engine was closed before it ran.
+    fn start(&self) -> PyResult<Option<Run>> {
+        let jobs = Arc::new(JobQueue::default());
+        let logs = Arc::new(LogQueue::default());
+        let Some((ev, handle, completions)) = self.build_loop(&jobs, &logs)? else {
+            return Ok(None);
+        };
+        let access_writer = match &self.ctx.observe.access {
+            Some(log) => Some(
+                log.start()
+                    .map_err(|e| PyOSError::new_err(format!("cannot start access log: {e}")))?,
+            ),
+            None => None,
+        };
+        let metrics_server = self.start_metrics()?;
+        let log_thread = {
+            let (ctx, logs) = (self.ctx.clone(), logs.clone());
+            std::thread::Builder::new()
+                .name("maitre-log".into())
+                .spawn(move || crate::wsgi::logging::log_main(ctx, logs))
+                .map_err(|e| PyOSError::new_err(e.to_string()))?
+        };
+        let finished: Finished = Arc::new((Mutex::new(None), Condvar::new()));
+        let io_thread = spawn_io_thread(ev, finished.clone())?;
+        let (workers, spawn_error) = self.spawn_workers(&jobs, &completions, &handle);
+        Ok(Some(Run {
+            handle,
+            jobs,
+            logs,
+            finished,
+            io_thread,
+            log_thread,
+            workers,
+            access_writer,
+            metrics_server,
+            spawn_error,
+        }))
+    }
+
+    /// The loop over this engine's listeners, with the supervisor's pipe and the access
+    /// log attached; the state is `Running` from here on.
+    fn build_loop(
+        &self,
+        jobs: &Arc<JobQueue>,
+        logs: &Arc<LogQueue>,
+    ) -> PyResult<Option<(EventLoop, LoopHandle, Arc<Completions>)>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let listeners = match std::mem::replace(&mut *state, State::Closed) {
+            State::Ready(l) => l,
+            State::Running(h) => {
+                *state = State::Running(h);
+                return Err(PyRuntimeError::new_err("the server is already running"));
+            }
+            State::Closed => return Ok(None),
+        };
+        let stats = self.ctx.observe.stats.clone();
+        stats.started_ms.store(unix_ms(), Relaxed);
+        stats.threads.store(self.cfg.threads as u64, Relaxed);
+        let (mut ev, handle, completions) = EventLoop::new(
+            listeners,
+            self.cfg.clone(),
+            jobs.clone(),
+            stats,
+            logs.clone(),
+        )
+        .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        if let Some(hb) = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            ev.attach_heartbeat(hb);
+        }
+        if let Some(sink) = self.ctx.observe.sink() {
+            ev.attach_access_log(sink);
+        }
+        *state = State::Running(handle.clone());
+        *self.run_thread.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::thread::current().id());
+        Ok(Some((ev, handle, completions)))
+    }
+
+    /// The metrics listener over this engine's block, if `metrics_listen` gave one.
+    fn start_metrics(&self) -> PyResult<Option<MetricsServer>> {
+        let listener = self
+            .metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(listener) = listener else {
+            return Ok(None);
+        };
+        let blocks = Blocks {
+            blocks: vec![self.ctx.observe.stats.clone()],
+            labelled: false,
+        };
+        MetricsServer::start(listener, blocks, self.cfg.ident.clone())
+            .map(Some)
+            .map_err(|e| PyOSError::new_err(format!("cannot start metrics listener: {e}")))
+    }
+
+    /// One thread per `threads`. If one cannot start, the loop is told to stop at once
+    /// (what did start ends through the normal shutdown) and the error is returned
+    /// beside the threads that did start.
+    fn spawn_workers(
+        &self,
+        jobs: &Arc<JobQueue>,
+        completions: &Arc<Completions>,
+        handle: &LoopHandle,
+    ) -> (Vec<JoinHandle<()>>, Option<PyErr>) {
+        let mut workers = Vec::with_capacity(self.cfg.threads);
+        for i in 0..self.cfg.threads {
+            let (ctx, jobs, completions) = (self.ctx.clone(), jobs.clone(), completions.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("maitre-{i}"))
+                .spawn(move || worker_main(ctx, jobs, completions, i));
+            match spawned {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    handle.stop();
+                    let error = PyOSError::new_err(format!("cannot start worker thread: {e}"));
+                    return (workers, Some(error));
+                }
+            }
+        }
+        (workers, None)
+    }
+
+    /// Step 2 of `run()`: waits for the loop to end, waking often enough to run
+    /// Python's signal handlers (they only run on the main thread, between bytecodes)
+    /// and to log what the loop has to say now (the workers may all be busy). A handler
+    /// that raises (KeyboardInterrupt when nobody installed one) starts a graceful stop,
+    /// a second one an immediate stop.
+    fn wait(&self, py: Python<'_>, run: &Run) -> Waited {
+        let mut interrupted = None;
+        let mut notices = Vec::new();
+        let outcome = loop {
+            let done = crate::wsgi::gil::detach(py, || {
+                let (lock, cv) = &*run.finished;
+                let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let (guard, _) = cv
+                    .wait_timeout_while(guard, Duration::from_millis(100), |r| r.is_none())
+                    .unwrap_or_else(|p| p.into_inner());
+                guard.clone()
+            });
+            run.handle.take_notices(&mut notices);
+            self.log_records(py, &mut notices);
+            if let Some(result) = done {
+                break result;
+            }
+            if let Err(e) = py.check_signals() {
+                if interrupted.is_none() {
+                    interrupted = Some(e);
+                    run.handle.drain(self.cfg.shutdown_timeout);
+                } else {
+                    run.handle.stop();
+                }
+            }
+        };
+        Waited {
+            outcome,
+            interrupted,
+        }
+    }
+
+    /// Step 3 of `run()`: once the loop has ended, ends what `start` started: the
+    /// logging thread, the queued jobs, the workers (those still in the application
+    /// are left behind, see `abandon`), then the observers, last so that every request
+    /// the workers finished is in the access log. The state is `Closed` after it.
+    fn join(&self, py: Python<'_>, run: Run, waited: Waited) -> PyResult<()> {
+        let _ = run.io_thread.join();
+        // The loop has said all it will.
+        let mut notices = Vec::new();
+        run.handle.take_notices(&mut notices);
+        self.log_records(py, &mut notices);
+        stop_log_thread(py, &run.logs, run.log_thread);
+        // Jobs never started: their connections are closed.
+        drop(run.jobs.stop());
+        let abandoned = *waited.outcome.as_ref().unwrap_or(&0);
+        self.join_workers(py, run.workers, abandoned);
+        crate::wsgi::gil::detach(py, || {
+            if let Some(w) = run.access_writer {
+                w.stop();
+            }
+            if let Some(m) = run.metrics_server {
+                m.stop();
+            }
+        });
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State::Closed;
+        self.stopped.notify_all();
+        if let Some(e) = waited.interrupted.or(run.spawn_error) {
+            return Err(e);
+        }
+        waited.outcome.map(|_| ()).map_err(PyRuntimeError::new_err)
+    }
+
+    /// Waits for the workers: after a clean drain they are idle and end at once; after
+    /// a stop that abandoned `abandoned` requests, those in the application are not
+    /// waited for but told to end (`abandon`).
+    fn join_workers(&self, py: Python<'_>, workers: Vec<JoinHandle<()>>, abandoned: usize) {
+        let patience = if abandoned > 0 {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(5)
+        };
+        let deadline = Instant::now() + patience;
+        crate::wsgi::gil::detach(py, || {
+            while workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let (done, stuck): (Vec<_>, Vec<_>) = workers.into_iter().partition(|w| w.is_finished());
+        for w in done {
+            let _ = w.join();
+        }
+        if stuck.is_empty() {
+            return;
+        }
+        if abandoned == 0 {
+            crate::wsgi::worker::log(
+                py,
+                &self.ctx,
+                "warning",
+                &format!("{} thread(s) still running", stuck.len()),
+            );
+        }
+        self.abandon(py, stuck);
+    }
+
+    /// Raises `RequestAbandoned` in each worker thread still in the application, gives
+    /// them a moment to end, and keeps those that did not (`threads_left_running`).
+    fn abandon(&self, py: Python<'_>, stuck: Vec<JoinHandle<()>>) {
+        let exc = py.get_type::<RequestAbandoned>();
+        for w in &stuck {
+            // SAFETY: with the GIL held; the id is the thread's pthread_t, which is
+            // CPython's thread identifier. An id with no Python thread state is
+            // ignored by CPython.
+            unsafe {
+                pyo3::ffi::PyThreadState_SetAsyncExc(
+                    w.as_pthread_t() as std::os::raw::c_long,
+                    exc.as_ptr(),
+                )
+            };
+        }
+        // A thread in a Python loop raises it within a switch interval or so; give
+        // those the time to end (one that outlived the interpreter would abort the
+        // process). One blocked in C (a sleep, a socket) is left to itself.
+        let deadline = Instant::now() + Duration::from_millis(250);
+        crate::wsgi::gil::detach(py, || {
+            while stuck.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        self.stragglers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(stuck.into_iter().filter(|w| !w.is_finished()));
+    }
+
     /// Says `records` through the `maitre` logger (on the calling thread, which holds
     /// the GIL).
     fn log_records(&self, py: Python<'_>, records: &mut Vec<LogRecord>) {
@@ -680,5 +591,38 @@ impl Engine {
             };
             crate::wsgi::worker::log(py, &self.ctx, level, &r.message);
         }
+    }
+}
+
+/// The thread running the I/O loop; it records how the loop ended in `finished`.
+fn spawn_io_thread(ev: EventLoop, finished: Finished) -> PyResult<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("maitre-io".into())
+        .spawn(move || {
+            prefer_batching();
+            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.run())) {
+                Ok(Ok(abandoned)) => Ok(abandoned),
+                Ok(Err(e)) => Err(format!("I/O loop failed: {e}")),
+                Err(_) => Err("I/O loop panicked".to_string()),
+            };
+            let (lock, cv) = &*finished;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            cv.notify_all();
+        })
+        .map_err(|e| PyOSError::new_err(e.to_string()))
+}
+
+/// Ends the logging thread once it has said what its queue holds, unless a logging
+/// handler hangs: then it is left behind, like a stuck worker.
+fn stop_log_thread(py: Python<'_>, logs: &LogQueue, log_thread: JoinHandle<()>) {
+    logs.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    crate::wsgi::gil::detach(py, || {
+        while !log_thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    if log_thread.is_finished() {
+        let _ = log_thread.join();
     }
 }
