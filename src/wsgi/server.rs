@@ -540,7 +540,7 @@ impl Engine {
             return;
         }
         if abandoned == 0 {
-            crate::wsgi::worker::log(
+            crate::wsgi::logging::log(
                 py,
                 &self.ctx,
                 "warning",
@@ -589,7 +589,7 @@ impl Engine {
                 LogLevel::Warning => "warning",
                 LogLevel::Error => "error",
             };
-            crate::wsgi::worker::log(py, &self.ctx, level, &r.message);
+            crate::wsgi::logging::log(py, &self.ctx, level, &r.message);
         }
     }
 }

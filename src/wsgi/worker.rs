@@ -21,12 +21,9 @@ use crate::wsgi::context::WsgiContext;
 use crate::wsgi::environ;
 use crate::wsgi::exceptions::{ClientDisconnected, RequestAbandoned};
 use crate::wsgi::file_wrapper::FileWrapper;
-use crate::wsgi::logging::log_exception;
+use crate::wsgi::logging::{log, log_exception};
 use crate::wsgi::observe::Outcome;
 use crate::wsgi::responder::{body_bytes, Responder};
-
-/// Also named from here by the server (`worker::log`): it lives in `wsgi::logging`.
-pub use crate::wsgi::logging::log;
 
 thread_local! {
     static WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

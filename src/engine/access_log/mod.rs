@@ -29,7 +29,7 @@ use std::sync::Arc;
 pub use clock::Clock;
 pub use entry::{Entry, Seen};
 pub use escape::escape;
-pub use format::{Format, DEFAULT_FORMAT};
+pub use format::Format;
 pub use writer::{AccessLog, Target, Writer};
 
 /// Where the access log goes, as the I/O loop needs to know it for the requests it
