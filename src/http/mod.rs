@@ -7,6 +7,7 @@
 
 pub mod chunked;
 pub mod date;
+pub mod proxy;
 pub mod request;
 pub mod response;
 pub mod scan;
