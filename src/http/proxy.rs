@@ -122,7 +122,7 @@ pub const MAX_LEN: usize = V2_MAX_LEN;
 
 const V1_PREFIX: &[u8] = b"PROXY ";
 
-/// v2 commands (low nibble of byte 13).
+/// v2 commands (the low nibble of the 13th byte).
 const CMD_LOCAL: u8 = 0x0;
 const CMD_PROXY: u8 = 0x1;
 
@@ -284,7 +284,7 @@ impl fmt::Display for ProxyError {
                 f,
                 "PROXY v2 length {len} is shorter than the addresses of family {family:#04x}"
             ),
-            ProxyError::V2Tlv => f.write_str("PROXY v2 TLV runs past the header length"),
+            ProxyError::V2Tlv => f.write_str("PROXY v2 TLV malformed or past the header length"),
             ProxyError::V2Checksum => f.write_str("PROXY v2 CRC32C checksum does not match"),
         }
     }
