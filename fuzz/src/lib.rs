@@ -13,10 +13,23 @@
 //! - [`check_chunked`]: `ChunkedDecoder` never panics; decoding whole, in arbitrary
 //!   pieces and byte by byte agree; a finished body never consumes bytes after its end;
 //!   and valid encodings built from the input decode to exactly their data.
+//! - [`check_proxy_header`]: `http::proxy::parse` never panics and is deterministic; an
+//!   accepted header lies within the input (v1: at most 107 bytes, one CRLF-ended line,
+//!   TCP4 lines canonical; v2: exactly 16 + its length field, addresses copied from the
+//!   bytes), parses the same alone and is `Partial` at every shorter prefix; `Partial` is
+//!   only answered below `MAX_LEN`; a verdict never changes as bytes are added; `Auto`
+//!   agrees with the single versions; and valid headers built from the input (v1 TCP4,
+//!   TCP6 in several spellings, UNKNOWN; v2 PROXY, LOCAL, UNIX, UNSPEC, with TLVs and
+//!   CRC32C) parse to exactly what was built, taking exactly their bytes.
 
 use _maitre::http::chunked::ChunkedDecoder;
+use _maitre::http::proxy::{
+    self, Accept, Local, ProxyError, ProxyHeader, Status, MAX_LEN, V1_MAX_LEN, V2_FIXED_LEN,
+    V2_MAX_LEN, V2_SIGNATURE,
+};
 use _maitre::http::reader::HeadReader;
 use _maitre::http::request::{parse_head, BodyKind, Limits, RequestHead, Version};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// A tiny deterministic PRNG (xorshift64*), seeded from the input, for split points.
 pub struct Rng(u64);
@@ -474,5 +487,430 @@ pub fn check_chunked(data: &[u8]) {
         check_chunked_raw(rest, &mut rng);
     } else {
         check_chunked_valid(rest, &mut rng);
+    }
+}
+
+// ------------------------------------------------------------------ PROXY headers
+
+/// The versions a PROXY input is parsed with, chosen by its first byte.
+pub fn proxy_accept(selector: u8) -> Accept {
+    match selector % 3 {
+        0 => Accept::V1,
+        1 => Accept::V2,
+        _ => Accept::Auto,
+    }
+}
+
+/// The same complete verdict as `whole`, or no verdict yet.
+fn same_or_partial(prefix: &Result<Status, ProxyError>, whole: &Result<Status, ProxyError>) {
+    match (prefix, whole) {
+        (Ok(Status::Partial), _) => {}
+        (Ok(p @ Status::Complete { .. }), Ok(w)) => {
+            assert_eq!(p, w, "a longer buffer changed the header")
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!("a prefix answered {prefix:?}, the whole buffer {whole:?}"),
+    }
+}
+
+/// Every property of an accepted header.
+fn check_proxy_complete(buf: &[u8], consumed: usize, header: &ProxyHeader, accept: Accept) {
+    assert!(consumed <= buf.len(), "consumed {consumed} > {}", buf.len());
+    let head = &buf[..consumed];
+    if head.starts_with(b"PROXY ") {
+        assert!(consumed <= V1_MAX_LEN, "v1 header of {consumed} bytes");
+        assert!(accept != Accept::V2);
+        assert!(head.ends_with(b"\r\n"));
+        let line = &head[..consumed - 2];
+        assert!(
+            !line.contains(&b'\r') && !line.contains(&b'\n'),
+            "CR or LF inside the line"
+        );
+        match header {
+            // Strict syntax makes TCP4 lines canonical: the header prints back to the input.
+            ProxyHeader::Proxied {
+                source: SocketAddr::V4(s),
+                destination: SocketAddr::V4(d),
+            } => {
+                let text = format!(
+                    "PROXY TCP4 {} {} {} {}\r\n",
+                    s.ip(),
+                    d.ip(),
+                    s.port(),
+                    d.port()
+                );
+                assert_eq!(text.as_bytes(), head, "TCP4 line is not canonical");
+            }
+            ProxyHeader::Proxied {
+                source: SocketAddr::V6(s),
+                destination: SocketAddr::V6(d),
+            } => {
+                let text = std::str::from_utf8(line).expect("TCP6 line not ASCII");
+                let fields: Vec<&str> = text.split(' ').collect();
+                assert_eq!(fields.len(), 6, "{text:?}");
+                assert_eq!(fields[1], "TCP6");
+                assert_eq!(fields[2].parse::<std::net::Ipv6Addr>().ok(), Some(*s.ip()));
+                assert_eq!(fields[3].parse::<std::net::Ipv6Addr>().ok(), Some(*d.ip()));
+                assert_eq!(fields[4], s.port().to_string());
+                assert_eq!(fields[5], d.port().to_string());
+                assert_eq!(s.flowinfo() | s.scope_id() | d.flowinfo() | d.scope_id(), 0);
+            }
+            ProxyHeader::Proxied { .. } => panic!("mixed families: {header:?}"),
+            ProxyHeader::Local(why) => {
+                assert_eq!(*why, Local::Unknown);
+                assert!(line == b"PROXY UNKNOWN" || line.starts_with(b"PROXY UNKNOWN "));
+            }
+        }
+    } else {
+        assert!(head.starts_with(&V2_SIGNATURE), "neither signature");
+        assert!(accept != Accept::V1);
+        let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+        assert_eq!(consumed, V2_FIXED_LEN + len, "v2 length field not honoured");
+        assert!(consumed <= V2_MAX_LEN);
+        assert_eq!(head[12] >> 4, 2);
+        let (command, family, block) = (head[12] & 0x0f, head[13], &head[16..]);
+        match header {
+            ProxyHeader::Local(Local::Command) => assert_eq!(command, 0),
+            ProxyHeader::Local(Local::Unknown) => panic!("UNKNOWN from a v2 header"),
+            ProxyHeader::Local(Local::Unix) => {
+                assert_eq!(command, 1);
+                assert!(family == 0x31 || family == 0x32);
+            }
+            ProxyHeader::Local(Local::Unspecified) => {
+                assert_eq!(command, 1);
+                assert!(family >> 4 == 0 || family & 0x0f == 0, "{family:#x}");
+            }
+            ProxyHeader::Proxied {
+                source,
+                destination,
+            } => {
+                assert_eq!(command, 1);
+                let (src, dst, ports) = match family {
+                    0x11 | 0x12 => (&block[0..4], &block[4..8], &block[8..12]),
+                    0x21 | 0x22 => (&block[0..16], &block[16..32], &block[32..36]),
+                    _ => panic!("addresses from family {family:#x}"),
+                };
+                let octets = |a: &SocketAddr| match a.ip() {
+                    IpAddr::V4(ip) => ip.octets().to_vec(),
+                    IpAddr::V6(ip) => ip.octets().to_vec(),
+                };
+                assert_eq!(octets(source), src);
+                assert_eq!(octets(destination), dst);
+                assert_eq!(source.port().to_be_bytes(), ports[0..2]);
+                assert_eq!(destination.port().to_be_bytes(), ports[2..4]);
+            }
+        }
+    }
+    // The header alone gives the same answer, and none of its prefixes any answer: fed
+    // one byte at a time it is Partial until complete.
+    let alone = proxy::parse(head, accept);
+    assert_eq!(
+        alone,
+        Ok(Status::Complete {
+            consumed,
+            header: *header
+        })
+    );
+    for k in 0..consumed {
+        assert_eq!(
+            proxy::parse(&buf[..k], accept),
+            Ok(Status::Partial),
+            "prefix {k}"
+        );
+    }
+}
+
+/// Raw bytes through the parser with one `accept`.
+fn check_proxy_raw(buf: &[u8], accept: Accept, rng: &mut Rng) {
+    let whole = proxy::parse(buf, accept);
+    assert_eq!(whole, proxy::parse(buf, accept), "not deterministic");
+    match &whole {
+        Ok(Status::Partial) => {
+            assert!(buf.len() < MAX_LEN, "Partial with {} bytes", buf.len());
+            if buf.first() == Some(&b'P') {
+                assert!(
+                    buf.len() < V1_MAX_LEN,
+                    "v1 Partial with {} bytes",
+                    buf.len()
+                );
+            }
+        }
+        Ok(Status::Complete { consumed, header }) => {
+            check_proxy_complete(buf, *consumed, header, accept)
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    // Growing the buffer never changes a verdict once given: the first prefix that gets
+    // one gets the whole buffer's (checked byte by byte up to it, then at random points).
+    let mut decided = buf.len();
+    for k in 0..=buf.len().min(MAX_LEN) {
+        let prefix = proxy::parse(&buf[..k], accept);
+        if prefix != Ok(Status::Partial) {
+            same_or_partial(&prefix, &whole);
+            decided = k;
+            break;
+        }
+    }
+    if decided < buf.len() {
+        for _ in 0..4 {
+            let k = decided + (rng.next() % (buf.len() - decided + 1) as u64) as usize;
+            same_or_partial(&proxy::parse(&buf[..k], accept), &whole);
+            assert_ne!(proxy::parse(&buf[..k], accept), Ok(Status::Partial));
+        }
+    }
+}
+
+/// CRC32C, written again here so the parser's is checked against an independent one.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Bytes drawn from the input, zeros once it runs out.
+struct Draw<'a>(&'a [u8]);
+
+impl Draw<'_> {
+    fn byte(&mut self) -> u8 {
+        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        b
+    }
+
+    fn bytes<const N: usize>(&mut self) -> [u8; N] {
+        std::array::from_fn(|_| self.byte())
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes(self.bytes())
+    }
+}
+
+/// A valid header built from the input, what it must parse to, and the accept modes that
+/// take it.
+fn build_proxy_header(draw: &mut Draw) -> (Vec<u8>, ProxyHeader) {
+    let kind = draw.byte();
+    match kind % 6 {
+        0 => {
+            let (s, d) = (
+                Ipv4Addr::from(draw.bytes::<4>()),
+                Ipv4Addr::from(draw.bytes::<4>()),
+            );
+            let (sp, dp) = (draw.u16(), draw.u16());
+            let text = format!("PROXY TCP4 {s} {d} {sp} {dp}\r\n");
+            let header = ProxyHeader::Proxied {
+                source: SocketAddr::from((s, sp)),
+                destination: SocketAddr::from((d, dp)),
+            };
+            (text.into_bytes(), header)
+        }
+        1 => {
+            let (s, d) = (
+                Ipv6Addr::from(draw.bytes::<16>()),
+                Ipv6Addr::from(draw.bytes::<16>()),
+            );
+            let (sp, dp) = (draw.u16(), draw.u16());
+            // Compressed as Display writes it, or all eight groups, in either case.
+            let style = draw.byte();
+            let render = |ip: Ipv6Addr| {
+                let text = if style & 1 == 0 {
+                    ip.to_string()
+                } else {
+                    let g = ip.segments();
+                    format!(
+                        "{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}",
+                        g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]
+                    )
+                };
+                if style & 2 == 0 {
+                    text
+                } else {
+                    text.to_uppercase()
+                }
+            };
+            let text = format!("PROXY TCP6 {} {} {sp} {dp}\r\n", render(s), render(d));
+            let header = ProxyHeader::Proxied {
+                source: SocketAddr::from((s, sp)),
+                destination: SocketAddr::from((d, dp)),
+            };
+            (text.into_bytes(), header)
+        }
+        2 => {
+            let mut line = b"PROXY UNKNOWN".to_vec();
+            let extra = usize::from(draw.byte()) % (V1_MAX_LEN - line.len() - 2);
+            if extra > 0 {
+                line.push(b' ');
+                for _ in 1..extra {
+                    let b = draw.byte();
+                    line.push(if b == b'\r' || b == b'\n' { b' ' } else { b });
+                }
+            }
+            line.extend_from_slice(b"\r\n");
+            (line, ProxyHeader::Local(Local::Unknown))
+        }
+        _ => {
+            let command = u8::from(kind % 6 != 3);
+            let ctl = draw.byte();
+            let (family, header) = if command == 0 {
+                // LOCAL: any family, any block.
+                (draw.byte(), ProxyHeader::Local(Local::Command))
+            } else {
+                match ctl % 6 {
+                    0 | 1 => {
+                        let family = 0x11 + ctl % 6;
+                        let (s, d) = (
+                            Ipv4Addr::from(draw.bytes::<4>()),
+                            Ipv4Addr::from(draw.bytes::<4>()),
+                        );
+                        let (sp, dp) = (draw.u16(), draw.u16());
+                        let h = ProxyHeader::Proxied {
+                            source: SocketAddr::from((s, sp)),
+                            destination: SocketAddr::from((d, dp)),
+                        };
+                        (family, h)
+                    }
+                    2 | 3 => {
+                        let family = 0x21 + ctl % 6 - 2;
+                        let (s, d) = (
+                            Ipv6Addr::from(draw.bytes::<16>()),
+                            Ipv6Addr::from(draw.bytes::<16>()),
+                        );
+                        let (sp, dp) = (draw.u16(), draw.u16());
+                        let h = ProxyHeader::Proxied {
+                            source: SocketAddr::from((s, sp)),
+                            destination: SocketAddr::from((d, dp)),
+                        };
+                        (family, h)
+                    }
+                    4 => (0x31 + (ctl >> 7), ProxyHeader::Local(Local::Unix)),
+                    _ => (0x00, ProxyHeader::Local(Local::Unspecified)),
+                }
+            };
+            let mut block = Vec::new();
+            match header {
+                ProxyHeader::Proxied {
+                    source,
+                    destination,
+                } => {
+                    for a in [source, destination] {
+                        match a.ip() {
+                            IpAddr::V4(ip) => block.extend_from_slice(&ip.octets()),
+                            IpAddr::V6(ip) => block.extend_from_slice(&ip.octets()),
+                        }
+                    }
+                    block.extend_from_slice(&source.port().to_be_bytes());
+                    block.extend_from_slice(&destination.port().to_be_bytes());
+                }
+                ProxyHeader::Local(Local::Unix) => {
+                    block.extend((0..216).map(|_| draw.byte()));
+                }
+                _ => {}
+            }
+            // TLVs of input-chosen types and sizes (never a stray checksum), then maybe a
+            // CRC32C over the whole header.
+            for _ in 0..draw.byte() % 5 {
+                let kind = match draw.byte() {
+                    0x03 => 0x04,
+                    k => k,
+                };
+                let len = usize::from(draw.byte()) * usize::from(draw.byte() % 4);
+                block.push(kind);
+                block.extend_from_slice(&(len as u16).to_be_bytes());
+                block.extend((0..len).map(|_| draw.byte()));
+            }
+            let sealed = ctl & 0x40 != 0 && command == 1;
+            if sealed {
+                block.extend_from_slice(&[0x03, 0x00, 0x04, 0, 0, 0, 0]);
+            }
+            let mut h = V2_SIGNATURE.to_vec();
+            h.push(0x20 | command);
+            h.push(family);
+            h.extend_from_slice(&(block.len() as u16).to_be_bytes());
+            h.extend_from_slice(&block);
+            if sealed {
+                let n = h.len();
+                let crc = crc32c(&h);
+                h[n - 4..].copy_from_slice(&crc.to_be_bytes());
+            }
+            (h, header)
+        }
+    }
+}
+
+/// A valid header built from the input, followed by arbitrary bytes: parses to exactly
+/// what was built, taking exactly its bytes, in every mode that accepts its version.
+fn check_proxy_valid(rest: &[u8]) {
+    let mut draw = Draw(rest);
+    let (header_bytes, want) = build_proxy_header(&mut draw);
+    let mut buf = header_bytes.clone();
+    buf.extend_from_slice(draw.0);
+    let v1 = header_bytes.starts_with(b"PROXY ");
+    for accept in [Accept::V1, Accept::V2, Accept::Auto] {
+        let verdict = proxy::parse(&buf, accept);
+        let takes = match accept {
+            Accept::V1 => v1,
+            Accept::V2 => !v1,
+            Accept::Auto => true,
+        };
+        if !takes {
+            assert!(
+                verdict.is_err(),
+                "{accept:?} took the other version: {verdict:?}"
+            );
+            continue;
+        }
+        let complete = Status::Complete {
+            consumed: header_bytes.len(),
+            header: want,
+        };
+        assert_eq!(
+            verdict,
+            Ok(complete),
+            "{:?}",
+            String::from_utf8_lossy(&header_bytes)
+        );
+        check_proxy_complete(&buf, header_bytes.len(), &want, accept);
+    }
+}
+
+/// The PROXY header property set. `data[0]`: the accept mode, and whether the rest is
+/// raw bytes or builds a valid header.
+pub fn check_proxy_header(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let mut rng = Rng::new(data);
+    if selector & 0x80 != 0 {
+        check_proxy_valid(rest);
+        return;
+    }
+    let accept = proxy_accept(selector);
+    check_proxy_raw(rest, accept, &mut rng);
+    // Auto takes exactly what one of the single versions takes.
+    let auto = proxy::parse(rest, Accept::Auto);
+    let v1 = proxy::parse(rest, Accept::V1);
+    let v2 = proxy::parse(rest, Accept::V2);
+    if let Ok(Status::Complete { .. }) = auto {
+        assert!(
+            auto == v1 || auto == v2,
+            "auto {auto:?}, v1 {v1:?}, v2 {v2:?}"
+        );
+    }
+    for single in [&v1, &v2] {
+        if let Ok(Status::Complete { .. }) = single {
+            assert_eq!(&auto, single);
+        }
+        if *single == Ok(Status::Partial) {
+            assert!(auto.is_ok(), "auto refused what a single version waits on");
+        }
     }
 }

@@ -33,3 +33,8 @@ fn parse_head_inputs() {
 fn chunked_inputs() {
     assert!(replay("chunked", maitre_fuzz::check_chunked) > 0);
 }
+
+#[test]
+fn proxy_header_inputs() {
+    assert!(replay("proxy_header", maitre_fuzz::check_proxy_header) > 0);
+}

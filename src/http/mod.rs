@@ -7,6 +7,7 @@
 
 pub mod chunked;
 pub mod date;
+pub mod proxy;
 pub mod reader;
 pub mod request;
 pub mod response;
