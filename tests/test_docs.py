@@ -101,3 +101,38 @@ def test_metrics_reference_from_a_running_server():
     )
     assert families["maitre_request_duration_seconds"][0] == "histogram"
     assert "maitre_worker_restarts_total" in families
+
+
+def test_cli_page_has_every_option():
+    from maitre.runner import HELP
+
+    text = (DOCS / "cli.md").read_text()
+    for option in re.findall(r"^    (--[a-z-]+)", HELP, re.M):
+        assert f"`{option}" in text, option
+
+
+def test_quick_start_paste_ini_loads(tmp_path):
+    pytest.importorskip("paste.deploy")
+    import maitre
+    from paste.deploy import loadserver
+
+    (ini,) = re.findall(
+        r"^```ini\n(.*?)^```", (DOCS / "quickstart.md").read_text(), re.M | re.S
+    )
+    path = tmp_path / "app.ini"
+    path.write_text(ini)
+    runner = loadserver(f"config:{path}")
+    served = {}
+
+    def fake_serve(app, _reread=None, **kw):
+        served.update(kw)
+
+    original, maitre.serve = maitre.serve, fake_serve
+    try:
+        runner(object())
+    finally:
+        maitre.serve = original
+    from maitre.adjustments import Adjustments
+
+    assert served == {"listen": "127.0.0.1:8080", "threads": "8"}
+    Adjustments(**served)
