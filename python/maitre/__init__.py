@@ -22,7 +22,8 @@ __all__ = ["create_server", "profile", "serve", "serve_paste"]
 
 
 def _package_version() -> str:
-    # One source: the version in pyproject.toml, as installed in the metadata.
+    # One source: the version in Cargo.toml, which maturin writes into the
+    # installed metadata (tests/test_version.py checks that they agree).
     from importlib.metadata import PackageNotFoundError, version
 
     try:

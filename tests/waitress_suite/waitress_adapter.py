@@ -108,9 +108,9 @@ INTERNAL: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 #: Tests that fail against maitre because of a deliberate difference: strict xfail,
-#: the reason naming the RFC section or the README item it rests on. README.md's
-#: "Differences from waitress" lists exactly these reasons, between its
-#: ``waitress-suite`` markers (checked at the start of the run).
+#: the reason naming the RFC section or the documented item it rests on. The
+#: "Migrating from waitress" page (docs/migrating.md) lists exactly these reasons,
+#: between its ``waitress-suite`` markers (checked at the start of the run).
 DIFFERENCES: list[tuple[str, tuple[str, ...]]] = [
     (
         "Identity strings: the Server header and SERVER_SOFTWARE say maitre, not "
@@ -443,7 +443,9 @@ def _find(table, short: str):
 _state: dict = {"internal": 0, "unused": []}
 
 
-README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.md")
+README = os.path.join(
+    os.path.dirname(__file__), os.pardir, os.pardir, "docs", "migrating.md"
+)
 _BEGIN, _END = "<!-- waitress-suite: begin -->", "<!-- waitress-suite: end -->"
 
 
@@ -460,8 +462,8 @@ def pytest_configure(config):
     reasons = {" ".join(reason.split()) for reason, _ in DIFFERENCES}
     if listed != reasons:
         raise pytest.UsageError(
-            "README.md's waitress-suite list and DIFFERENCES differ:\n"
-            f"  only in README: {sorted(listed - reasons)}\n"
+            "docs/migrating.md's waitress-suite list and DIFFERENCES differ:\n"
+            f"  only in docs/migrating.md: {sorted(listed - reasons)}\n"
             f"  only in the adapter: {sorted(reasons - listed)}"
         )
     config.addinivalue_line(
