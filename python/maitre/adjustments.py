@@ -312,7 +312,7 @@ SETTINGS: tuple[Setting, ...] = (
         "SERVER_NAME of the environ when the request has no Host header.",
         "NAME",
     ),
-    # The process model (maitre's own; waitress has one process): see supervisor.py.
+    # The process model (maitre's own; waitress has one process): see master.py.
     Setting(
         "workers",
         as_workers,
