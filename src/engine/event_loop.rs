@@ -38,7 +38,7 @@ use socket2::Socket;
 
 use crate::engine::access_log::Sink;
 use crate::engine::balance::Balance;
-use crate::engine::body::{BodyReceiver, SplicePipe};
+use crate::engine::body::BodyReceiver;
 use crate::engine::channel::Channel;
 use crate::engine::config::Config;
 use crate::engine::dispatch::{
@@ -47,6 +47,7 @@ use crate::engine::dispatch::{
 use crate::engine::errors::panic_message;
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::stats::{Stats, StatsBlock};
+use crate::engine::sys::SplicePipe;
 use crate::engine::tls::TlsAcceptor;
 use crate::http::reader::HeadReader;
 use crate::http::request::RequestHead;

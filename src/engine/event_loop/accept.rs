@@ -29,6 +29,7 @@ use socket2::{SockAddr, Socket};
 use super::{Conn, EventLoop, Key, State};
 use crate::engine::channel::{Channel, Peer};
 use crate::engine::dispatch::LogLevel;
+use crate::engine::sys;
 use crate::engine::transport::TlsSession;
 
 impl EventLoop {
@@ -91,6 +92,7 @@ impl EventLoop {
     /// Sets up an accepted connection and reads what it has sent already.
     pub(super) fn register(&mut self, li: usize, sock: Socket, addr: SockAddr) -> io::Result<()> {
         sock.set_nonblocking(true)?;
+        sys::prepare_accepted(&sock)?;
         let peer = match addr.as_socket() {
             Some(a) => {
                 // Responses are written whole; Nagle would only delay the last segment.

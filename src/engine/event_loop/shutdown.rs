@@ -33,6 +33,7 @@ use std::os::fd::AsRawFd;
 use super::control::{Drain, Stop};
 use super::{EventLoop, State};
 use crate::engine::dispatch::{LogLevel, LogRecord, Logger};
+use crate::engine::sys;
 
 /// How long a connection that has sent nothing yet may take to start its first
 /// request once a graceful stop has begun.
@@ -250,17 +251,13 @@ impl EventLoop {
     }
 }
 
-/// Whether the peer has acknowledged all we sent and nothing waits to be read.
+/// Whether the peer has acknowledged all we sent and nothing waits to be read (`false`
+/// where the system cannot tell what is unacknowledged: the linger deadline decides).
 fn settled(sock: &socket2::Socket) -> bool {
-    let (mut unacked, mut unread): (libc::c_int, libc::c_int) = (0, 0);
-    let fd = sock.as_raw_fd();
-    // SAFETY: both ioctls write one int into the locals.
-    unsafe {
-        libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) == 0
-            && libc::ioctl(fd, libc::FIONREAD, &mut unread) == 0
-            && unacked == 0
-            && unread == 0
-    }
+    let mut unread: libc::c_int = 0;
+    // SAFETY: the ioctl writes one int into the local.
+    let readable = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut unread) } == 0;
+    sys::unacked_bytes(sock) == Some(0) && readable && unread == 0
 }
 
 /// Seconds as a short decimal ("30", "1.5", "0.25").
