@@ -39,6 +39,12 @@ pub fn send_file(sock: &Socket, file: &File, offset: &mut u64, count: u64) -> io
     Ok(n as usize)
 }
 
+/// Holds back partial segments (TCP_CORK) while `on`; turning it off sends the rest.
+/// Best effort: a Unix socket has no cork.
+pub fn cork(sock: &Socket, on: bool) {
+    let _ = sock.set_tcp_cork(on);
+}
+
 /// Bytes sent on `sock` that its peer has not acknowledged yet (TIOCOUTQ).
 pub fn unacked_bytes(sock: &Socket) -> Option<usize> {
     let mut unacked: libc::c_int = 0;

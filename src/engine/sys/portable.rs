@@ -10,6 +10,7 @@
 //! - no thread CPU clock: the job queue cannot tell a computing worker from a blocked
 //!   one, and counts it as blocked (another worker is woken for waiting jobs);
 //! - no SCHED_BATCH: the loop batches less on a busy core;
+//! - no TCP_CORK: pipelined responses may leave in more, smaller segments;
 //! - no TIOCOUTQ: a lingering connection is kept until its peer closes or its linger
 //!   deadline, rather than closed as soon as everything it was sent is acknowledged.
 
@@ -81,6 +82,10 @@ pub fn send_file(sock: &Socket, file: &File, offset: &mut u64, count: u64) -> io
         Ok(n)
     })
 }
+
+/// TCP_CORK is Linux's: segments leave as they are written (pipelined responses may
+/// take more of them).
+pub fn cork(_sock: &Socket, _on: bool) {}
 
 /// Bytes sent on `sock` that its peer has not acknowledged yet: not known here.
 pub fn unacked_bytes(_sock: &Socket) -> Option<usize> {
