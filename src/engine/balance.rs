@@ -20,6 +20,7 @@
 //!
 //! Only processes attached to a supervisor take part; a single process never looks.
 
+use std::io;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -88,7 +89,8 @@ pub fn monotonic_ms() -> u64 {
 
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() != libc::ESRCH }
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    exists || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// This process's slot in the table, free again when dropped.

@@ -429,9 +429,10 @@ impl Channel {
 
     /// Holds back partial segments (TCP_CORK) while several responses are written in a
     /// row, so that pipelined responses leave in full segments; uncorking sends the rest.
-    /// Best effort: a Unix socket has no cork.
+    /// Best effort: a Unix socket has no cork, nor has a system without TCP_CORK
+    /// (`engine::sys`).
     pub fn cork(&self, on: bool) {
-        let _ = self.sock.set_tcp_cork(on);
+        crate::engine::sys::cork(&self.sock, on);
     }
 
     /// How long queued output has waited without the client taking any of it.

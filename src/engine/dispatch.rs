@@ -10,7 +10,9 @@
 //! that is futex calls and context switches per request for nothing
 //! (docs/performance.md, "Waking workers by their CPU clocks"). Go's scheduler
 //! decides the same way when it hands a processor to another thread: when a goroutine
-//! blocks in a system call, or has run past its time slice.
+//! blocks in a system call, or has run past its time slice. Where threads have no CPU
+//! clock to read (`engine::sys`: not on macOS, nor in the portable build), every busy
+//! worker counts as blocked, and waiting jobs wake another worker.
 //!
 //! Workers to loop: a list of completions and a mio `Waker`, woken only by the first
 //! completion pushed since the loop last looked.
@@ -29,6 +31,7 @@ use mio::Waker;
 
 use crate::engine::body::Body;
 use crate::engine::channel::Channel;
+use crate::engine::sys::CpuClock;
 use crate::http::request::RequestHead;
 
 /// A request received whole.
@@ -180,7 +183,7 @@ pub const CPU_BUDGET: Duration = Duration::from_millis(20);
 /// One worker thread, as the queue sees it.
 struct Worker {
     /// Its thread's CPU clock (`None`: unknown, the worker always counts as blocked).
-    clock: Option<libc::clockid_t>,
+    clock: Option<CpuClock>,
     /// Running a job (from taking it to asking for the next).
     busy: bool,
     /// Computed, within [`CPU_BUDGET`], during the interval before the last look.
@@ -238,7 +241,7 @@ impl Inner {
         let mut unknown = false;
         for w in self.workers.iter_mut().filter(|w| w.busy) {
             w.computing = false;
-            let Some(cpu) = w.clock.and_then(thread_cpu) else {
+            let Some(cpu) = w.clock.and_then(CpuClock::read) else {
                 continue;
             };
             if w.seen_taken != w.taken {
@@ -304,28 +307,6 @@ pub struct Queued {
     pub look_at: Option<Instant>,
 }
 
-/// The CPU time a thread has used, from its clock.
-fn thread_cpu(clock: libc::clockid_t) -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we own; the clock of a thread that
-    // has ended is an error, not undefined behaviour.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return None;
-    }
-    Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-}
-
-/// The calling thread's CPU clock, readable from other threads.
-fn own_cpu_clock() -> Option<libc::clockid_t> {
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: pthread_self is the calling thread; the call writes `clock` only.
-    let ok = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) } == 0;
-    ok.then_some(clock)
-}
-
 pub struct JobQueue {
     inner: Mutex<Inner>,
     ready: Condvar,
@@ -358,7 +339,7 @@ impl JobQueue {
     pub fn add_worker(&self) -> usize {
         let mut inner = self.lock();
         inner.workers.push(Worker {
-            clock: own_cpu_clock(),
+            clock: CpuClock::current(),
             busy: false,
             computing: false,
             taken: 0,

@@ -19,6 +19,11 @@
 //! Beside them: `answer` (the responses the loop sends itself: refusals, and requests
 //! given up on), `timers` (deadlines, checked once a tick) and `shutdown` (stopping,
 //! gracefully or at once).
+//!
+//! The stages use this file (`super::`); this file uses none of them, only the leaf
+//! modules holding the state it keeps: `accepting` (whether accepting is paused) and
+//! `control` (what other threads share with the loop about stopping). No import
+//! circle: a type the loop holds never lives in a stage's file.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -33,7 +38,7 @@ use socket2::Socket;
 
 use crate::engine::access_log::Sink;
 use crate::engine::balance::Balance;
-use crate::engine::body::{BodyReceiver, SplicePipe};
+use crate::engine::body::BodyReceiver;
 use crate::engine::channel::Channel;
 use crate::engine::config::Config;
 use crate::engine::dispatch::{
@@ -42,21 +47,24 @@ use crate::engine::dispatch::{
 use crate::engine::errors::panic_message;
 use crate::engine::heartbeat::Heartbeat;
 use crate::engine::stats::{Stats, StatsBlock};
+use crate::engine::sys::SplicePipe;
 use crate::engine::tls::TlsAcceptor;
 use crate::http::reader::HeadReader;
 use crate::http::request::RequestHead;
 
 mod accept;
+mod accepting;
 mod answer;
 mod completions;
+mod control;
 mod read;
 mod requests;
 mod shutdown;
 mod timers;
 
-use accept::Accepting;
-pub use shutdown::LoopHandle;
-use shutdown::{Control, Drain, DRAIN_CHECK};
+use accepting::Accepting;
+pub use control::LoopHandle;
+use control::{Control, Drain, DRAIN_CHECK};
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`; connections use slab keys from 0.

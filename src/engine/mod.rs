@@ -13,5 +13,6 @@ pub mod heartbeat;
 pub mod metrics;
 pub mod outbuf;
 pub mod stats;
+pub mod sys;
 pub mod tls;
 pub mod transport;

@@ -20,6 +20,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use rustls::ServerConnection;
 use socket2::Socket;
 
+use crate::engine::sys;
+
 /// Where queued or direct output goes: the plain socket, or the TLS session over it.
 pub trait Sink {
     /// Takes some of `bufs`; `WouldBlock` when nothing can be taken now.
@@ -30,32 +32,12 @@ pub trait Sink {
 
 impl Sink for &Socket {
     fn send_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        send_vectored(self, bufs)
+        sys::send_vectored(self, bufs)
     }
 
     fn send_file(&mut self, file: &File, offset: &mut u64, count: u64) -> io::Result<usize> {
-        sendfile(self, file, offset, count)
+        sys::send_file(self, file, offset, count)
     }
-}
-
-/// writev with MSG_NOSIGNAL: a peer that went away must give EPIPE, not kill the process.
-fn send_vectored(sock: &Socket, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    sock.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
-}
-
-/// One sendfile call for up to `count` bytes of `file` at `*offset`, advancing it.
-fn sendfile(sock: &Socket, file: &File, offset: &mut u64, count: u64) -> io::Result<usize> {
-    // Linux sends at most 0x7ffff000 bytes per call.
-    let count = count.min(0x7fff_f000) as usize;
-    let mut off = *offset as libc::off_t;
-    // SAFETY: both descriptors are open for the duration of the call (borrowed), and `off`
-    // is a valid pointer to a local.
-    let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    *offset = off as u64;
-    Ok(n as usize)
 }
 
 /// Plaintext taken into the session per call: records of this much are encrypted and
@@ -113,11 +95,11 @@ impl Read for SockIo<'_> {
 
 impl Write for SockIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        send_vectored(self.0, &[IoSlice::new(buf)])
+        sys::send_vectored(self.0, &[IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        send_vectored(self.0, bufs)
+        sys::send_vectored(self.0, bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

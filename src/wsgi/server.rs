@@ -79,16 +79,6 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Puts the calling thread (the I/O loop) under SCHED_BATCH: its wake-ups then do not
-/// preempt a worker in the middle of a run of requests, so on a busy core the loop
-/// collects bigger batches (fewer context switches and less CPU per request). Best
-/// effort: without it the loop only batches less.
-fn prefer_batching() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: plain syscall on the calling thread with a valid parameter struct.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
-}
-
 #[pymethods]
 impl Engine {
     /// `listeners`: (file descriptor, environ template) per listening socket. The
@@ -599,7 +589,7 @@ fn spawn_io_thread(ev: EventLoop, finished: Finished) -> PyResult<JoinHandle<()>
     std::thread::Builder::new()
         .name("maitre-io".into())
         .spawn(move || {
-            prefer_batching();
+            crate::engine::sys::prefer_batching();
             let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.run())) {
                 Ok(Ok(abandoned)) => Ok(abandoned),
                 Ok(Err(e)) => Err(format!("I/O loop failed: {e}")),

@@ -11,17 +11,16 @@
 //!    room (at the end of the round: see `run`) or on the next tick after an accept
 //!    error.
 //!
-//! [`Accepting`] holds whether accepting is paused and what was said about the limit: a
-//! server held at its limit on purpose logs reaching it at most once a minute, and says
-//! when it listens again only if it said it had stopped.
+//! Whether accepting is paused, and what was said about the limit, is kept in
+//! [`Accepting`] (`accepting.rs`).
 //!
 //! [`Balance`]: crate::engine::balance::Balance
+//! [`Accepting`]: super::accepting::Accepting
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
@@ -30,83 +29,8 @@ use socket2::{SockAddr, Socket};
 use super::{Conn, EventLoop, Key, State};
 use crate::engine::channel::{Channel, Peer};
 use crate::engine::dispatch::LogLevel;
+use crate::engine::sys;
 use crate::engine::transport::TlsSession;
-
-/// Least time between two "reached the connection limit" warnings: a server held at
-/// its limit on purpose must not flood its log.
-const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Whether the loop takes new connections now, and what it has said about the limit.
-pub(super) struct Accepting {
-    /// Paused at connection_limit or after an accept error: resumed by `tick`, or at the
-    /// end of the round in which a close made room.
-    paused: bool,
-    /// Accept at the end of this round (a close made room, or a balance retry is due).
-    due: bool,
-    /// Paused at connection_limit (not for an accept error).
-    at_limit: bool,
-    /// When reaching the limit may be logged again, and whether this time it was.
-    next_limit_warning: Instant,
-    limit_warned: bool,
-}
-
-impl Accepting {
-    pub(super) fn new(now: Instant) -> Accepting {
-        Accepting {
-            paused: false,
-            due: false,
-            at_limit: false,
-            next_limit_warning: now,
-            limit_warned: false,
-        }
-    }
-
-    /// Pauses at connection_limit; whether to log that the limit was reached.
-    fn reach_limit(&mut self, now: Instant) -> bool {
-        self.paused = true;
-        if self.at_limit {
-            return false;
-        }
-        self.at_limit = true;
-        self.limit_warned = now >= self.next_limit_warning;
-        if self.limit_warned {
-            self.next_limit_warning = now + LIMIT_WARNING_INTERVAL;
-        }
-        self.limit_warned
-    }
-
-    /// Ends a pause; whether to log that the server listens again (it is below the
-    /// limit, and said it had reached it).
-    fn resume(&mut self, open: usize, limit: usize) -> bool {
-        self.paused = false;
-        if !self.at_limit || open >= limit {
-            return false;
-        }
-        self.at_limit = false;
-        self.limit_warned
-    }
-
-    /// Accepting is paused, and `open` connections leave room under `limit`.
-    pub(super) fn room(&self, open: usize, limit: usize) -> bool {
-        self.paused && open < limit
-    }
-
-    /// Accept at the end of this round.
-    pub(super) fn retry(&mut self) {
-        self.due = true;
-    }
-
-    /// Whether accepting is due now (once).
-    pub(super) fn take_due(&mut self) -> bool {
-        std::mem::take(&mut self.due)
-    }
-
-    /// The listeners are closing (a graceful stop): nothing more to resume.
-    pub(super) fn stop(&mut self) {
-        self.paused = false;
-        self.due = false;
-    }
-}
 
 impl EventLoop {
     /// Takes what listener `li`'s kernel queue holds, as far as the limit allows.
@@ -158,7 +82,7 @@ impl EventLoop {
                     if self.cfg.log_socket_errors {
                         self.log(LogLevel::Warning, format!("accept failed: {e}"));
                     }
-                    self.accepting.paused = true;
+                    self.accepting.pause();
                     return;
                 }
             }
@@ -168,6 +92,7 @@ impl EventLoop {
     /// Sets up an accepted connection and reads what it has sent already.
     pub(super) fn register(&mut self, li: usize, sock: Socket, addr: SockAddr) -> io::Result<()> {
         sock.set_nonblocking(true)?;
+        sys::prepare_accepted(&sock)?;
         let peer = match addr.as_socket() {
             Some(a) => {
                 // Responses are written whole; Nagle would only delay the last segment.

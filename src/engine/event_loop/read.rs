@@ -12,7 +12,9 @@
 //!    end of the round). A fresh read is parsed straight from the loop's buffer; only
 //!    what is left over is copied to the connection's own;
 //! 4. the rest of a large Content-Length body bypasses both buffers: it is spliced from
-//!    the socket into a pipe and from there into the body's file (`take_spliced`).
+//!    the socket into a pipe and from there into the body's file (`take_spliced`), where
+//!    the system has splice (`engine::sys`; elsewhere there is no pipe, and the body is
+//!    read through the loop's buffer as a TLS connection's always is).
 
 use std::io;
 use std::os::fd::AsRawFd;

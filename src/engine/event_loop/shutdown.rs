@@ -1,5 +1,5 @@
 //! Stopping the loop: gracefully (drain) or at once (halt), on a request from any
-//! thread through [`LoopHandle`].
+//! thread through [`LoopHandle`] (`control.rs`).
 //!
 //! A graceful stop, in order:
 //! 1. accept what the kernel has already queued on each listener (a connection the
@@ -21,117 +21,43 @@
 //! A halt closes every connection and ends the loop at once; responses not yet produced
 //! are abandoned. Both say what they do in a notice that the thread inside
 //! `Engine.run()` logs at once (the workers may all be busy in the application).
+//!
+//! [`LoopHandle`]: super::control::LoopHandle
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use std::os::fd::AsRawFd;
 
+use super::control::{Drain, Stop};
 use super::{EventLoop, State};
-use crate::engine::dispatch::{Completions, LogLevel, LogRecord, Logger};
+use crate::engine::dispatch::{LogLevel, LogRecord, Logger};
+use crate::engine::sys;
 
 /// How long a connection that has sent nothing yet may take to start its first
 /// request once a graceful stop has begun.
 pub(super) const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
-/// How often a draining loop looks at its connections and its deadline.
-pub(super) const DRAIN_CHECK: Duration = Duration::from_millis(50);
 /// Most connections taken from one listener's kernel queue when the stop begins:
 /// more than any backlog holds, but finite if clients keep connecting meanwhile.
 const MAX_FINAL_ACCEPTS: usize = 65_536;
 
-const RUN: u8 = 0;
-const DRAIN: u8 = 1;
-const HALT: u8 = 2;
-
-/// Shared between the loop and its handles.
-pub(super) struct Control {
-    mode: AtomicU8,
-    drain_timeout_ms: AtomicU64,
-    notices: Mutex<Vec<LogRecord>>,
-}
-
-impl Control {
-    pub(super) fn new() -> Control {
-        Control {
-            mode: AtomicU8::new(RUN),
-            drain_timeout_ms: AtomicU64::new(0),
-            notices: Mutex::new(Vec::new()),
-        }
-    }
-}
-
-/// Stops a running loop from any thread.
-#[derive(Clone)]
-pub struct LoopHandle {
-    pub(super) control: Arc<Control>,
-    pub(super) completions: Arc<Completions>,
-}
-
-impl LoopHandle {
-    /// Immediate stop: every connection is closed now, responses not yet produced are
-    /// abandoned.
-    pub fn stop(&self) {
-        self.control.mode.store(HALT, Ordering::Release);
-        self.completions.wake();
-    }
-
-    /// Graceful stop (see the module comment), abandoning what still runs after
-    /// `timeout`. A zero timeout is [`LoopHandle::stop`]. A second call changes nothing.
-    pub fn drain(&self, timeout: Duration) {
-        if timeout.is_zero() {
-            return self.stop();
-        }
-        let ms = u64::try_from(timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        self.control.drain_timeout_ms.store(ms, Ordering::Release);
-        let _ = self
-            .control
-            .mode
-            .compare_exchange(RUN, DRAIN, Ordering::AcqRel, Ordering::Acquire);
-        self.completions.wake();
-    }
-
-    /// Log lines the loop wants said now, not when a worker is free.
-    pub fn take_notices(&self, into: &mut Vec<LogRecord>) {
-        let mut list = self
-            .control
-            .notices
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        into.append(&mut list);
-    }
-}
-
-/// A graceful stop in progress.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Drain {
-    started: Instant,
-    deadline: Instant,
-}
-
 impl EventLoop {
     fn notice(&self, level: LogLevel, message: String) {
-        self.control
-            .notices
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(LogRecord {
-                level,
-                message,
-                logger: Logger::Main,
-            });
+        self.control.notice(LogRecord {
+            level,
+            message,
+            logger: Logger::Main,
+        });
     }
 
     /// Acts on a stop request, if any; `Some(abandoned requests)` when the loop must
     /// end now (its connections are closed by then).
     pub(super) fn check_stop(&mut self) -> Option<usize> {
-        match self.control.mode.load(Ordering::Acquire) {
-            RUN => None,
-            HALT => Some(self.halt()),
-            _ => {
+        match self.control.requested() {
+            Stop::None => None,
+            Stop::Halt => Some(self.halt()),
+            Stop::Drain => {
                 self.now = Instant::now();
                 if self.draining.is_none() {
                     self.begin_drain();
@@ -142,8 +68,7 @@ impl EventLoop {
     }
 
     fn begin_drain(&mut self) {
-        let timeout =
-            Duration::from_millis(self.control.drain_timeout_ms.load(Ordering::Acquire).max(1));
+        let timeout = self.control.drain_timeout();
         self.draining = Some(Drain {
             started: self.now,
             deadline: self.now + timeout,
@@ -326,17 +251,13 @@ impl EventLoop {
     }
 }
 
-/// Whether the peer has acknowledged all we sent and nothing waits to be read.
+/// Whether the peer has acknowledged all we sent and nothing waits to be read (`false`
+/// where the system cannot tell what is unacknowledged: the linger deadline decides).
 fn settled(sock: &socket2::Socket) -> bool {
-    let (mut unacked, mut unread): (libc::c_int, libc::c_int) = (0, 0);
-    let fd = sock.as_raw_fd();
-    // SAFETY: both ioctls write one int into the locals.
-    unsafe {
-        libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) == 0
-            && libc::ioctl(fd, libc::FIONREAD, &mut unread) == 0
-            && unacked == 0
-            && unread == 0
-    }
+    let mut unread: libc::c_int = 0;
+    // SAFETY: the ioctl writes one int into the local.
+    let readable = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut unread) } == 0;
+    sys::unacked_bytes(sock) == Some(0) && readable && unread == 0
 }
 
 /// Seconds as a short decimal ("30", "1.5", "0.25").
