@@ -1,0 +1,183 @@
+//! The HPACK decoder (RFC 7541 §3, §6): one field block in, header fields out.
+//!
+//! What must hold:
+//! - The header-list size (name + value + 32 per field, as SETTINGS_MAX_HEADER_LIST_SIZE
+//!   counts it, RFC 9113 §6.5.2) never passes the caller's limit: decoding stops with
+//!   [`HpackError::HeaderListTooLarge`] at the first field that would pass it, and a
+//!   literal is refused before it is copied when it cannot fit. So one small indexed
+//!   reference repeated to a large table entry (the HPACK bomb) costs at most the limit.
+//! - The dynamic table never grows past the SETTINGS_HEADER_TABLE_SIZE we advertised: a
+//!   size update above it is an error (§6.3), as is a size update after the first field
+//!   of a block (§4.2), or a missing one after we lowered the setting.
+//! - After any error the compression context is unknown, so the decoder refuses every
+//!   later block; the connection ends with COMPRESSION_ERROR (RFC 9113 §4.3).
+
+use super::primitive::{decode_int, decode_string};
+use super::table::{entry_size, lookup, DynamicTable, ENTRY_OVERHEAD};
+use super::HpackError;
+
+/// The SETTINGS_HEADER_TABLE_SIZE both ends start with (RFC 9113 §6.5.2).
+pub const DEFAULT_TABLE_SIZE: usize = 4096;
+
+/// One decoded field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderField {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Sent as "never indexed" (§6.2.3): an intermediary must forward it the same way.
+    pub sensitive: bool,
+}
+
+impl HeaderField {
+    /// The size §4.1 counts for this field.
+    pub fn size(&self) -> usize {
+        entry_size(&self.name, &self.value)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    table: DynamicTable,
+    /// The SETTINGS_HEADER_TABLE_SIZE in force: size updates may not pass it.
+    limit: usize,
+    /// We lowered `limit` below the table's size: the next block must open with an update.
+    update_required: bool,
+    poisoned: bool,
+}
+
+impl Default for Decoder {
+    fn default() -> Decoder {
+        Decoder::new(DEFAULT_TABLE_SIZE)
+    }
+}
+
+impl Decoder {
+    /// A decoder for a connection where we advertised `max_table_size` as
+    /// SETTINGS_HEADER_TABLE_SIZE (4,096 if we did not send it).
+    pub fn new(max_table_size: usize) -> Decoder {
+        Decoder {
+            table: DynamicTable::new(max_table_size),
+            limit: max_table_size,
+            update_required: false,
+            poisoned: false,
+        }
+    }
+
+    /// Applies a new SETTINGS_HEADER_TABLE_SIZE of ours, once the peer has acknowledged
+    /// it (blocks sent before its acknowledgement may still use the old size).
+    pub fn set_max_table_size(&mut self, max_table_size: usize) {
+        self.limit = max_table_size;
+        if self.table.max_size() > max_table_size {
+            self.update_required = true;
+        }
+    }
+
+    /// The dynamic table, for inspection.
+    pub fn table(&self) -> &DynamicTable {
+        &self.table
+    }
+
+    /// Decodes a complete field block, appending its fields to `out`. Returns the block's
+    /// header-list size, which is at most `max_list_size`.
+    pub fn decode(
+        &mut self,
+        block: &[u8],
+        max_list_size: usize,
+        out: &mut Vec<HeaderField>,
+    ) -> Result<usize, HpackError> {
+        if self.poisoned {
+            return Err(HpackError::Poisoned);
+        }
+        let result = self.decode_block(block, max_list_size, out);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn decode_block(
+        &mut self,
+        block: &[u8],
+        limit: usize,
+        out: &mut Vec<HeaderField>,
+    ) -> Result<usize, HpackError> {
+        let mut pos = 0;
+        let mut total = 0usize;
+        let mut fields_seen = false;
+        while pos < block.len() {
+            let first = block[pos];
+            if self.update_required && first & 0xe0 != 0x20 {
+                return Err(HpackError::SizeUpdateMissing);
+            }
+            if first & 0x80 != 0 {
+                // §6.1 indexed field.
+                let index = decode_int(block, &mut pos, 7)?;
+                let (name, value) = self.get(index)?;
+                total = admit(total, entry_size(name, value), limit)?;
+                out.push(HeaderField {
+                    name: name.to_vec(),
+                    value: value.to_vec(),
+                    sensitive: false,
+                });
+            } else if first & 0xe0 == 0x20 {
+                // §6.3 dynamic table size update.
+                if fields_seen {
+                    return Err(HpackError::SizeUpdateNotFirst);
+                }
+                let size = decode_int(block, &mut pos, 5)?;
+                if size > self.limit as u64 {
+                    return Err(HpackError::SizeUpdateTooLarge);
+                }
+                self.table.set_max_size(size as usize);
+                self.update_required = false;
+                continue;
+            } else {
+                // §6.2 literals: with incremental indexing (01), never indexed (0001),
+                // without indexing (0000).
+                let (prefix, indexing, sensitive) = if first & 0xc0 == 0x40 {
+                    (6, true, false)
+                } else {
+                    (4, false, first & 0x10 != 0)
+                };
+                let index = decode_int(block, &mut pos, prefix)?;
+                // Room left for the name and value of this field.
+                let room = limit
+                    .checked_sub(total + ENTRY_OVERHEAD)
+                    .ok_or(HpackError::HeaderListTooLarge)?;
+                let name = if index == 0 {
+                    decode_string(block, &mut pos, room)?
+                } else {
+                    self.get(index)?.0.to_vec()
+                };
+                let room = room
+                    .checked_sub(name.len())
+                    .ok_or(HpackError::HeaderListTooLarge)?;
+                let value = decode_string(block, &mut pos, room)?;
+                total = admit(total, entry_size(&name, &value), limit)?;
+                if indexing {
+                    self.table.insert(&name, &value);
+                }
+                out.push(HeaderField {
+                    name,
+                    value,
+                    sensitive,
+                });
+            }
+            fields_seen = true;
+        }
+        Ok(total)
+    }
+
+    fn get(&self, index: u64) -> Result<(&[u8], &[u8]), HpackError> {
+        let index = usize::try_from(index).map_err(|_| HpackError::BadIndex)?;
+        lookup(&self.table, index).ok_or(HpackError::BadIndex)
+    }
+}
+
+/// Adds a field's size to the running total, failing when it passes the limit.
+fn admit(total: usize, size: usize, limit: usize) -> Result<usize, HpackError> {
+    match total.checked_add(size) {
+        Some(t) if t <= limit => Ok(t),
+        _ => Err(HpackError::HeaderListTooLarge),
+    }
+}
