@@ -647,3 +647,432 @@ impl Frame<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: u32 = DEFAULT_MAX_FRAME_SIZE;
+
+    fn raw(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = FrameHeader {
+            length: payload.len() as u32,
+            kind,
+            flags,
+            stream_id: stream_id & MAX_WINDOW_SIZE,
+        }
+        .to_bytes()
+        .to_vec();
+        out[5] |= (stream_id >> 24) as u8 & 0x80; // the reserved bit, as a peer may send it
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn ok(buf: &[u8]) -> Frame<'_> {
+        match decode(buf, MAX) {
+            Ok(Decoded::Complete(frame, used)) => {
+                assert_eq!(used, buf.len());
+                frame
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn conn_err(buf: &[u8]) -> ErrorCode {
+        match decode(buf, MAX) {
+            Err(DecodeError {
+                error: H2Error::Connection(code),
+                ..
+            }) => code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn stream_err(buf: &[u8]) -> (u32, ErrorCode) {
+        match decode(buf, MAX) {
+            Err(DecodeError {
+                error: H2Error::Stream { stream_id, code },
+                consumed,
+            }) => {
+                assert_eq!(consumed, buf.len(), "a stream error says how much to skip");
+                (stream_id, code)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    use ErrorCode as E;
+
+    #[test]
+    fn partial_until_whole_and_oversize_refused_from_the_header() {
+        let f = raw(kind::PING, 0, 0, &[1; 8]);
+        for cut in 0..f.len() {
+            assert_eq!(decode(&f[..cut], MAX), Ok(Decoded::Partial), "cut at {cut}");
+        }
+        // Trailing bytes are left for the next call.
+        let mut two = f.clone();
+        two.extend_from_slice(&f[..3]);
+        assert!(matches!(decode(&two, MAX), Ok(Decoded::Complete(_, 17))));
+        // A header declaring 16,385 bytes is refused with no payload at hand.
+        let head = FrameHeader {
+            length: MAX + 1,
+            kind: kind::DATA,
+            flags: 0,
+            stream_id: 1,
+        }
+        .to_bytes();
+        assert_eq!(conn_err(&head), E::FRAME_SIZE_ERROR);
+        // ...but accepted once a larger SETTINGS_MAX_FRAME_SIZE is in force.
+        assert_eq!(decode(&head, MAX + 1), Ok(Decoded::Partial));
+    }
+
+    #[test]
+    fn reserved_bit_and_unknown_types_are_ignored() {
+        let f = raw(kind::WINDOW_UPDATE, 0xff, 0x8000_0003, &[0x80, 0, 0, 9]);
+        assert_eq!(
+            ok(&f),
+            Frame::WindowUpdate {
+                stream_id: 3,
+                increment: 9
+            }
+        );
+        assert_eq!(
+            ok(&raw(0xfa, 0xff, 5, b"whatever")),
+            Frame::Unknown {
+                kind: 0xfa,
+                stream_id: 5
+            }
+        );
+    }
+
+    #[test]
+    fn data_and_padding() {
+        let f = raw(
+            kind::DATA,
+            flag::PADDED | flag::END_STREAM,
+            1,
+            &[3, b'h', b'i', 0, 0, 0],
+        );
+        assert_eq!(
+            ok(&f),
+            Frame::Data {
+                stream_id: 1,
+                data: b"hi",
+                end_stream: true,
+                flow_len: 6
+            }
+        );
+        // All padding, no data: allowed.
+        assert!(matches!(
+            ok(&raw(kind::DATA, flag::PADDED, 1, &[2, 0, 0])),
+            Frame::Data { data: [], .. }
+        ));
+        assert_eq!(
+            conn_err(&raw(kind::DATA, flag::PADDED, 1, &[3, 0, 0])),
+            E::PROTOCOL_ERROR
+        );
+        assert_eq!(
+            conn_err(&raw(kind::DATA, flag::PADDED, 1, &[])),
+            E::FRAME_SIZE_ERROR
+        );
+        assert_eq!(conn_err(&raw(kind::DATA, 0, 0, b"x")), E::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn headers_with_padding_and_priority() {
+        let payload = [1, 0x80, 0, 0, 3, 15, b'a', b'b', 0];
+        let f = raw(
+            kind::HEADERS,
+            flag::PADDED | flag::PRIORITY | flag::END_HEADERS,
+            5,
+            &payload,
+        );
+        assert_eq!(
+            ok(&f),
+            Frame::Headers {
+                stream_id: 5,
+                fragment: b"ab",
+                end_stream: false,
+                end_headers: true,
+                priority: Some(Priority {
+                    exclusive: true,
+                    dependency: 3,
+                    weight: 15
+                }),
+            }
+        );
+        assert_eq!(
+            conn_err(&raw(kind::HEADERS, flag::PRIORITY, 1, &[0, 0, 0, 3])),
+            E::FRAME_SIZE_ERROR
+        );
+        // The padding eats into the priority fields.
+        assert_eq!(
+            conn_err(&raw(
+                kind::HEADERS,
+                flag::PADDED | flag::PRIORITY,
+                1,
+                &[2, 0, 0, 0, 3, 15]
+            )),
+            E::PROTOCOL_ERROR
+        );
+        assert_eq!(
+            conn_err(&raw(kind::HEADERS, flag::PADDED, 1, &[2, b'a'])),
+            E::PROTOCOL_ERROR
+        );
+        assert_eq!(conn_err(&raw(kind::HEADERS, 0, 0, b"a")), E::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn priority_rst_stream_continuation() {
+        assert_eq!(
+            stream_err(&raw(kind::PRIORITY, 0, 7, &[0, 0, 0, 1])),
+            (7, E::FRAME_SIZE_ERROR)
+        );
+        assert_eq!(
+            stream_err(&raw(kind::PRIORITY, 0, 7, &[0, 0, 0, 7, 0])),
+            (7, E::PROTOCOL_ERROR)
+        );
+        assert_eq!(
+            conn_err(&raw(kind::PRIORITY, 0, 0, &[0, 0, 0, 1, 0])),
+            E::PROTOCOL_ERROR
+        );
+        assert!(matches!(
+            ok(&raw(kind::PRIORITY, 0, 7, &[0, 0, 0, 1, 0])),
+            Frame::Priority { .. }
+        ));
+
+        assert_eq!(
+            ok(&raw(kind::RST_STREAM, 0, 1, &[0, 0, 0, 8])),
+            Frame::RstStream {
+                stream_id: 1,
+                code: E::CANCEL
+            }
+        );
+        assert_eq!(
+            conn_err(&raw(kind::RST_STREAM, 0, 1, &[0, 0, 8])),
+            E::FRAME_SIZE_ERROR
+        );
+        assert_eq!(
+            conn_err(&raw(kind::RST_STREAM, 0, 0, &[0, 0, 0, 8])),
+            E::PROTOCOL_ERROR
+        );
+
+        assert_eq!(
+            conn_err(&raw(kind::CONTINUATION, flag::END_HEADERS, 0, b"a")),
+            E::PROTOCOL_ERROR
+        );
+        assert_eq!(
+            ok(&raw(kind::CONTINUATION, flag::END_HEADERS, 3, b"a")),
+            Frame::Continuation {
+                stream_id: 3,
+                fragment: b"a",
+                end_headers: true
+            }
+        );
+    }
+
+    #[test]
+    fn push_promise_is_refused() {
+        assert_eq!(
+            conn_err(&raw(
+                kind::PUSH_PROMISE,
+                flag::END_HEADERS,
+                1,
+                &[0, 0, 0, 2]
+            )),
+            E::PROTOCOL_ERROR
+        );
+    }
+
+    #[test]
+    fn settings_rules() {
+        let mut out = Vec::new();
+        encode_settings(
+            &mut out,
+            &[(setting::MAX_CONCURRENT_STREAMS, 100), (0x99, 7)],
+        );
+        let f = ok(&out);
+        assert_eq!(f.settings().collect::<Vec<_>>(), [(3, 100), (0x99, 7)]);
+        out.clear();
+        encode_settings_ack(&mut out);
+        assert_eq!(
+            ok(&out),
+            Frame::Settings {
+                ack: true,
+                params: &[]
+            }
+        );
+
+        assert_eq!(
+            conn_err(&raw(kind::SETTINGS, flag::ACK, 0, &[0, 3, 0, 0, 0, 1])),
+            E::FRAME_SIZE_ERROR
+        );
+        assert_eq!(
+            conn_err(&raw(kind::SETTINGS, 0, 0, &[0, 3, 0, 0, 0])),
+            E::FRAME_SIZE_ERROR
+        );
+        assert_eq!(conn_err(&raw(kind::SETTINGS, 0, 1, &[])), E::PROTOCOL_ERROR);
+        let bad = |id: u16, value: u32| {
+            let mut out = Vec::new();
+            encode_settings(&mut out, &[(id, value)]);
+            decode(&out, MAX).map(|_| ()).map_err(|e| e.error)
+        };
+        assert_eq!(
+            bad(setting::ENABLE_PUSH, 2),
+            Err(H2Error::Connection(E::PROTOCOL_ERROR))
+        );
+        assert_eq!(
+            bad(setting::INITIAL_WINDOW_SIZE, 1 << 31),
+            Err(H2Error::Connection(E::FLOW_CONTROL_ERROR))
+        );
+        assert!(bad(setting::INITIAL_WINDOW_SIZE, MAX_WINDOW_SIZE).is_ok());
+        assert_eq!(
+            bad(setting::MAX_FRAME_SIZE, MAX - 1),
+            Err(H2Error::Connection(E::PROTOCOL_ERROR))
+        );
+        assert_eq!(
+            bad(setting::MAX_FRAME_SIZE, 1 << 24),
+            Err(H2Error::Connection(E::PROTOCOL_ERROR))
+        );
+        assert!(bad(setting::MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE).is_ok());
+    }
+
+    #[test]
+    fn ping_goaway_window_update() {
+        let mut out = Vec::new();
+        encode_ping_ack(&mut out, *b"12345678");
+        assert_eq!(
+            ok(&out),
+            Frame::Ping {
+                ack: true,
+                data: *b"12345678"
+            }
+        );
+        assert_eq!(
+            conn_err(&raw(kind::PING, 0, 0, &[0; 7])),
+            E::FRAME_SIZE_ERROR
+        );
+        assert_eq!(conn_err(&raw(kind::PING, 0, 1, &[0; 8])), E::PROTOCOL_ERROR);
+
+        out.clear();
+        encode_goaway(&mut out, 41, E::ENHANCE_YOUR_CALM, b"calm");
+        assert_eq!(
+            ok(&out),
+            Frame::GoAway {
+                last_stream_id: 41,
+                code: E::ENHANCE_YOUR_CALM,
+                debug: b"calm"
+            }
+        );
+        assert_eq!(
+            conn_err(&raw(kind::GOAWAY, 0, 0, &[0; 7])),
+            E::FRAME_SIZE_ERROR
+        );
+        assert_eq!(
+            conn_err(&raw(kind::GOAWAY, 0, 3, &[0; 8])),
+            E::PROTOCOL_ERROR
+        );
+
+        out.clear();
+        encode_window_update(&mut out, 0, MAX_WINDOW_SIZE);
+        assert_eq!(
+            ok(&out),
+            Frame::WindowUpdate {
+                stream_id: 0,
+                increment: MAX_WINDOW_SIZE
+            }
+        );
+        assert_eq!(
+            conn_err(&raw(kind::WINDOW_UPDATE, 0, 1, &[0, 0, 0, 0, 1])),
+            E::FRAME_SIZE_ERROR
+        );
+        assert_eq!(
+            conn_err(&raw(kind::WINDOW_UPDATE, 0, 0, &[0x80, 0, 0, 0])),
+            E::PROTOCOL_ERROR
+        );
+        assert_eq!(
+            stream_err(&raw(kind::WINDOW_UPDATE, 0, 9, &[0, 0, 0, 0])),
+            (9, E::PROTOCOL_ERROR)
+        );
+
+        out.clear();
+        encode_rst_stream(&mut out, 3, E::REFUSED_STREAM);
+        assert_eq!(
+            ok(&out),
+            Frame::RstStream {
+                stream_id: 3,
+                code: E::REFUSED_STREAM
+            }
+        );
+        assert_eq!(
+            format!("{:?} {:?}", E::REFUSED_STREAM, ErrorCode(0x77)),
+            "REFUSED_STREAM ErrorCode(0x77)"
+        );
+    }
+
+    #[test]
+    fn headers_split_into_continuations() {
+        let block: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        encode_headers(&mut out, 1, &block, true, MAX);
+        let mut rest = &out[..];
+        let mut got = Vec::new();
+        let mut kinds = Vec::new();
+        while !rest.is_empty() {
+            let Ok(Decoded::Complete(frame, used)) = decode(rest, MAX) else {
+                panic!()
+            };
+            match frame {
+                Frame::Headers {
+                    fragment,
+                    end_stream,
+                    end_headers,
+                    ..
+                } => {
+                    assert!(end_stream);
+                    kinds.push(("H", fragment.len(), end_headers));
+                    got.extend_from_slice(fragment);
+                }
+                Frame::Continuation {
+                    fragment,
+                    end_headers,
+                    ..
+                } => {
+                    kinds.push(("C", fragment.len(), end_headers));
+                    got.extend_from_slice(fragment);
+                }
+                other => panic!("{other:?}"),
+            }
+            rest = &rest[used..];
+        }
+        assert_eq!(got, block);
+        assert_eq!(
+            kinds,
+            [
+                ("H", 16_384, false),
+                ("C", 16_384, false),
+                ("C", 7_232, true)
+            ]
+        );
+
+        out.clear();
+        encode_headers(&mut out, 3, &[], false, MAX);
+        assert_eq!(out, raw(kind::HEADERS, flag::END_HEADERS, 3, &[]));
+    }
+
+    #[test]
+    fn data_encoders() {
+        let mut out = Vec::new();
+        encode_data(&mut out, 7, b"body", true);
+        assert_eq!(&out[..9], &data_header(7, 4, true));
+        assert_eq!(
+            ok(&out),
+            Frame::Data {
+                stream_id: 7,
+                data: b"body",
+                end_stream: true,
+                flow_len: 4
+            }
+        );
+    }
+}

@@ -181,3 +181,172 @@ fn admit(total: usize, size: usize, limit: usize) -> Result<usize, HpackError> {
         _ => Err(HpackError::HeaderListTooLarge),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::primitive::encode_int;
+    use super::super::{Encoder, Indexing};
+    use super::*;
+
+    fn decode(d: &mut Decoder, block: &[u8], limit: usize) -> Result<Vec<HeaderField>, HpackError> {
+        let mut out = Vec::new();
+        d.decode(block, limit, &mut out).map(|_| out)
+    }
+
+    #[test]
+    fn indexed_bomb_stops_at_the_limit() {
+        // One large entry, then a one-byte reference to it repeated: the classic bomb.
+        let mut block = vec![0x40, 0x01, b'x'];
+        encode_int(4000, 7, 0, &mut block);
+        block.extend(std::iter::repeat(b'v').take(4000));
+        block.extend(std::iter::repeat(0xbe).take(10_000));
+        let limit = 16 * 1024;
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        assert_eq!(
+            d.decode(&block, limit, &mut out),
+            Err(HpackError::HeaderListTooLarge)
+        );
+        assert!(out.iter().map(HeaderField::size).sum::<usize>() <= limit);
+        assert_eq!(out.len(), 4, "stopped at the first field past the limit");
+        assert_eq!(decode(&mut d, &[0x82], limit), Err(HpackError::Poisoned));
+    }
+
+    #[test]
+    fn literal_past_the_limit_is_refused_before_copying() {
+        let mut block = vec![0x00];
+        encode_int(1_000, 7, 0, &mut block);
+        block.extend(std::iter::repeat(b'n').take(1_000));
+        block.push(0x00);
+        let mut d = Decoder::default();
+        assert_eq!(
+            decode(&mut d, &block, 500),
+            Err(HpackError::HeaderListTooLarge)
+        );
+        // Exactly at the limit is allowed: 1000 + 0 + 32.
+        assert_eq!(
+            decode(&mut Decoder::default(), &block, 1_032)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            decode(&mut Decoder::default(), &block, 1_031),
+            Err(HpackError::HeaderListTooLarge)
+        );
+        // Huffman strings too: "www.example.com" as a value, with a limit one short.
+        let mut enc = Encoder::default();
+        let mut block = Vec::new();
+        enc.encode_field(b"h", b"www.example.com", Indexing::Without, &mut block);
+        assert_eq!(
+            decode(&mut Decoder::default(), &block, 48).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            decode(&mut Decoder::default(), &block, 47),
+            Err(HpackError::HeaderListTooLarge)
+        );
+    }
+
+    #[test]
+    fn size_updates() {
+        let mut too_big = Vec::new();
+        encode_int(4097, 5, 0x20, &mut too_big);
+        assert_eq!(
+            decode(&mut Decoder::default(), &too_big, 1 << 20),
+            Err(HpackError::SizeUpdateTooLarge)
+        );
+        assert_eq!(
+            decode(&mut Decoder::default(), &[0x82, 0x20], 1 << 20),
+            Err(HpackError::SizeUpdateNotFirst)
+        );
+        // Two updates at the start are fine; the table follows them.
+        let mut d = Decoder::default();
+        assert_eq!(
+            decode(&mut d, &[0x20, 0x3f, 0x01, 0x82], 1 << 20)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(d.table().max_size(), 32);
+        // Lowering our setting: the next block must open with an update that obeys it.
+        let mut d = Decoder::default();
+        decode(&mut d, &[0x41, 0x01, b'a'], 1 << 20).unwrap();
+        d.set_max_table_size(0);
+        assert_eq!(
+            decode(&mut d.clone(), &[0x82], 1 << 20),
+            Err(HpackError::SizeUpdateMissing)
+        );
+        assert_eq!(
+            decode(&mut d.clone(), &[0x21, 0x82], 1 << 20),
+            Err(HpackError::SizeUpdateTooLarge)
+        );
+        assert_eq!(decode(&mut d, &[0x20, 0x82], 1 << 20).unwrap().len(), 1);
+        assert!(d.table().is_empty());
+    }
+
+    #[test]
+    fn table_never_passes_its_size() {
+        let mut d = Decoder::new(64);
+        // 1 + 30 + 32 = 63 fits; a second one evicts the first; a 65-byte one empties it.
+        let mut block = vec![0x40, 0x01, b'a', 30];
+        block.extend([b'v'; 30]);
+        block.extend([0x40, 0x01, b'b', 30]);
+        block.extend([b'w'; 30]);
+        decode(&mut d, &block, 1 << 20).unwrap();
+        assert_eq!((d.table().len(), d.table().size()), (1, 63));
+        assert_eq!(d.table().get(0).unwrap().0, b"b");
+        let mut block = vec![0x40, 0x01, b'c', 32];
+        block.extend([b'x'; 32]);
+        decode(&mut d, &block, 1 << 20).unwrap();
+        assert!(d.table().is_empty());
+    }
+
+    #[test]
+    fn malformed_blocks() {
+        let cases: [(&[u8], HpackError); 7] = [
+            (&[0x80], HpackError::BadIndex),
+            (&[0xbe], HpackError::BadIndex),
+            (
+                &[0x7f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
+                HpackError::IntegerOverflow,
+            ),
+            (
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+                HpackError::IntegerOverflow,
+            ),
+            (&[0x40, 0x05, b'a'], HpackError::Truncated),
+            (&[0xff], HpackError::Truncated),
+            (&[0x00, 0x81, 0x00, 0x00], HpackError::Huffman),
+        ];
+        for (block, err) in cases {
+            assert_eq!(
+                decode(&mut Decoder::default(), block, 1 << 20),
+                Err(err),
+                "{block:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn encoder_announces_size_changes() {
+        let mut enc = Encoder::default();
+        let mut dec = Decoder::default();
+        enc.set_max_table_size(0);
+        enc.set_max_table_size(256);
+        let mut block = Vec::new();
+        enc.encode([(&b"x-a"[..], &b"1"[..])], &mut block);
+        // Smallest of the interval first, then the final size (§4.2).
+        assert_eq!(&block[..4], &[0x20, 0x3f, 0xe1, 0x01]);
+        let fields = decode(&mut dec, &block, 1 << 20).unwrap();
+        assert_eq!(fields[0].name, b"x-a");
+        assert_eq!(dec.table().max_size(), 256);
+        // Sensitive fields stay out of both tables.
+        let mut block = Vec::new();
+        enc.encode_field(b"authorization", b"secret", Indexing::Never, &mut block);
+        let fields = decode(&mut dec, &block, 1 << 20).unwrap();
+        assert!(fields[0].sensitive);
+        assert_eq!(dec.table().len(), 1);
+        assert_eq!(enc.table().len(), 1);
+    }
+}

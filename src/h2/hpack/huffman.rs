@@ -178,3 +178,89 @@ pub fn decode(src: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), Huffm
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_appendix_b() {
+        // (symbol, code, length) rows of Appendix B, spread over the lengths.
+        for (sym, code, len) in [
+            (0usize, 0x1ff8u32, 13u8),
+            (b'\n' as usize, 0x3fff_fffc, 30),
+            (b'\r' as usize, 0x3fff_fffd, 30),
+            (b' ' as usize, 0x14, 6),
+            (b'0' as usize, 0x0, 5),
+            (b'A' as usize, 0x21, 6),
+            (b'a' as usize, 0x3, 5),
+            (b'{' as usize, 0x7ffe, 15),
+            (255, 0x3ff_ffee, 26),
+            (EOS, 0x3fff_ffff, 30),
+        ] {
+            assert_eq!((CODES[sym], LENGTHS[sym]), (code, len), "symbol {sym}");
+        }
+        // A complete prefix code: the Kraft sum is exactly 1.
+        let kraft: u64 = LENGTHS
+            .iter()
+            .map(|&l| 1u64 << (MAX_LEN - usize::from(l)))
+            .sum();
+        assert_eq!(kraft, 1 << MAX_LEN);
+    }
+
+    #[test]
+    fn every_octet_round_trips() {
+        let all: Vec<u8> = (0..=255).chain((0..=255).rev()).collect();
+        let mut enc = Vec::new();
+        encode(&all, &mut enc);
+        assert_eq!(enc.len(), encoded_len(&all));
+        let mut dec = Vec::new();
+        decode(&enc, usize::MAX, &mut dec).unwrap();
+        assert_eq!(dec, all);
+    }
+
+    #[test]
+    fn padding_and_eos_rules() {
+        let d = |bytes: &[u8]| {
+            let mut out = Vec::new();
+            decode(bytes, usize::MAX, &mut out).map(|()| out)
+        };
+        assert_eq!(d(&[]), Ok(vec![]));
+        // "0" is 00000, then three bits of padding.
+        assert_eq!(d(&[0b0000_0111]), Ok(b"0".to_vec()));
+        assert_eq!(
+            d(&[0b0000_0000]),
+            Err(HuffmanError::Invalid),
+            "padding with zeros"
+        );
+        assert_eq!(
+            d(&[0b0000_0110]),
+            Err(HuffmanError::Invalid),
+            "padding not all ones"
+        );
+        assert_eq!(
+            d(&[0b0000_0111, 0xff]),
+            Err(HuffmanError::Invalid),
+            "11 bits of padding"
+        );
+        assert_eq!(d(&[0xff]), Err(HuffmanError::Invalid), "8 bits of padding");
+        assert_eq!(
+            d(&[0xff, 0xff, 0xff, 0xff]),
+            Err(HuffmanError::Invalid),
+            "EOS"
+        );
+        // A 13-bit code cut after 8 bits ("\0" is 0x1ff8 = 1111111111000).
+        assert_eq!(d(&[0xff]), Err(HuffmanError::Invalid));
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let mut enc = Vec::new();
+        encode(b"www.example.com", &mut enc);
+        let mut out = Vec::new();
+        assert_eq!(decode(&enc, 3, &mut out), Err(HuffmanError::TooLong));
+        assert_eq!(out, b"www");
+        out.clear();
+        assert_eq!(decode(&enc, 15, &mut out), Ok(()));
+    }
+}
