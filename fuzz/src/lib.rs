@@ -481,3 +481,165 @@ pub fn check_chunked(data: &[u8]) {
         check_chunked_valid(rest, &mut rng);
     }
 }
+
+// ------------------------------------------------------------- HTTP/2 frames, HPACK
+//
+// - [`check_h2_frame`]: `h2::frame::decode` never panics over a stream of frames; a frame
+//   uses at most the input and at most 9 + SETTINGS_MAX_FRAME_SIZE bytes; a stream error
+//   says how much to skip; a shorter prefix of a frame is never taken for a frame; and a
+//   decoded frame, encoded again, decodes to the same frame.
+// - [`check_hpack_decode`]: `h2::hpack::Decoder` never panics over a run of field blocks
+//   with a small header-list limit; the fields it returns never add up to more than the
+//   limit (even on error); its dynamic table never passes the advertised size; and what
+//   it decodes, encoded by `h2::hpack::Encoder`, decodes again to the same fields.
+
+use _maitre::h2::frame::{self as h2frame, Frame, FRAME_HEADER_LEN};
+use _maitre::h2::hpack::{Decoder as HpackDecoder, Encoder as HpackEncoder, HeaderField, Indexing};
+use _maitre::h2::H2Error;
+
+/// A decoded frame with what a re-encoding does not keep (padding) normalised away.
+fn normalised(frame: Frame<'_>) -> Frame<'_> {
+    match frame {
+        Frame::Data {
+            stream_id,
+            data,
+            end_stream,
+            ..
+        } => Frame::Data {
+            stream_id,
+            data,
+            end_stream,
+            flow_len: data.len() as u32,
+        },
+        other => other,
+    }
+}
+
+/// The frame decoder property set. `data[0]` picks SETTINGS_MAX_FRAME_SIZE; the rest is
+/// decoded as a run of frames, as a connection would read them.
+pub fn check_h2_frame(data: &[u8]) {
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return;
+    };
+    let max = match selector & 3 {
+        0 | 1 => h2frame::DEFAULT_MAX_FRAME_SIZE,
+        2 => h2frame::DEFAULT_MAX_FRAME_SIZE * 4,
+        _ => h2frame::MAX_MAX_FRAME_SIZE,
+    };
+    let mut rng = Rng::new(data);
+    loop {
+        match h2frame::decode(rest, max) {
+            Ok(h2frame::Decoded::Partial) => {
+                // Partial only when the frame is really incomplete.
+                if let Some(head) = h2frame::FrameHeader::parse(rest) {
+                    assert!(head.length <= max, "oversize frame reported as partial");
+                    assert!(FRAME_HEADER_LEN + head.length as usize > rest.len());
+                }
+                return;
+            }
+            Ok(h2frame::Decoded::Complete(frame, used)) => {
+                assert!(used <= rest.len(), "used {used} > {}", rest.len());
+                assert!((FRAME_HEADER_LEN..=FRAME_HEADER_LEN + max as usize).contains(&used));
+                // Any shorter prefix is partial.
+                let cut = (rng.next() as usize) % used;
+                assert_eq!(
+                    h2frame::decode(&rest[..cut], max),
+                    Ok(h2frame::Decoded::Partial)
+                );
+                if let Frame::Settings { params, .. } = frame {
+                    assert_eq!(frame.settings().count() * 6, params.len());
+                }
+                // Round trip through the encoder.
+                let mut encoded = Vec::new();
+                frame.encode(&mut encoded);
+                match h2frame::decode(&encoded, max) {
+                    Ok(h2frame::Decoded::Complete(again, n)) => {
+                        assert_eq!(n, encoded.len());
+                        let want = match frame {
+                            Frame::Unknown { .. } => frame,
+                            _ => normalised(frame),
+                        };
+                        assert_eq!(again, want, "re-encoded frame differs");
+                    }
+                    other => panic!("re-encoded {frame:?} decodes to {other:?}"),
+                }
+                rest = &rest[used..];
+            }
+            Err(e) => match e.error {
+                H2Error::Connection(_) => return,
+                H2Error::Stream { stream_id, .. } => {
+                    assert_ne!(stream_id, 0, "a stream error on stream 0");
+                    assert!(e.consumed >= FRAME_HEADER_LEN && e.consumed <= rest.len());
+                    rest = &rest[e.consumed..];
+                }
+            },
+        }
+    }
+}
+
+fn list_size(fields: &[HeaderField]) -> usize {
+    fields.iter().map(HeaderField::size).sum()
+}
+
+/// Cuts the next field block off `rest`: a length byte (0xff: a 16-bit big-endian
+/// length follows), then that many bytes (fewer at the end of the input).
+fn next_block<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let (len, tail) = match *rest {
+        [0xff, hi, lo, tail @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), tail),
+        [len, tail @ ..] => (usize::from(*len), tail),
+        [] => (0, &[][..]),
+    };
+    let (block, tail) = tail.split_at(len.min(tail.len()));
+    *rest = tail;
+    block
+}
+
+/// The HPACK decoder property set. `data[0]` picks the header-list limit (small, so the
+/// limit is reached often), the advertised table size and whether the round trip uses
+/// Huffman coding; the rest is a run of length-prefixed field blocks (`next_block`),
+/// decoded one after another on one decoder.
+pub fn check_hpack_decode(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let limit = [0, 64, 200, 1024, 4096, 16_384, 65_536, 1 << 20][usize::from(selector & 7)];
+    let table_size = [0, 64, 256, 4096][usize::from((selector >> 3) & 3)];
+    let mut decoder = HpackDecoder::new(table_size);
+    // The round trip runs on its own pair of contexts, block after block.
+    let mut encoder = HpackEncoder::new(table_size);
+    encoder.set_huffman(selector & 0x20 == 0);
+    let mut checker = HpackDecoder::new(table_size);
+    let mut rest = rest;
+    while !rest.is_empty() {
+        let block = next_block(&mut rest);
+        let mut fields = Vec::new();
+        let result = decoder.decode(block, limit, &mut fields);
+        assert!(
+            list_size(&fields) <= limit,
+            "decoded {} > limit {limit}",
+            list_size(&fields)
+        );
+        let table = decoder.table();
+        assert!(table.size() <= table.max_size() && table.max_size() <= table_size);
+        let Ok(size) = result else {
+            return;
+        };
+        assert_eq!(size, list_size(&fields));
+
+        let mut encoded = Vec::new();
+        for f in &fields {
+            let indexing = if f.sensitive {
+                Indexing::Never
+            } else {
+                Indexing::Incremental
+            };
+            encoder.encode_field(&f.name, &f.value, indexing, &mut encoded);
+        }
+        assert!(encoder.table().size() <= table_size);
+        let mut again = Vec::new();
+        checker
+            .decode(&encoded, usize::MAX, &mut again)
+            .expect("the encoder's block does not decode");
+        assert_eq!(again, fields, "round trip through the encoder");
+    }
+}

@@ -33,3 +33,13 @@ fn parse_head_inputs() {
 fn chunked_inputs() {
     assert!(replay("chunked", maitre_fuzz::check_chunked) > 0);
 }
+
+#[test]
+fn h2_frame_inputs() {
+    assert!(replay("h2_frame", maitre_fuzz::check_h2_frame) > 0);
+}
+
+#[test]
+fn hpack_decode_inputs() {
+    assert!(replay("hpack_decode", maitre_fuzz::check_hpack_decode) > 0);
+}
