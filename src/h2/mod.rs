@@ -9,14 +9,23 @@
 //!   dynamic table both bounded (HPACK bombs).
 //! - [`error`]: the RFC 9113 §7 error codes and whether an error ends a stream or the
 //!   whole connection (§5.4).
+//! - [`stream`]: stream states (§5.1) and flow-control windows (§6.9).
+//! - [`conn`]: the server side of a connection: the preface, the SETTINGS exchange, PING,
+//!   field blocks across CONTINUATION under a cap, stream states and flow control, as
+//!   events for the engine and bytes to send.
 //!
 //! What must hold: no input, however hostile, makes this code panic, allocate beyond one
-//! frame's payload (frames) or the caller's header-list limit (HPACK), or loop without
-//! consuming input. The connection state machine (streams, flow control, the preface,
-//! CONTINUATION assembly) sits above these layers and is not part of this module yet.
+//! frame's payload (frames), the caller's header-list limit (HPACK) or the header-block
+//! cap (connection), or loop without consuming input.
+//!
+//! Not here yet: the request rules of §8 (pseudo-headers, connection-specific fields,
+//! Content-Length against DATA), the flood counters (resets, SETTINGS, PING, empty
+//! frames), and the engine that drives [`conn::Connection`] from its loop.
 
+pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod hpack;
+pub mod stream;
 
 pub use error::{ErrorCode, H2Error};
