@@ -643,3 +643,89 @@ pub fn check_hpack_decode(data: &[u8]) {
         assert_eq!(again, fields, "round trip through the encoder");
     }
 }
+
+// -------------------------------------------------------------- HTTP/2 connection
+//
+// - [`check_h2_conn`]: `h2::conn::Connection` fed the preface, a SETTINGS frame, then
+//   arbitrary bytes in random read sizes, as the engine would (keeping what was not
+//   used): it never panics; what it leaves unread is less than one frame; live streams
+//   never pass SETTINGS_MAX_CONCURRENT_STREAMS; after a connection error every call
+//   fails the same way; and everything it sends is well-formed frames.
+
+use _maitre::h2::conn::{
+    Config as H2Config, Connection as H2Connection, Event as H2Event, PREFACE,
+};
+
+pub fn check_h2_conn(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let config = H2Config {
+        max_concurrent_streams: [1, 2, 100, 0][usize::from(selector & 3)],
+        initial_window_size: [65_535, 100, 1 << 20, 0][usize::from((selector >> 2) & 3)],
+        connection_window: [65_535, 1 << 20][usize::from((selector >> 4) & 1)],
+        max_request_header_size: [64, 16_384][usize::from((selector >> 5) & 1)],
+        max_header_list_size: [100, 65_536][usize::from((selector >> 6) & 1)],
+        ..H2Config::default()
+    };
+    let max_streams = config.max_concurrent_streams as usize;
+    let max_frame = config.max_frame_size as usize;
+    let mut conn = H2Connection::new(config);
+    let mut rng = Rng::new(data);
+    let mut input = PREFACE.to_vec();
+    input.extend_from_slice(&[0, 0, 0, h2frame::kind::SETTINGS, 0, 0, 0, 0, 0]);
+    input.extend_from_slice(rest);
+    let mut buffered: Vec<u8> = Vec::new();
+    let mut pos = 0;
+    let mut failed = None;
+    let mut out = conn.take_output();
+    while pos < input.len() {
+        let len = rng.piece(input.len() - pos);
+        buffered.extend_from_slice(&input[pos..pos + len]);
+        pos += len;
+        let mut events = Vec::new();
+        match conn.receive(&buffered, &mut events) {
+            Ok(used) => {
+                assert!(
+                    failed.is_none(),
+                    "receive succeeded after a connection error"
+                );
+                assert!(used <= buffered.len());
+                buffered.drain(..used);
+                assert!(
+                    buffered.len() < FRAME_HEADER_LEN + max_frame,
+                    "{} bytes left unread",
+                    buffered.len()
+                );
+            }
+            Err(e) => {
+                assert!(matches!(e, H2Error::Connection(_)), "{e:?}");
+                if let Some(first) = failed {
+                    assert_eq!(e, first, "a different error after the first");
+                }
+                failed = Some(e);
+            }
+        }
+        assert!(conn.open_streams() <= max_streams);
+        // Act as the application: take every body byte at once, answer some requests.
+        for event in events {
+            match event {
+                H2Event::Data { stream, bytes, .. } => conn.release(stream, bytes.len() as u32),
+                H2Event::RequestHeaders { stream, .. } if stream % 3 == 0 => {
+                    conn.send_headers(stream, [(&b":status"[..], &b"200"[..])], false);
+                    conn.send_data(stream, b"body", true);
+                }
+                _ => {}
+            }
+        }
+        out.extend(conn.take_output());
+    }
+    // Everything sent is a run of whole, valid frames (with the client's frame size).
+    let mut sent = &out[..];
+    while !sent.is_empty() {
+        match h2frame::decode(sent, h2frame::MAX_MAX_FRAME_SIZE) {
+            Ok(h2frame::Decoded::Complete(_, used)) => sent = &sent[used..],
+            other => panic!("the connection sent {other:?}"),
+        }
+    }
+}

@@ -43,3 +43,8 @@ fn h2_frame_inputs() {
 fn hpack_decode_inputs() {
     assert!(replay("hpack_decode", maitre_fuzz::check_hpack_decode) > 0);
 }
+
+#[test]
+fn h2_conn_inputs() {
+    assert!(replay("h2_conn", maitre_fuzz::check_h2_conn) > 0);
+}
