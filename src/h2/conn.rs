@@ -180,11 +180,14 @@ pub struct Connection {
 
 impl Connection {
     /// A connection whose SETTINGS (and connection WINDOW_UPDATE) are already queued.
-    /// `config.max_frame_size` is brought into 16,384..=2^24-1 (§6.5.2).
+    /// `config.max_frame_size` is brought into 16,384..=2^24-1 and the windows to at
+    /// most 2^31-1 (§6.5.2).
     pub fn new(mut config: Config) -> Connection {
         config.max_frame_size = config
             .max_frame_size
             .clamp(DEFAULT_MAX_FRAME_SIZE, frame::MAX_MAX_FRAME_SIZE);
+        config.initial_window_size = config.initial_window_size.min(MAX_WINDOW_SIZE);
+        config.connection_window = config.connection_window.min(MAX_WINDOW_SIZE);
         let mut output = Vec::new();
         frame::encode_settings(
             &mut output,
@@ -207,7 +210,9 @@ impl Connection {
             recv_window = Window::new(config.connection_window);
         }
         Connection {
-            decoder: hpack::Decoder::new(config.header_table_size as usize),
+            // Both ends start at the protocol's 4,096 (RFC 9113 §6.5.2); ours applies
+            // once acknowledged.
+            decoder: hpack::Decoder::new(hpack::decoder::DEFAULT_TABLE_SIZE),
             encoder: hpack::Encoder::default(),
             config,
             phase: Phase::Preface(0),
@@ -557,8 +562,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Our SETTINGS were acknowledged: live streams move to our initial window (§6.9.2).
+    /// Our SETTINGS were acknowledged: the HPACK table limit is ours (a smaller one must
+    /// be announced by the client's next block, RFC 7541 §4.2), and live streams move to
+    /// our initial window (§6.9.2).
     fn apply_our_settings(&mut self) -> Result<(), ErrorCode> {
+        self.decoder
+            .set_max_table_size(self.config.header_table_size as usize);
         let delta = i64::from(self.config.initial_window_size) - i64::from(DEFAULT_WINDOW);
         for s in self.streams.values_mut() {
             s.recv_window
@@ -1175,6 +1184,33 @@ mod tests {
         input.extend(raw(kind::SETTINGS, 0, 0, &[0, 4, 0, 1, 0, 0]));
         let (r, _, _) = feed(&mut c, &input);
         assert_eq!(r, Err(H2Error::Connection(ErrorCode::FLOW_CONTROL_ERROR)));
+    }
+
+    #[test]
+    fn smaller_hpack_table_applies_once_acknowledged() {
+        let mut c = started(Config {
+            header_table_size: 0,
+            ..Config::default()
+        });
+        // After the ACK the client's next block must open with a size update.
+        let b = block(GET);
+        let (r, _, out) = feed(&mut c, &raw(kind::HEADERS, flag::END_HEADERS, 1, &b));
+        assert_eq!(r, Err(H2Error::Connection(ErrorCode::COMPRESSION_ERROR)));
+        assert_eq!(goaway_code(&out), Some(ErrorCode::COMPRESSION_ERROR));
+        let mut c = started(Config {
+            header_table_size: 0,
+            ..Config::default()
+        });
+        let mut enc = hpack::Encoder::default();
+        enc.set_max_table_size(0);
+        let mut b = Vec::new();
+        enc.encode(
+            GET.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            &mut b,
+        );
+        let (r, events, _) = feed(&mut c, &raw(kind::HEADERS, flag::END_HEADERS, 1, &b));
+        assert!(r.is_ok());
+        assert_eq!(events.len(), 1);
     }
 
     #[test]
