@@ -8,6 +8,7 @@
 //!   wsgi.file_wrapper, the worker threads, and the `Engine` class the package drives.
 
 pub mod engine;
+pub mod h2;
 pub mod http;
 pub mod wsgi;
 

@@ -914,3 +914,251 @@ pub fn check_proxy_header(data: &[u8]) {
         }
     }
 }
+
+// ------------------------------------------------------------- HTTP/2 frames, HPACK
+//
+// - [`check_h2_frame`]: `h2::frame::decode` never panics over a stream of frames; a frame
+//   uses at most the input and at most 9 + SETTINGS_MAX_FRAME_SIZE bytes; a stream error
+//   says how much to skip; a shorter prefix of a frame is never taken for a frame; and a
+//   decoded frame, encoded again, decodes to the same frame.
+// - [`check_hpack_decode`]: `h2::hpack::Decoder` never panics over a run of field blocks
+//   with a small header-list limit; the fields it returns never add up to more than the
+//   limit (even on error); its dynamic table never passes the advertised size; and what
+//   it decodes, encoded by `h2::hpack::Encoder`, decodes again to the same fields.
+
+use _maitre::h2::frame::{self as h2frame, Frame, FRAME_HEADER_LEN};
+use _maitre::h2::hpack::{Decoder as HpackDecoder, Encoder as HpackEncoder, HeaderField, Indexing};
+use _maitre::h2::H2Error;
+
+/// A decoded frame with what a re-encoding does not keep (padding) normalised away.
+fn normalised(frame: Frame<'_>) -> Frame<'_> {
+    match frame {
+        Frame::Data {
+            stream_id,
+            data,
+            end_stream,
+            ..
+        } => Frame::Data {
+            stream_id,
+            data,
+            end_stream,
+            flow_len: data.len() as u32,
+        },
+        other => other,
+    }
+}
+
+/// The frame decoder property set. `data[0]` picks SETTINGS_MAX_FRAME_SIZE; the rest is
+/// decoded as a run of frames, as a connection would read them.
+pub fn check_h2_frame(data: &[u8]) {
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return;
+    };
+    let max = match selector & 3 {
+        0 | 1 => h2frame::DEFAULT_MAX_FRAME_SIZE,
+        2 => h2frame::DEFAULT_MAX_FRAME_SIZE * 4,
+        _ => h2frame::MAX_MAX_FRAME_SIZE,
+    };
+    let mut rng = Rng::new(data);
+    loop {
+        match h2frame::decode(rest, max) {
+            Ok(h2frame::Decoded::Partial) => {
+                // Partial only when the frame is really incomplete.
+                if let Some(head) = h2frame::FrameHeader::parse(rest) {
+                    assert!(head.length <= max, "oversize frame reported as partial");
+                    assert!(FRAME_HEADER_LEN + head.length as usize > rest.len());
+                }
+                return;
+            }
+            Ok(h2frame::Decoded::Complete(frame, used)) => {
+                assert!(used <= rest.len(), "used {used} > {}", rest.len());
+                assert!((FRAME_HEADER_LEN..=FRAME_HEADER_LEN + max as usize).contains(&used));
+                // Any shorter prefix is partial.
+                let cut = (rng.next() as usize) % used;
+                assert_eq!(
+                    h2frame::decode(&rest[..cut], max),
+                    Ok(h2frame::Decoded::Partial)
+                );
+                if let Frame::Settings { params, .. } = frame {
+                    assert_eq!(frame.settings().count() * 6, params.len());
+                }
+                // Round trip through the encoder.
+                let mut encoded = Vec::new();
+                frame.encode(&mut encoded);
+                match h2frame::decode(&encoded, max) {
+                    Ok(h2frame::Decoded::Complete(again, n)) => {
+                        assert_eq!(n, encoded.len());
+                        let want = match frame {
+                            Frame::Unknown { .. } => frame,
+                            _ => normalised(frame),
+                        };
+                        assert_eq!(again, want, "re-encoded frame differs");
+                    }
+                    other => panic!("re-encoded {frame:?} decodes to {other:?}"),
+                }
+                rest = &rest[used..];
+            }
+            Err(e) => match e.error {
+                H2Error::Connection(_) => return,
+                H2Error::Stream { stream_id, .. } => {
+                    assert_ne!(stream_id, 0, "a stream error on stream 0");
+                    assert!(e.consumed >= FRAME_HEADER_LEN && e.consumed <= rest.len());
+                    rest = &rest[e.consumed..];
+                }
+            },
+        }
+    }
+}
+
+fn list_size(fields: &[HeaderField]) -> usize {
+    fields.iter().map(HeaderField::size).sum()
+}
+
+/// Cuts the next field block off `rest`: a length byte (0xff: a 16-bit big-endian
+/// length follows), then that many bytes (fewer at the end of the input).
+fn next_block<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let (len, tail) = match *rest {
+        [0xff, hi, lo, tail @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), tail),
+        [len, tail @ ..] => (usize::from(*len), tail),
+        [] => (0, &[][..]),
+    };
+    let (block, tail) = tail.split_at(len.min(tail.len()));
+    *rest = tail;
+    block
+}
+
+/// The HPACK decoder property set. `data[0]` picks the header-list limit (small, so the
+/// limit is reached often), the advertised table size and whether the round trip uses
+/// Huffman coding; the rest is a run of length-prefixed field blocks (`next_block`),
+/// decoded one after another on one decoder.
+pub fn check_hpack_decode(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let limit = [0, 64, 200, 1024, 4096, 16_384, 65_536, 1 << 20][usize::from(selector & 7)];
+    let table_size = [0, 64, 256, 4096][usize::from((selector >> 3) & 3)];
+    let mut decoder = HpackDecoder::new(table_size);
+    // The round trip runs on its own pair of contexts, block after block.
+    let mut encoder = HpackEncoder::new(table_size);
+    encoder.set_huffman(selector & 0x20 == 0);
+    let mut checker = HpackDecoder::new(table_size);
+    let mut rest = rest;
+    while !rest.is_empty() {
+        let block = next_block(&mut rest);
+        let mut fields = Vec::new();
+        let result = decoder.decode(block, limit, &mut fields);
+        assert!(
+            list_size(&fields) <= limit,
+            "decoded {} > limit {limit}",
+            list_size(&fields)
+        );
+        let table = decoder.table();
+        assert!(table.size() <= table.max_size() && table.max_size() <= table_size);
+        let Ok(size) = result else {
+            return;
+        };
+        assert_eq!(size, list_size(&fields));
+
+        let mut encoded = Vec::new();
+        for f in &fields {
+            let indexing = if f.sensitive {
+                Indexing::Never
+            } else {
+                Indexing::Incremental
+            };
+            encoder.encode_field(&f.name, &f.value, indexing, &mut encoded);
+        }
+        assert!(encoder.table().size() <= table_size);
+        let mut again = Vec::new();
+        checker
+            .decode(&encoded, usize::MAX, &mut again)
+            .expect("the encoder's block does not decode");
+        assert_eq!(again, fields, "round trip through the encoder");
+    }
+}
+
+// -------------------------------------------------------------- HTTP/2 connection
+//
+// - [`check_h2_conn`]: `h2::conn::Connection` fed the preface, a SETTINGS frame, then
+//   arbitrary bytes in random read sizes, as the engine would (keeping what was not
+//   used): it never panics; what it leaves unread is less than one frame; live streams
+//   never pass SETTINGS_MAX_CONCURRENT_STREAMS; after a connection error every call
+//   fails the same way; and everything it sends is well-formed frames.
+
+use _maitre::h2::conn::{
+    Config as H2Config, Connection as H2Connection, Event as H2Event, PREFACE,
+};
+
+pub fn check_h2_conn(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let config = H2Config {
+        max_concurrent_streams: [1, 2, 100, 0][usize::from(selector & 3)],
+        initial_window_size: [65_535, 100, 1 << 20, 0][usize::from((selector >> 2) & 3)],
+        connection_window: [65_535, 1 << 20][usize::from((selector >> 4) & 1)],
+        max_request_header_size: [64, 16_384][usize::from((selector >> 5) & 1)],
+        max_header_list_size: [100, 65_536][usize::from((selector >> 6) & 1)],
+        ..H2Config::default()
+    };
+    let max_streams = config.max_concurrent_streams as usize;
+    let max_frame = config.max_frame_size as usize;
+    let mut conn = H2Connection::new(config);
+    let mut rng = Rng::new(data);
+    let mut input = PREFACE.to_vec();
+    input.extend_from_slice(&[0, 0, 0, h2frame::kind::SETTINGS, 0, 0, 0, 0, 0]);
+    input.extend_from_slice(rest);
+    let mut buffered: Vec<u8> = Vec::new();
+    let mut pos = 0;
+    let mut failed = None;
+    let mut out = conn.take_output();
+    while pos < input.len() {
+        let len = rng.piece(input.len() - pos);
+        buffered.extend_from_slice(&input[pos..pos + len]);
+        pos += len;
+        let mut events = Vec::new();
+        match conn.receive(&buffered, &mut events) {
+            Ok(used) => {
+                assert!(
+                    failed.is_none(),
+                    "receive succeeded after a connection error"
+                );
+                assert!(used <= buffered.len());
+                buffered.drain(..used);
+                assert!(
+                    buffered.len() < FRAME_HEADER_LEN + max_frame,
+                    "{} bytes left unread",
+                    buffered.len()
+                );
+            }
+            Err(e) => {
+                assert!(matches!(e, H2Error::Connection(_)), "{e:?}");
+                if let Some(first) = failed {
+                    assert_eq!(e, first, "a different error after the first");
+                }
+                failed = Some(e);
+            }
+        }
+        assert!(conn.open_streams() <= max_streams);
+        // Act as the application: take every body byte at once, answer some requests.
+        for event in events {
+            match event {
+                H2Event::Data { stream, bytes, .. } => conn.release(stream, bytes.len() as u32),
+                H2Event::RequestHeaders { stream, .. } if stream % 3 == 0 => {
+                    conn.send_headers(stream, [(&b":status"[..], &b"200"[..])], false);
+                    conn.send_data(stream, b"body", true);
+                }
+                _ => {}
+            }
+        }
+        out.extend(conn.take_output());
+    }
+    // Everything sent is a run of whole, valid frames (with the client's frame size).
+    let mut sent = &out[..];
+    while !sent.is_empty() {
+        match h2frame::decode(sent, h2frame::MAX_MAX_FRAME_SIZE) {
+            Ok(h2frame::Decoded::Complete(_, used)) => sent = &sent[used..],
+            other => panic!("the connection sent {other:?}"),
+        }
+    }
+}

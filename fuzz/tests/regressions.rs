@@ -38,3 +38,18 @@ fn chunked_inputs() {
 fn proxy_header_inputs() {
     assert!(replay("proxy_header", maitre_fuzz::check_proxy_header) > 0);
 }
+
+#[test]
+fn h2_frame_inputs() {
+    assert!(replay("h2_frame", maitre_fuzz::check_h2_frame) > 0);
+}
+
+#[test]
+fn hpack_decode_inputs() {
+    assert!(replay("hpack_decode", maitre_fuzz::check_hpack_decode) > 0);
+}
+
+#[test]
+fn h2_conn_inputs() {
+    assert!(replay("h2_conn", maitre_fuzz::check_h2_conn) > 0);
+}
