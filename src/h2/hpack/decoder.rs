@@ -12,9 +12,9 @@
 //! - After any error the compression context is unknown, so the decoder refuses every
 //!   later block; the connection ends with COMPRESSION_ERROR (RFC 9113 §4.3).
 
+use super::error::HpackError;
 use super::primitive::{decode_int, decode_string};
 use super::table::{entry_size, lookup, DynamicTable, ENTRY_OVERHEAD};
-use super::HpackError;
 
 /// The SETTINGS_HEADER_TABLE_SIZE both ends start with (RFC 9113 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;

@@ -6,8 +6,8 @@
 //! five continuation bytes, so a run of 0x80 bytes cannot spin or overflow), and a
 //! string is refused before it is copied when it cannot fit the caller's `max_len`.
 
+use super::error::HpackError;
 use super::huffman::{self, HuffmanError};
-use super::HpackError;
 
 /// The largest integer accepted: lengths and indices beyond it mean nothing here.
 const MAX_INT: u64 = u32::MAX as u64;
