@@ -197,6 +197,21 @@ def test_paste_section_and_command_line_overrides(appdir):
         proc.kill()
 
 
+def test_paste_ini_logging_sections_configure_logging(appdir):
+    """An ini with [loggers] (as pserve reads it) is the logging configuration."""
+    port = free_port()
+    ini = appdir / "site.ini"
+    ini.write_text(INI.format(listen=f"{HOST}:{port}") + "\n" + LOG_INI)
+    proc = serve_cli(["--paste", str(ini)], appdir)
+    try:
+        line = proc.wait_for_line("Serving on")
+        assert line == f"INICFG INFO maitre Serving on http://{HOST}:{port}", line
+        fetch(port)  # answered: the signal handlers are in place
+        assert proc.stop() == 0
+    finally:
+        proc.kill()
+
+
 def test_paste_with_an_application_is_a_usage_error(appdir):
     ini = appdir / "site.ini"
     ini.write_text(INI.format(listen=f"{HOST}:1"))
@@ -229,6 +244,7 @@ def test_log_lines_have_time_level_and_logger(appdir, workers):
     try:
         line = proc.wait_for_line("Serving on")
         assert TIMESTAMPED.match(line), line
+        fetch(port)  # answered: the signal handlers are in place
         assert proc.stop() == 0
     finally:
         proc.kill()
@@ -241,6 +257,20 @@ def test_log_level_warning_hides_info(appdir):
     )
     try:
         _wait_until_served(proc, port)
+        assert proc.stop() == 0
+    finally:
+        proc.kill()
+    assert "Serving on" not in proc.stderr, proc.stderr
+
+
+def test_log_level_keeps_the_access_log(appdir):
+    """--log-level quiets the server's messages, not access_log = logging's lines."""
+    port = free_port()
+    args = [f"--listen={HOST}:{port}", "--log-level=warning", "--access-log=logging"]
+    proc = serve_cli([*args, "cfgapp:app"], appdir)
+    try:
+        _wait_until_served(proc, port)
+        proc.wait_for_line('"GET / HTTP/1.1" 200')
         assert proc.stop() == 0
     finally:
         proc.kill()
@@ -324,6 +354,7 @@ def test_log_config_file(appdir, kind):
     proc = serve_cli(args, appdir, **env)
     try:
         assert proc.wait_for_line("Serving on") == expected
+        fetch(port)  # answered: the signal handlers are in place
         assert proc.stop() == 0
     finally:
         proc.kill()
@@ -357,6 +388,7 @@ def test_application_logging_setup_is_kept(appdir):
     try:
         line = proc.wait_for_line("Serving on")
         assert line == f"APPFMT maitre Serving on http://{HOST}:{port}", line
+        fetch(port)  # answered: the signal handlers are in place
         assert proc.stop() == 0
     finally:
         proc.kill()

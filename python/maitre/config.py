@@ -286,7 +286,8 @@ def configure_logging(log_level: str | None, log_config: str | None) -> None:
     """Set up logging for the server: ``log_config``'s file when given; else, when
     neither the root logger nor the ``maitre`` logger has a handler (the
     application has not set logging up), a handler on stderr with ``LOG_FORMAT``.
-    Then the ``maitre`` logger's level: ``log_level``, else INFO unless it has one.
+    Then the ``maitre`` logger's level: ``log_level`` (``maitre.access``, the
+    access log's, stays INFO unless set), else INFO unless it has one.
     Raises ``ValueError`` naming ``log_config`` for a file that cannot be used."""
     maitre_logger = logging.getLogger("maitre")
     if log_config:
@@ -295,6 +296,11 @@ def configure_logging(log_level: str | None, log_config: str | None) -> None:
         logging.basicConfig(format=LOG_FORMAT)
     if log_level:
         maitre_logger.setLevel(log_level.upper())
+        # The access log's lines (access_log = logging) are not the server's
+        # messages: a quieter server log keeps them, as gunicorn's loglevel does.
+        access = logging.getLogger("maitre.access")
+        if access.level == logging.NOTSET:
+            access.setLevel(logging.INFO)
     elif maitre_logger.level == logging.NOTSET:
         maitre_logger.setLevel(logging.INFO)
 

@@ -74,7 +74,7 @@ from typing import Any, Callable
 
 from . import _maitre
 from . import server as _server
-from .adjustments import Adjustments
+from .adjustments import MAX_WORKERS, Adjustments
 from .config import StartError, configure_logging, create_pid_file
 from .pidfile import PidFile
 from .reloader import Reloader, check_watchfiles
@@ -324,7 +324,9 @@ class Master:
             elif sig == signal.SIGHUP:
                 self._reload("SIGHUP", reread=True)
             elif sig == signal.SIGTTIN:
-                if self.state is not State.STOPPING:
+                if self.target >= MAX_WORKERS:
+                    logger.warning("SIGTTIN: already at the cap of %d", MAX_WORKERS)
+                elif self.state is not State.STOPPING:
                     self.target += 1
                     logger.info("SIGTTIN: %d worker(s)", self.target)
                     sd_notify(f"STATUS=serving with {self.target} worker(s)")
