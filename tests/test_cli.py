@@ -422,7 +422,8 @@ def test_help_lists_every_setting(command, appdir):
     result = run_cli(command(), ["--help"], appdir)
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    expected = {"help", "call", "version", "app", "mount"}
+    expected = {"help", "call", "version", "app", "mount", "paste", "config"}
+    expected.add("check-config")
     for s in SETTINGS:
         flag = s.name.replace("_", "-")
         expected.add(flag)

@@ -59,8 +59,13 @@ def test_shown_command_line_parses(page, args):
         return
     kw.pop("call")
     mounts = kw.pop("mount", [])
+    kw.pop("config", None)  # a file the page shows, not here to read
     if "app" in kw:
         positional.insert(0, kw.pop("app"))
+    if kw.pop("paste", None) or kw.pop("check_config", False):
+        assert not positional and not mounts, positional  # the ini names the app
+        Adjustments(**kw)
+        return
     assert len(positional) == 1 or (mounts and len(positional) <= 1), positional
     for target in positional + [m.split("=", 1)[1] for m in mounts]:
         assert re.fullmatch(r"[\w.]+:[\w.]+", target), target

@@ -413,9 +413,9 @@ def test_serve_sets_up_logging_one_line_per_socket():
         lines = proc.wait_for_lines("Serving on", 2)
         ports = []
         for line in lines:
-            prefix = f"INFO:maitre:Serving on http://{HOST}:"
-            assert line.startswith(prefix), line
-            ports.append(int(line[len(prefix) :]))
+            prefix = f" INFO maitre: Serving on http://{HOST}:"
+            assert prefix in line, line
+            ports.append(int(line[line.index(prefix) + len(prefix) :]))
         assert ports[0] != ports[1]
         for port in ports:
             with RawConnection(port) as conn:

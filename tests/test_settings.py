@@ -88,6 +88,9 @@ MAITRE_DEFAULTS = {
     # limits on hostile clients
     "max_request_headers": 100,
     "min_request_body_rate": 500,
+    # logging
+    "log_level": None,
+    "log_config": None,
 }
 
 

@@ -7,12 +7,12 @@ replacement for waitress.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from typing import Any
 
-from .adjustments import as_workers, asbool
+from .adjustments import SETTINGS_BY_NAME, as_workers, asbool
+from .config import configure_logging, create_pid_file
 from .pidfile import PidFile
 from .server import create_server
 from .systemd import sd_notify
@@ -36,15 +36,18 @@ __version__ = _package_version()
 
 
 def serve(app: Any, **kw: Any) -> None:
-    """Serve ``app`` until Ctrl-C or SIGTERM; takes waitress's settings."""
+    """Serve ``app`` until Ctrl-C or SIGTERM; takes waitress's settings (the
+    keyword arguments only: unlike the command line, ``serve()`` reads no
+    ``MAITRE_*`` environment variable and no file, so that a call means the same
+    wherever it runs)."""
     _server = kw.pop("_server", create_server)  # test shim, as in waitress
     _quiet = kw.pop("_quiet", False)
     _profile = kw.pop("_profile", False)  # test shim, as in waitress
     _reread = kw.pop("_reread", None)  # how a master re-reads the settings (HUP)
     if not _quiet:
-        logging.basicConfig()  # idempotent if logging is already set up
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)
+        configure_logging(
+            *(_converted(kw, name) for name in ("log_level", "log_config"))
+        )
     if as_workers(kw.get("workers", 1)) > 1 or asbool(kw.get("reload")):
         # An application object can only be preloaded: forked with the master.
         from .master import Master
@@ -57,7 +60,7 @@ def serve(app: Any, **kw: Any) -> None:
     # A ``_server`` factory's object (waitress's test shim) may have no adj.
     pid_file = PidFile(getattr(getattr(server, "adj", None), "pid_file", None))
     try:
-        pid_file.create()
+        create_pid_file(pid_file)
     except BaseException:
         server.close()
         raise
@@ -81,6 +84,17 @@ def serve(app: Any, **kw: Any) -> None:
         if close is not None:
             close()
         pid_file.remove()
+
+
+def _converted(kw: dict, name: str) -> Any:
+    """The value of setting ``name`` in ``kw`` (else its default), converted as
+    ``Adjustments`` converts it, with its error message."""
+    setting = SETTINGS_BY_NAME[name]
+    value = kw.get(name, setting.default)
+    try:
+        return setting.convert(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Invalid value for {name}: {value!r} ({e})") from None
 
 
 def _print_summary(server: Any, processes: str = "1 process") -> None:

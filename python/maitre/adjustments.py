@@ -29,6 +29,7 @@ from .converters import (  # noqa: F401 (some are only re-exported)
     asseconds,
     asset,
     one_of,
+    optional,
     slash_fixed_str,
     str_iftruthy,
     str_or_none,
@@ -319,7 +320,7 @@ SETTINGS: tuple[Setting, ...] = (
         1,
         "Worker processes, each with its own threads; 'auto' for one per usable "
         "CPU. With more than 1, a master process binds the sockets and supervises "
-        "the workers.",
+        "the workers. At most 512 (MAX_WORKERS).",
         "N",
     ),
     Setting(
@@ -470,12 +471,50 @@ SETTINGS: tuple[Setting, ...] = (
         "VERSION",
         engine=True,
     ),
+    # Logging (maitre's own): applied by maitre.config.configure_logging.
+    Setting(
+        "log_level",
+        optional(one_of("debug", "info", "warning", "error", "critical")),
+        None,
+        "Level of the 'maitre' loggers (the server's messages, not the access "
+        "log's lines): debug, info, warning, error or critical. Unset: info, or "
+        "the level the application already gave the 'maitre' logger.",
+        "LEVEL",
+    ),
+    Setting(
+        "log_config",
+        str_iftruthy,
+        None,
+        "A logging configuration file applied at start, before anything is "
+        "logged: JSON (a logging.config.dictConfig dictionary) when it ends in "
+        ".json, else an INI file for logging.config.fileConfig. Unset: maitre "
+        "sets up logging itself (time, level and logger on each line), unless the "
+        "application already has.",
+        "PATH",
+    ),
 )
+
+#: the most worker processes accepted: each is a process with its own threads and a
+#: pipe to the master, and a number beyond this is a typo, not a plan (it would fork
+#: until the process or descriptor limits stop it)
+MAX_WORKERS = 512
 
 #: Apache's combined log format in gunicorn's atoms.
 ACCESS_LOG_FORMAT_COMBINED = DEFAULT_ACCESS_LOG_FORMAT
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+#: the command line's options that are not settings (getopt's long options)
+COMMAND_LINE_OPTIONS = (
+    "help",
+    "call",
+    "version",
+    "app=",
+    "mount=",
+    "paste=",
+    "config=",
+    "check-config",
+)
 
 #: the settings the engine acts on (``Setting.engine``), in the table's order
 ENGINE_SETTINGS = tuple(s.name for s in SETTINGS if s.engine)
@@ -574,6 +613,10 @@ class Adjustments:
                 raise ValueError(
                     f"{name} must not be negative, not {getattr(self, name)}"
                 )
+        if self.workers > MAX_WORKERS:
+            raise ValueError(
+                f"workers must be at most {MAX_WORKERS}, not {self.workers}"
+            )
         if self.metrics_listen is not None:
             host, port = _split_listen(self.metrics_listen, -1)
             if not port.isdigit():
@@ -730,10 +773,10 @@ class Adjustments:
         positional arguments. ``help`` and ``call`` are always in the
         result; ``app`` only when ``--app=MODULE:OBJECT`` was given, ``version`` only
         with ``--version``; ``mount`` (a list of ``PREFIX=MODULE:OBJECT``) only when
-        ``--mount`` was.
+        ``--mount`` was; ``paste``, ``config`` and ``check_config`` only when given.
 
         Raises ``getopt.GetoptError`` for an unknown or malformed option."""
-        long_opts = ["help", "call", "version", "app=", "mount="]
+        long_opts = list(COMMAND_LINE_OPTIONS)
         for s in SETTINGS:
             opt = s.name.replace("_", "-")
             if s.convert is asbool:
@@ -753,6 +796,14 @@ class Adjustments:
                 kw[param] = True
             elif param == "version":  # maitre's own flag: only there when given
                 kw["version"] = True
+            elif param in ("paste", "config"):  # only there when given
+                if param in kw:
+                    raise getopt.GetoptError(
+                        f"option --{param} given more than once", param
+                    )
+                kw[param] = value
+            elif param == "check_config":
+                kw["check_config"] = True
             elif param == "mount":
                 kw.setdefault("mount", []).append(value)
             elif param == "app":

@@ -80,6 +80,17 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return convert
 
 
+def optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``convert``, except that None and the empty string stay None (unset)."""
+
+    def convert_optional(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return convert(value)
+
+    return convert_optional
+
+
 def asint(s: Any) -> int:
     if isinstance(s, bool):
         raise ValueError("expected an integer, got a boolean")

@@ -27,9 +27,9 @@ What must hold:
 - at no instant, save at a full stop, is nobody accepting: outgoing workers (an old
   generation, one recycled at ``max_requests``) stop only once their successors
   all accept;
-- a worker that cannot load the application at start stops the master (status 1)
-  instead of being forked again and again; one that cannot after a reload leaves
-  the old workers serving;
+- a worker that cannot load the application at start stops the master (status 2,
+  as a single process's usage error) instead of being forked again and again; one
+  that cannot after a reload leaves the old workers serving;
 - every worker is reaped, and killed (SIGKILL) if it is still there
   ``KILL_MARGIN`` after its stop should have ended.
 
@@ -64,24 +64,28 @@ worker, never interleaved; SIGUSR1 to the master reaches every worker.
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import random
 import selectors
 import signal
 import socket
-import sys
 import time
 from typing import Any, Callable
 
 from . import _maitre
 from . import server as _server
-from .adjustments import Adjustments
+from .adjustments import MAX_WORKERS, Adjustments
+from .config import StartError, configure_logging, create_pid_file
 from .pidfile import PidFile
 from .reloader import Reloader, check_watchfiles
 from .systemd import monotonic_usec, sd_notify
 from .utilities import log_summary, logger
-from .worker_process import HANDLED_SIGNALS, WORKER_BOOT_ERROR, run_worker
+from .worker_process import (
+    HANDLED_SIGNALS,
+    WORKER_BOOT_ERROR,
+    read_boot_report,
+    run_worker,
+)
 from .worker_stats import WorkerStats
 
 #: seconds a stopping worker gets beyond ``shutdown_timeout`` before SIGKILL
@@ -203,14 +207,15 @@ class Master:
         self.stats: WorkerStats | None = None  # with metrics_listen
         #: ``restarts`` of the workers replaced whose replacements are not forked yet
         self.replaced: list[int] = []
+        #: why the start failed, raised by ``run()`` once the workers are gone
+        self.start_failure: Exception | None = None
+        self._metrics_address: Any = None
 
     # ------------------------------------------------------------------ life
 
     def run(self) -> int:
-        logging.basicConfig()  # as serve() does; idempotent if logging is set up
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)
-        self.pid_file.create()
+        configure_logging(self.adj.log_level, self.adj.log_config)
+        create_pid_file(self.pid_file)
         try:
             # Bad TLS files stop the start here, naming the setting, rather than each
             # worker's boot.
@@ -222,19 +227,9 @@ class Master:
             if self.adj.reload:
                 self.reloader = Reloader(self.watch_dirs, self.selector)
                 self.reloader.start(self.sockets)
-            tls = _server._tls_listeners(self.adj, self.sockets)
-            for i, (host, port) in enumerate(
-                _server.BaseWSGIServer._sockname(s) for s in self.sockets
-            ):
-                if ":" in str(host):
-                    host = f"[{host}]"
-                scheme = "https" if i in tls else "http"
-                logger.info("Serving on %s://%s:%s", scheme, host, port)
-            metrics = None
             if self.adj.metrics_listen:
                 self.stats = WorkerStats(self.target)
-                metrics = self.stats.serve(self.adj)
-            log_summary(self.adj, f"{self.target} workers", metrics)
+                self._metrics_address = self.stats.serve(self.adj)
             logger.info(
                 "Master %d starting %d worker(s)%s",
                 os.getpid(),
@@ -250,7 +245,22 @@ class Master:
                 self.reloader.stop()
             self.pid_file.remove()
             self._restore_signals()
+        if self.start_failure is not None:
+            raise self.start_failure
         return self.exit_code
+
+    def _announce(self) -> None:
+        """The "Serving on" lines and the summary: once the first workers accept,
+        not before (an application that cannot be imported serves nothing)."""
+        tls = _server._tls_listeners(self.adj, self.sockets)
+        for i, (host, port) in enumerate(
+            _server.BaseWSGIServer._sockname(s) for s in self.sockets
+        ):
+            if ":" in str(host):
+                host = f"[{host}]"
+            scheme = "https" if i in tls else "http"
+            logger.info("Serving on %s://%s:%s", scheme, host, port)
+        log_summary(self.adj, f"{self.target} workers", self._metrics_address)
 
     def _loop(self) -> None:
         while not (self.state is State.STOPPING and not self.workers):
@@ -314,7 +324,9 @@ class Master:
             elif sig == signal.SIGHUP:
                 self._reload("SIGHUP", reread=True)
             elif sig == signal.SIGTTIN:
-                if self.state is not State.STOPPING:
+                if self.target >= MAX_WORKERS:
+                    logger.warning("SIGTTIN: already at the cap of %d", MAX_WORKERS)
+                elif self.state is not State.STOPPING:
                     self.target += 1
                     logger.info("SIGTTIN: %d worker(s)", self.target)
                     sd_notify(f"STATUS=serving with {self.target} worker(s)")
@@ -372,6 +384,7 @@ class Master:
             self._retire(w)
         if self.state is State.STARTING:
             self.state = State.RUNNING
+            self._announce()
             logger.info("Ready with %d worker(s)", ready)
             sd_notify(f"READY=1\nSTATUS=serving with {ready} worker(s)")
         elif self.state is State.RELOADING:
@@ -391,6 +404,8 @@ class Master:
             self._reload(why, reread)
 
     def _spawn(self) -> None:
+        if self.state is State.STOPPING or time.monotonic() < self.spawn_not_before:
+            return  # after a fork failure
         max_requests = self.adj.max_requests
         if max_requests > 0 and self.adj.max_requests_jitter > 0:
             max_requests += random.randint(0, self.adj.max_requests_jitter)
@@ -406,7 +421,17 @@ class Master:
         # has dropped the master's handlers.
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                os.close(read_end)
+                os.close(write_end)
+                if self.stats is not None:
+                    self.stats.give_back(slot)
+                if restarts:
+                    self.replaced.insert(0, restarts - 1)
+                self._on_fork_error(exc)
+                return
             if pid == 0:
                 os.close(read_end)
                 run_worker(
@@ -428,6 +453,16 @@ class Master:
         self.workers[pid] = worker
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         logger.info("Booting worker %d", pid)
+
+    def _on_fork_error(self, exc: OSError) -> None:
+        what = f"cannot start a worker process: fork failed: {exc.strerror or exc}"
+        if self.state is State.STARTING:
+            self.start_failure = StartError(what)
+            self.exit_code = 1
+            self._stop(quick=True, why="a worker process cannot be started")
+            return
+        logger.error("%s (next attempt in 1s)", what)
+        self.spawn_not_before = time.monotonic() + 1.0
 
     def _descriptors(self) -> list[int]:
         """The master's own descriptors, which a worker it forks closes: its
@@ -519,7 +554,8 @@ class Master:
     def _on_boot_error(self, worker: Worker) -> None:
         if worker.stopping_since is not None or self.state is State.STOPPING:
             return  # of a generation already given up, or stopping anyway
-        text = worker.error[1:].decode("utf-8", "replace").rstrip()
+        report = read_boot_report(worker.error[1:])
+        text = str(report)
         old = [
             w
             for w in self.workers.values()
@@ -543,10 +579,11 @@ class Master:
             self._reload_pending()
             return
         if self.state is State.STARTING or not old and not self._current():
-            # Shown once: the other workers' errors come after the stop.
-            sys.stderr.write(f"Error: the application cannot be loaded:\n{text}\n")
-            sys.stderr.flush()
-            self.exit_code = 1
+            # Shown once, by run()'s caller once the workers are gone (the other
+            # workers' errors come after the stop): the same error, and the same
+            # status, as a single process's.
+            self.start_failure = report
+            self.exit_code = 2
             self._stop(quick=True, why="the application cannot be loaded")
             return
         # A replacement failed on code changed on disk while others still serve:

@@ -9,7 +9,7 @@ exits. The master (``master.py``) forks; from then on the child runs this:
 2. The master's own descriptors closed: its selector, its signal wakeup pipe, the
    watcher's pipe and the other workers' pipes.
 3. The application loaded, unless the master preloaded it. A worker that cannot
-   load it writes ``E`` and the traceback on its pipe and exits with
+   load it writes ``E`` and its report (``boot_report``) on its pipe and exits with
    ``WORKER_BOOT_ERROR``: the master shows the error once and stops, instead of
    forking again and again.
 4. A server built on the sockets the master bound (the inherited copies closed, so
@@ -53,6 +53,44 @@ if TYPE_CHECKING:
 
 #: exit status of a worker that could not load the application
 WORKER_BOOT_ERROR = 3
+
+#: between the traceback and the one-line message of a boot report
+_REPORT_SEPARATOR = "\0"
+
+
+class BootError(Exception):
+    """The workers cannot load the application: ``traceback`` (the user's frames,
+    or the whole traceback when the loader gave no report of its own, possibly
+    empty) and the one-line ``message``. ``str()`` is both, for a log."""
+
+    def __init__(self, traceback: str, message: str) -> None:
+        super().__init__(message)
+        self.traceback = traceback
+        self.message = message
+
+    def __str__(self) -> str:
+        return "\n".join(t for t in (self.traceback, self.message) if t)
+
+
+def boot_report(exc: BaseException) -> str:
+    """What a worker tells the master when loading the application raised
+    ``exc``: the loader's own report when the exception carries one (a
+    ``boot_report`` attribute holding the traceback to show and the message, e.g.
+    the command line's, which shows the user's frames only), else the traceback."""
+    report = getattr(exc, "boot_report", None)
+    if isinstance(report, tuple) and len(report) == 2:
+        return f"{report[0]}{_REPORT_SEPARATOR}{report[1]}"
+    return traceback.format_exc()
+
+
+def read_boot_report(data: bytes) -> BootError:
+    """The master's side of ``boot_report``."""
+    text = data.decode("utf-8", "replace")
+    tb, sep, message = text.partition(_REPORT_SEPARATOR)
+    if not sep:
+        return BootError(text.rstrip(), "the application cannot be loaded")
+    return BootError(tb.rstrip(), message.strip())
+
 
 #: the signals the master handles (the others keep their default action): blocked
 #: across its forks, back to their default action in each child
@@ -146,9 +184,9 @@ def _serve(
         try:
             assert load_app is not None  # the master requires one or the other
             app = load_app()
-        except BaseException:
+        except BaseException as exc:
             # Told to the master, which shows it once for all the workers.
-            _write_all(pipe, b"E" + traceback.format_exc().encode())
+            _write_all(pipe, b"E" + boot_report(exc).encode())
             return WORKER_BOOT_ERROR
     if stats is not None:
         # The master serves metrics_listen (and holds its port): not this one.
