@@ -9,8 +9,9 @@ States of the master (``Master.state``, a ``State``):
 - STARTING: sockets bound, the first workers booting; READY=1 to systemd once every
   one of them has said it accepts.
 - RUNNING: serving. A worker that dies is replaced (the reason logged); one silent
-  for ``worker_timeout`` is killed and replaced; one that reached ``max_requests`` is
-  replaced by a new one, stopped once the new one accepts.
+  for ``worker_timeout`` is killed and replaced; one that reached ``max_requests``,
+  ``max_worker_memory`` or ``max_worker_lifetime`` is recycled: replaced by a new
+  one, stopped once the new one accepts (``_recycle``, the one path for all three).
 - RELOADING: after SIGHUP (or a changed file with ``reload``): a new generation of
   workers with the application imported afresh; the old ones are stopped only once
   every new one accepts, so that at no instant is nobody accepting. If the new ones
@@ -87,6 +88,13 @@ from .worker_stats import WorkerStats
 #: seconds a stopping worker gets beyond ``shutdown_timeout`` before SIGKILL
 KILL_MARGIN = 5.0
 
+#: seconds between two readings of the workers' memory (``max_worker_memory``)
+MEMORY_CHECK_INTERVAL = 1.0
+
+#: the most a worker's ``max_worker_lifetime`` is lengthened at random, as a fraction
+#: of it, so that workers started together are not all replaced together
+LIFETIME_JITTER = 0.1
+
 
 class State(enum.Enum):
     """The master's states, in the order of its life (see the module's docstring).
@@ -113,8 +121,11 @@ class Worker:
         self.booted = time.monotonic()
         self.last_beat = time.monotonic()  # boot counts as activity
         self.ready = False
-        #: reached max_requests: replaced as soon as a successor accepts
+        #: reached max_requests, max_worker_memory or max_worker_lifetime: replaced as
+        #: soon as a successor accepts
         self.recycle = False
+        #: monotonic time after which it is recycled (max_worker_lifetime), or None
+        self.retire_at: float | None = None
         #: sent SIGTERM (graceful stop) at this monotonic time, or None
         self.stopping_since: float | None = None
         self.error = b""  # what an E message carried
@@ -203,6 +214,7 @@ class Master:
         self.stats: WorkerStats | None = None  # with metrics_listen
         #: ``restarts`` of the workers replaced whose replacements are not forked yet
         self.replaced: list[int] = []
+        self.memory_checked = 0.0
 
     # ------------------------------------------------------------------ life
 
@@ -235,6 +247,11 @@ class Master:
                 self.stats = WorkerStats(self.target)
                 metrics = self.stats.serve(self.adj)
             log_summary(self.adj, f"{self.target} workers", metrics)
+            if self.adj.max_worker_memory and not _memory_readable():
+                logger.warning(
+                    "max_worker_memory needs /proc (Linux): workers are not "
+                    "replaced for their memory here"
+                )
             logger.info(
                 "Master %d starting %d worker(s)%s",
                 os.getpid(),
@@ -267,6 +284,7 @@ class Master:
             self._handle_signals()
             self._reap()
             self._check_timeouts()
+            self._check_recycling()
 
     def _timeout(self) -> float:
         # Heartbeat checks need no precision finer than a fraction of a second.
@@ -425,6 +443,11 @@ class Master:
         os.close(write_end)
         os.set_blocking(read_end, False)
         worker = Worker(pid, read_end, self.generation, slot, restarts)
+        if self.adj.max_worker_lifetime > 0:
+            lifetime = self.adj.max_worker_lifetime
+            worker.retire_at = worker.booted + lifetime * (
+                1 + random.uniform(0, LIFETIME_JITTER)
+            )
         self.workers[pid] = worker
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         logger.info("Booting worker %d", pid)
@@ -465,11 +488,50 @@ class Master:
             worker.ready = True
             self.boot_failures = 0
             logger.info("Worker %d accepting", worker.pid)
-        if b"M" in data and not worker.recycle and worker.stopping_since is None:
-            worker.recycle = True
-            self.replaced.append(worker.restarts)
-            logger.info("Worker %d reached max_requests: replacing it", worker.pid)
+        if b"M" in data:
+            self._recycle(worker, "reached max_requests")
         return True
+
+    def _recycle(self, worker: Worker, why: str) -> None:
+        """Replace ``worker``, new one first: ``_maintain`` forks its successor (it no
+        longer counts towards ``target``) and stops it once every current worker
+        accepts. The path of max_requests, max_worker_memory and
+        max_worker_lifetime alike."""
+        if worker.recycle or worker.stopping_since is not None:
+            return
+        if self.state is State.STOPPING:
+            return
+        worker.recycle = True
+        self.replaced.append(worker.restarts)
+        logger.info("Worker %d %s: replacing it", worker.pid, why)
+
+    def _check_recycling(self) -> None:
+        """Recycle the workers past ``max_worker_lifetime`` or ``max_worker_memory``.
+        Only ready ones: one still booting has nothing to hand over yet, and a
+        successor of its own would be no better placed."""
+        if self.state is State.STOPPING:
+            return
+        now = time.monotonic()
+        for w in self._current():
+            if w.ready and w.retire_at is not None and now >= w.retire_at:
+                self._recycle(
+                    w,
+                    f"ran {now - w.booted:.0f}s > max_worker_lifetime "
+                    f"{self.adj.max_worker_lifetime}",
+                )
+        limit = self.adj.max_worker_memory
+        if not limit or now - self.memory_checked < MEMORY_CHECK_INTERVAL:
+            return
+        self.memory_checked = now
+        for w in self._current():
+            if not w.ready:
+                continue
+            rss = worker_rss(w.pid)
+            if rss is not None and rss > limit * 1024 * 1024:
+                self._recycle(
+                    w,
+                    f"uses {rss // (1024 * 1024)} MiB > max_worker_memory {limit}",
+                )
 
     def _close_pipe(self, worker: Worker) -> None:
         if worker.pipe >= 0:
@@ -701,6 +763,21 @@ class Master:
         if self.state is not State.STOPPING:
             logger.error("The file watcher %s; restarting it", _describe_status(status))
             watcher.start(self.sockets)
+
+
+def worker_rss(pid: int) -> int | None:
+    """Resident bytes of process ``pid`` (``/proc/PID/statm``), or None where
+    there is no /proc or the process has gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            fields = f.read().split()
+        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _memory_readable() -> bool:
+    return worker_rss(os.getpid()) is not None
 
 
 def _addresses(adj: Adjustments) -> tuple:
