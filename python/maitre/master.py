@@ -34,6 +34,13 @@ What must hold:
 - every worker is reaped, and killed (SIGKILL) if it is still there
   ``KILL_MARGIN`` after its stop should have ended.
 
+Under systemd with ``WatchdogSec=`` (``WATCHDOG_USEC``), the master sends
+``WATCHDOG=1`` at half the interval from its loop, and only while at least one
+worker's heartbeat is fresh (``systemd.Watchdog``): a master whose loop is stuck,
+or whose workers are all wedged, falls silent and systemd acts. A single wedged
+worker among others is ``worker_timeout``'s to replace, not a reason to restart
+the service.
+
 Each worker talks to the master over a pipe, one byte at a time (see
 ``worker_process.py``): ``R`` once it accepts, ``.`` as a heartbeat (silence means a
 wedged process), ``M`` at ``max_requests``, ``E`` and a traceback if it cannot load
@@ -80,7 +87,7 @@ from . import server as _server
 from .adjustments import Adjustments
 from .pidfile import PidFile
 from .reloader import Reloader, check_watchfiles
-from .systemd import monotonic_usec, sd_notify
+from .systemd import Watchdog, monotonic_usec, sd_notify
 from .utilities import log_summary, logger
 from .worker_process import HANDLED_SIGNALS, WORKER_BOOT_ERROR, run_worker
 from .worker_stats import WorkerStats
@@ -215,6 +222,7 @@ class Master:
         #: ``restarts`` of the workers replaced whose replacements are not forked yet
         self.replaced: list[int] = []
         self.memory_checked = 0.0
+        self.watchdog = Watchdog.from_environ()
 
     # ------------------------------------------------------------------ life
 
@@ -285,9 +293,12 @@ class Master:
             self._reap()
             self._check_timeouts()
             self._check_recycling()
+            if self.watchdog is not None:
+                self.watchdog.tick(w.last_beat for w in self.workers.values())
 
     def _timeout(self) -> float:
-        # Heartbeat checks need no precision finer than a fraction of a second.
+        # Heartbeat checks need no precision finer than a fraction of a second (nor
+        # does the watchdog: its pings go at half its interval, a second or more).
         return 0.25
 
     # ------------------------------------------------------------- signals
