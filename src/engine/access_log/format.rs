@@ -570,9 +570,7 @@ mod tests {
         json_escape(&all, &mut request);
         let request = String::from_utf8(request).unwrap();
         assert!(
-            got.starts_with(&format!(
-                "{{\"remote_addr\":null,\"remote_user\":null,\"time\":\""
-            )),
+            got.starts_with("{\"remote_addr\":null,\"remote_user\":null,\"time\":\""),
             "{got}"
         );
         assert!(
