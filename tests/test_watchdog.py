@@ -48,6 +48,7 @@ def test_pings_while_a_worker_beats_and_not_while_none_does(cluster, notify):  #
     sock, path = notify
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC=str(USEC))
     c = started(cluster("--workers=2", env=env))
+    c.wait_log("systemd watchdog: WATCHDOG=1 every 0.5s while a worker beats")
     assert 3 <= pings(sock, 2.0) <= 6  # every half second
     workers = c.workers()
     assert len(workers) == 2

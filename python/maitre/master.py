@@ -260,6 +260,11 @@ class Master:
                     "max_worker_memory needs /proc (Linux): workers are not "
                     "replaced for their memory here"
                 )
+            if self.watchdog is not None:
+                logger.info(
+                    "systemd watchdog: WATCHDOG=1 every %.1fs while a worker beats",
+                    self.watchdog.interval / 2,
+                )
             logger.info(
                 "Master %d starting %d worker(s)%s",
                 os.getpid(),
@@ -293,7 +298,9 @@ class Master:
             self._reap()
             self._check_timeouts()
             self._check_recycling()
-            if self.watchdog is not None:
+            # From READY=1 on, as systemd enforces it: a worker importing a slow
+            # application at start is no cause for alarm.
+            if self.watchdog is not None and self.state is not State.STARTING:
                 self.watchdog.tick(w.last_beat for w in self.workers.values())
 
     def _timeout(self) -> float:
