@@ -501,3 +501,101 @@ def test_bad_settings_fail_at_start(tmp_path):
         create_server(
             app, host=HOST, port=0, access_log=str(tmp_path / "no" / "such" / "dir.log")
         )
+
+
+#: ``access_log_format=json``: the keys of each line, in order
+JSON_KEYS = [
+    "remote_addr",
+    "remote_user",
+    "time",
+    "request",
+    "method",
+    "path",
+    "query",
+    "protocol",
+    "status",
+    "body_bytes",
+    "referer",
+    "user_agent",
+    "duration",
+    "duration_us",
+    "pid",
+]
+
+
+def test_json_lines_parse_whatever_the_request_held(logged):
+    import json
+
+    served, path = logged("json")
+    # Every byte a header value may hold (HTAB, visible ASCII, obs-text), after a
+    # letter: leading white space is not part of a value.
+    value = bytes([ord("x"), 9, *range(0x20, 0x7F), *range(0x80, 0x100)])
+    user = b'\xe9l\xe8ve\\"x'
+    auth = __import__("base64").b64encode(user + b":pw")
+    resp = served.request(
+        b"GET /sleep?a=b&c=%22 HTTP/1.1\r\nHost: x\r\nUser-Agent: "
+        + value
+        + b"\r\nReferer: "
+        + value
+        + b"\r\nAuthorization: Basic "
+        + auth
+        + b"\r\n\r\n"
+    )
+    assert resp.status == 200
+    # Refused before parsing: its request line, with every byte but CR and LF, is
+    # logged as received.
+    line = bytes(b for b in range(256) if b not in b"\r\n")
+    with RawConnection(served.port) as conn:
+        conn.send(line + b"\r\nHost: x\r\n\r\n")
+        assert conn.read_response().status == 400
+    served.request(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw = read_lines(path, 3)
+    assert len(raw) == 3
+    assert all(r.isascii() for r in raw)
+    first, refused, last = (json.loads(r) for r in raw)
+    for obj in (first, refused, last):
+        assert list(obj) == JSON_KEYS
+        assert obj["pid"] == os.getpid()
+        assert re.fullmatch(r"\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}", obj["time"])
+    assert first["remote_addr"] == "127.0.0.1"
+    assert first["remote_user"] == user.decode("latin-1")
+    assert first["request"] == "GET /sleep?a=b&c=%22 HTTP/1.1"
+    assert (first["method"], first["path"], first["query"], first["protocol"]) == (
+        "GET",
+        "/sleep",
+        "a=b&c=%22",
+        "HTTP/1.1",
+    )
+    assert (first["status"], first["body_bytes"]) == (200, 11)
+    assert first["user_agent"] == first["referer"] == value.decode("latin-1")
+    assert 0.05 <= first["duration"] < 5 and first["duration_us"] >= 50_000
+    assert abs(first["duration"] - first["duration_us"] / 1e6) < 1e-5
+    assert refused["request"] == line.decode("latin-1")
+    assert refused["status"] == 400
+    assert refused["user_agent"] is None and refused["method"] is None
+    assert last["request"] == "GET /next HTTP/1.1" and last["query"] == ""
+
+
+def test_json_lines_on_the_logging_sink(serve_app):
+    import json
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep()
+    access = logging.getLogger("maitre.access")
+    access.addHandler(handler)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        served = serve_app(app, access_log="logging", access_log_format="json")
+        served.request(b"GET /j HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\r\n\r\n")
+        assert wait_for(lambda: records, 5)
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
+    obj = json.loads(records[0].getMessage())
+    assert (obj["path"], obj["status"], obj["user_agent"]) == ("/j", 200, "\xff")

@@ -70,6 +70,8 @@ MAITRE_DEFAULTS = {
     "worker_timeout": 30,
     "max_requests": 0,
     "max_requests_jitter": 0,
+    "max_worker_memory": 0,
+    "max_worker_lifetime": 0,
     "pid_file": None,
     "reload": False,
     "reload_dirs": [],

@@ -353,6 +353,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Add a random 0 to this many requests to each worker's max_requests, so "
         "that workers are not all replaced at once.",
     ),
+    # Recycling and watching beyond max_requests (see master.py).
+    Setting(
+        "max_worker_memory",
+        asint,
+        0,
+        "Replace a worker whose resident memory (RSS) exceeds this many MiB, checked "
+        "by the master every second (its successor starts first; Linux only); 0 for "
+        "never.",
+        "MIB",
+    ),
+    Setting(
+        "max_worker_lifetime",
+        asint,
+        0,
+        "Replace a worker after it has run this many seconds, plus a random 0 to 10% "
+        "more so that workers are not all replaced at once (its successor starts "
+        "first); 0 for never.",
+        "SECONDS",
+    ),
     Setting(
         "pid_file",
         str_or_none,
@@ -396,7 +415,8 @@ SETTINGS: tuple[Setting, ...] = (
         "body bytes or '-', %(f)s referer, %(a)s user agent, %(T)s/%(M)s/%(D)s/"
         "%(L)s duration in s/ms/us/decimal s, %(p)s process id, "
         "%({header}i)s request header, %({header}o)s response header, "
-        "%({key}e)s environ value. Default: Apache's combined format.",
+        "%({key}e)s environ value. Default: Apache's combined format. Or 'json' "
+        "for one JSON object per line.",
         "FORMAT",
         engine=True,
     ),
@@ -607,6 +627,8 @@ class Adjustments:
             "worker_timeout",
             "max_requests",
             "max_requests_jitter",
+            "max_worker_memory",
+            "max_worker_lifetime",
             "min_request_body_rate",
         ):
             if getattr(self, name) < 0:

@@ -9,8 +9,9 @@ States of the master (``Master.state``, a ``State``):
 - STARTING: sockets bound, the first workers booting; READY=1 to systemd once every
   one of them has said it accepts.
 - RUNNING: serving. A worker that dies is replaced (the reason logged); one silent
-  for ``worker_timeout`` is killed and replaced; one that reached ``max_requests`` is
-  replaced by a new one, stopped once the new one accepts.
+  for ``worker_timeout`` is killed and replaced; one that reached ``max_requests``,
+  ``max_worker_memory`` or ``max_worker_lifetime`` is recycled: replaced by a new
+  one, stopped once the new one accepts (``_recycle``, the one path for all three).
 - RELOADING: after SIGHUP (or a changed file with ``reload``): a new generation of
   workers with the application imported afresh; the old ones are stopped only once
   every new one accepts, so that at no instant is nobody accepting. If the new ones
@@ -32,6 +33,13 @@ What must hold:
   that cannot after a reload leaves the old workers serving;
 - every worker is reaped, and killed (SIGKILL) if it is still there
   ``KILL_MARGIN`` after its stop should have ended.
+
+Under systemd with ``WatchdogSec=`` (``WATCHDOG_USEC``), the master sends
+``WATCHDOG=1`` at half the interval from its loop, and only while at least one
+worker's heartbeat is fresh (``systemd.Watchdog``): a master whose loop is stuck,
+or whose workers are all wedged, falls silent and systemd acts. A single wedged
+worker among others is ``worker_timeout``'s to replace, not a reason to restart
+the service.
 
 Each worker talks to the master over a pipe, one byte at a time (see
 ``worker_process.py``): ``R`` once it accepts, ``.`` as a heartbeat (silence means a
@@ -78,7 +86,7 @@ from .adjustments import MAX_WORKERS, Adjustments
 from .config import StartError, configure_logging, create_pid_file
 from .pidfile import PidFile
 from .reloader import Reloader, check_watchfiles
-from .systemd import monotonic_usec, sd_notify
+from .systemd import Watchdog, monotonic_usec, sd_notify
 from .utilities import log_summary, logger
 from .worker_process import (
     HANDLED_SIGNALS,
@@ -90,6 +98,13 @@ from .worker_stats import WorkerStats
 
 #: seconds a stopping worker gets beyond ``shutdown_timeout`` before SIGKILL
 KILL_MARGIN = 5.0
+
+#: seconds between two readings of the workers' memory (``max_worker_memory``)
+MEMORY_CHECK_INTERVAL = 1.0
+
+#: the most a worker's ``max_worker_lifetime`` is lengthened at random, as a fraction
+#: of it, so that workers started together are not all replaced together
+LIFETIME_JITTER = 0.1
 
 
 class State(enum.Enum):
@@ -117,8 +132,11 @@ class Worker:
         self.booted = time.monotonic()
         self.last_beat = time.monotonic()  # boot counts as activity
         self.ready = False
-        #: reached max_requests: replaced as soon as a successor accepts
+        #: reached max_requests, max_worker_memory or max_worker_lifetime: replaced as
+        #: soon as a successor accepts
         self.recycle = False
+        #: monotonic time after which it is recycled (max_worker_lifetime), or None
+        self.retire_at: float | None = None
         #: sent SIGTERM (graceful stop) at this monotonic time, or None
         self.stopping_since: float | None = None
         self.error = b""  # what an E message carried
@@ -210,6 +228,8 @@ class Master:
         #: why the start failed, raised by ``run()`` once the workers are gone
         self.start_failure: Exception | None = None
         self._metrics_address: Any = None
+        self.memory_checked = 0.0
+        self.watchdog = Watchdog.from_environ()
 
     # ------------------------------------------------------------------ life
 
@@ -230,6 +250,16 @@ class Master:
             if self.adj.metrics_listen:
                 self.stats = WorkerStats(self.target)
                 self._metrics_address = self.stats.serve(self.adj)
+            if self.adj.max_worker_memory and not _memory_readable():
+                logger.warning(
+                    "max_worker_memory needs /proc (Linux): workers are not "
+                    "replaced for their memory here"
+                )
+            if self.watchdog is not None:
+                logger.info(
+                    "systemd watchdog: WATCHDOG=1 every %.1fs while a worker beats",
+                    self.watchdog.interval / 2,
+                )
             logger.info(
                 "Master %d starting %d worker(s)%s",
                 os.getpid(),
@@ -277,9 +307,15 @@ class Master:
             self._handle_signals()
             self._reap()
             self._check_timeouts()
+            self._check_recycling()
+            # From READY=1 on, as systemd enforces it: a worker importing a slow
+            # application at start is no cause for alarm.
+            if self.watchdog is not None and self.state is not State.STARTING:
+                self.watchdog.tick(w.last_beat for w in self.workers.values())
 
     def _timeout(self) -> float:
-        # Heartbeat checks need no precision finer than a fraction of a second.
+        # Heartbeat checks need no precision finer than a fraction of a second (nor
+        # does the watchdog: its pings go at half its interval, a second or more).
         return 0.25
 
     # ------------------------------------------------------------- signals
@@ -450,6 +486,11 @@ class Master:
         os.close(write_end)
         os.set_blocking(read_end, False)
         worker = Worker(pid, read_end, self.generation, slot, restarts)
+        if self.adj.max_worker_lifetime > 0:
+            lifetime = self.adj.max_worker_lifetime
+            worker.retire_at = worker.booted + lifetime * (
+                1 + random.uniform(0, LIFETIME_JITTER)
+            )
         self.workers[pid] = worker
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         logger.info("Booting worker %d", pid)
@@ -500,11 +541,50 @@ class Master:
             worker.ready = True
             self.boot_failures = 0
             logger.info("Worker %d accepting", worker.pid)
-        if b"M" in data and not worker.recycle and worker.stopping_since is None:
-            worker.recycle = True
-            self.replaced.append(worker.restarts)
-            logger.info("Worker %d reached max_requests: replacing it", worker.pid)
+        if b"M" in data:
+            self._recycle(worker, "reached max_requests")
         return True
+
+    def _recycle(self, worker: Worker, why: str) -> None:
+        """Replace ``worker``, new one first: ``_maintain`` forks its successor (it no
+        longer counts towards ``target``) and stops it once every current worker
+        accepts. The path of max_requests, max_worker_memory and
+        max_worker_lifetime alike."""
+        if worker.recycle or worker.stopping_since is not None:
+            return
+        if self.state is State.STOPPING:
+            return
+        worker.recycle = True
+        self.replaced.append(worker.restarts)
+        logger.info("Worker %d %s: replacing it", worker.pid, why)
+
+    def _check_recycling(self) -> None:
+        """Recycle the workers past ``max_worker_lifetime`` or ``max_worker_memory``.
+        Only ready ones: one still booting has nothing to hand over yet, and a
+        successor of its own would be no better placed."""
+        if self.state is State.STOPPING:
+            return
+        now = time.monotonic()
+        for w in self._current():
+            if w.ready and w.retire_at is not None and now >= w.retire_at:
+                self._recycle(
+                    w,
+                    f"ran {now - w.booted:.0f}s > max_worker_lifetime "
+                    f"{self.adj.max_worker_lifetime}",
+                )
+        limit = self.adj.max_worker_memory
+        if not limit or now - self.memory_checked < MEMORY_CHECK_INTERVAL:
+            return
+        self.memory_checked = now
+        for w in self._current():
+            if not w.ready:
+                continue
+            rss = worker_rss(w.pid)
+            if rss is not None and rss > limit * 1024 * 1024:
+                self._recycle(
+                    w,
+                    f"uses {rss // (1024 * 1024)} MiB > max_worker_memory {limit}",
+                )
 
     def _close_pipe(self, worker: Worker) -> None:
         if worker.pipe >= 0:
@@ -738,6 +818,21 @@ class Master:
         if self.state is not State.STOPPING:
             logger.error("The file watcher %s; restarting it", _describe_status(status))
             watcher.start(self.sockets)
+
+
+def worker_rss(pid: int) -> int | None:
+    """Resident bytes of process ``pid`` (``/proc/PID/statm``), or None where
+    there is no /proc or the process has gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            fields = f.read().split()
+        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _memory_readable() -> bool:
+    return worker_rss(os.getpid()) is not None
 
 
 def _addresses(adj: Adjustments) -> tuple:

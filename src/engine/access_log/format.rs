@@ -2,15 +2,19 @@
 //! ...) parsed once into pieces, and an [`Entry`] turned into the bytes of its line.
 //! Pure: no I/O; the only clock is the [`Clock`] passed in.
 //!
+//! `json` instead of a format gives one JSON object per line ([`JSON_FIELDS`]: the atoms'
+//! fields under long names), for log shippers that parse JSON.
+//!
 //! What must hold: an unknown atom is refused when the format is parsed, never met while
 //! writing; every value taken from the request, the response or the environ goes through
-//! [`escape`], so a line ends only at its own newline.
+//! [`escape`] (or [`json_escape`] in a JSON line), so a line ends only at its own newline
+//! and a JSON line is one valid object of ASCII whatever the request carried.
 
 use std::io::Write;
 
 use super::clock::Clock;
 use super::entry::{as_received, protocol, Entry, Seen};
-use super::escape::{escape, ipv4, put};
+use super::escape::{escape, ipv4, json_escape, put};
 
 /// Bytes reserved before each line.
 const LINE_ROOM: usize = 512;
@@ -28,9 +32,31 @@ enum Piece {
     ResponseHeader(usize),
     /// `{key}e`: an environ value; the index into [`Entry::environ`].
     Environ(usize),
+    /// An atom's value as a JSON value: a string, a number, or `null` when unknown.
+    Json(u8),
 }
 
 const ATOMS: &[u8] = b"hlutrmUqHsBbfaTMDLp";
+
+/// `access_log_format=json`: the key of each atom in the object, in its order. Left out
+/// are `l` (always `-`), `b` (`B` with `-` for 0), and `T` and `M` (`D` in other units).
+pub const JSON_FIELDS: &[(&str, u8)] = &[
+    ("remote_addr", b'h'),
+    ("remote_user", b'u'),
+    ("time", b't'),
+    ("request", b'r'),
+    ("method", b'm'),
+    ("path", b'U'),
+    ("query", b'q'),
+    ("protocol", b'H'),
+    ("status", b's'),
+    ("body_bytes", b'B'),
+    ("referer", b'f'),
+    ("user_agent", b'a'),
+    ("duration", b'L'),
+    ("duration_us", b'D'),
+    ("pid", b'p'),
+];
 
 fn text_piece(text: Vec<u8>) -> Piece {
     if text.len() > 8 {
@@ -52,13 +78,24 @@ pub struct Format {
 }
 
 impl Format {
-    /// Parses gunicorn's syntax: `%(h)s`, `%({x-request-id}i)s`, `%%` for a percent sign.
+    /// Parses gunicorn's syntax: `%(h)s`, `%({x-request-id}i)s`, `%%` for a percent sign;
+    /// or `json`, for a JSON object per line.
     pub fn parse(spec: &str) -> Result<Format, String> {
         let mut f = Format {
             pieces: Vec::new(),
             response_headers: Vec::new(),
             environ_keys: Vec::new(),
         };
+        if spec.trim() == "json" {
+            for (i, (key, atom)) in JSON_FIELDS.iter().enumerate() {
+                let open = if i == 0 { "{" } else { "," };
+                f.pieces
+                    .push(Piece::Text(format!("{open}\"{key}\":").into_bytes()));
+                f.pieces.push(Piece::Json(*atom));
+            }
+            f.pieces.push(text_piece(b"}".to_vec()));
+            return Ok(f);
+        }
         let bytes = spec.as_bytes();
         let mut text = Vec::new();
         let mut i = 0;
@@ -153,6 +190,7 @@ impl Format {
                         .map(str::as_bytes),
                     out,
                 ),
+                Piece::Json(a) => json_atom(*a, e, clock, out),
             }
         }
         out.push(b'\n');
@@ -179,12 +217,62 @@ fn num(n: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
+/// The value of the atoms taken from the request as it is (`m U q H f a`), if known.
+fn field(a: u8, e: &Entry) -> Option<&[u8]> {
     let split = |target: &[u8]| match memchr::memchr(b'?', target) {
         Some(q) => q,
         None => target.len(),
     };
     let parts = || e.request.parts();
+    match a {
+        b'm' => parts().map(|(m, _, _)| m),
+        b'U' => parts().map(|(_, t, _)| &t[..split(t)]),
+        b'q' => parts().map(|(_, t, _)| t.get(split(t) + 1..).unwrap_or(b"")),
+        b'H' => parts().map(|(_, _, p)| p),
+        b'f' => e.request.header(b"referer"),
+        b'a' => e.request.header(b"user-agent"),
+        _ => None,
+    }
+}
+
+/// Writes the request line (`r`) with `esc`; false, with nothing written, if unknown.
+fn request_line(e: &Entry, esc: fn(&[u8], &mut Vec<u8>), out: &mut Vec<u8>) -> bool {
+    match &e.request {
+        Seen::Head(h) => match as_received(h) {
+            Some(line) => esc(line, out),
+            None => {
+                esc(h.method(), out);
+                out.push(b' ');
+                esc(h.target(), out);
+                out.push(b' ');
+                out.extend_from_slice(protocol(h.version));
+            }
+        },
+        Seen::Line(line) if !line.is_empty() => esc(line, out),
+        Seen::Line(_) => return false,
+    }
+    true
+}
+
+/// Writes the numeric atoms (`s B T M D L`, and `p` without gunicorn's `<>`); false,
+/// with nothing written, for the others.
+fn number(a: u8, e: &Entry, out: &mut Vec<u8>) -> bool {
+    match a {
+        b's' => num(e.status as u64, out),
+        b'B' => num(e.body_bytes, out),
+        b'T' => num(e.took.as_secs(), out),
+        b'M' => num(e.took.as_millis() as u64, out),
+        b'D' => num(e.took.as_micros() as u64, out),
+        b'L' => {
+            let _ = write!(out, "{:.6}", e.took.as_secs_f64());
+        }
+        b'p' => num(std::process::id() as u64, out),
+        _ => return false,
+    }
+    true
+}
+
+fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
     match a {
         b'h' => match e.peer.map(|a| a.ip()) {
             Some(std::net::IpAddr::V4(ip)) => ipv4(ip.octets(), out),
@@ -199,28 +287,12 @@ fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
             None => out.push(b'-'),
         },
         b't' => clock.write(e.received, out),
-        b'r' => match &e.request {
-            Seen::Head(h) => match as_received(h) {
-                Some(line) => escape(line, out),
-                None => {
-                    escape(h.method(), out);
-                    out.push(b' ');
-                    escape(h.target(), out);
-                    out.push(b' ');
-                    out.extend_from_slice(protocol(h.version));
-                }
-            },
-            Seen::Line(line) => value(Some(line).filter(|l| !l.is_empty()).map(|l| &l[..]), out),
-        },
-        b'm' => value(parts().map(|(m, _, _)| m), out),
-        b'U' => value(parts().map(|(_, t, _)| &t[..split(t)]), out),
-        b'q' => value(
-            parts().map(|(_, t, _)| t.get(split(t) + 1..).unwrap_or(b"")),
-            out,
-        ),
-        b'H' => value(parts().map(|(_, _, p)| p), out),
-        b's' => num(e.status as u64, out),
-        b'B' => num(e.body_bytes, out),
+        b'r' => {
+            if !request_line(e, escape, out) {
+                out.push(b'-');
+            }
+        }
+        b'm' | b'U' | b'q' | b'H' | b'f' | b'a' => value(field(a, e), out),
         b'b' => {
             if e.body_bytes == 0 {
                 out.push(b'-')
@@ -228,20 +300,63 @@ fn atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
                 num(e.body_bytes, out)
             }
         }
-        b'f' => value(e.request.header(b"referer"), out),
-        b'a' => value(e.request.header(b"user-agent"), out),
-        b'T' => num(e.took.as_secs(), out),
-        b'M' => num(e.took.as_millis() as u64, out),
-        b'D' => num(e.took.as_micros() as u64, out),
-        b'L' => {
-            let _ = write!(out, "{:.6}", e.took.as_secs_f64());
-        }
         b'p' => {
             out.push(b'<');
             num(std::process::id() as u64, out);
             out.push(b'>');
         }
-        _ => out.push(b'-'),
+        _ => {
+            if !number(a, e, out) {
+                out.push(b'-');
+            }
+        }
+    }
+}
+
+/// An atom as a JSON value: numbers bare, text as a string of ASCII, `null` when the
+/// value is unknown (a request refused before its line was read, no peer address).
+fn json_atom(a: u8, e: &Entry, clock: &mut Clock, out: &mut Vec<u8>) {
+    if number(a, e, out) {
+        return;
+    }
+    let at = out.len();
+    out.push(b'"');
+    let known = match a {
+        b'h' => match e.peer {
+            Some(peer) => {
+                let _ = write!(out, "{}", peer.ip());
+                true
+            }
+            None => false,
+        },
+        b'u' => match basic_user(e.request.header(b"authorization")) {
+            Some(user) => {
+                json_escape(&user, out);
+                true
+            }
+            None => false,
+        },
+        b't' => {
+            // The Common Log Format's time without its brackets.
+            clock.write(e.received, out);
+            out.remove(at + 1);
+            out.pop();
+            true
+        }
+        b'r' => request_line(e, json_escape, out),
+        _ => match field(a, e) {
+            Some(v) => {
+                json_escape(v, out);
+                true
+            }
+            None => false,
+        },
+    };
+    if known {
+        out.push(b'"');
+    } else {
+        out.truncate(at);
+        out.extend_from_slice(b"null");
     }
 }
 
@@ -403,6 +518,68 @@ mod tests {
         let mut e = entry(b"HEAD / HTTP/1.0\r\n\r\n");
         e.body_bytes = 0;
         assert_eq!(line("%(b)s %(B)s %(H)s %(f)s", &e), "- 0 HTTP/1.0 -\n");
+    }
+
+    #[test]
+    fn json_lines() {
+        let e = entry(b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nReferer: http://r/\r\nUser-Agent: U\"A\\1\xe9\r\nAuthorization: Basic dXNlcjpwdw==\r\n\r\n");
+        let got = line("json", &e);
+        let time = &got[got.find("\"time\":\"").unwrap() + 8..];
+        let time = &time[..time.find('"').unwrap()];
+        assert!(time.contains("/Sep/2001:") && !time.contains('['), "{time}");
+        assert_eq!(
+            got,
+            format!(
+                "{{\"remote_addr\":\"127.0.0.1\",\"remote_user\":\"user\",\"time\":\"{time}\",\
+                 \"request\":\"GET /a/b?x=1 HTTP/1.1\",\"method\":\"GET\",\"path\":\"/a/b\",\
+                 \"query\":\"x=1\",\"protocol\":\"HTTP/1.1\",\"status\":200,\"body_bytes\":12,\
+                 \"referer\":\"http://r/\",\"user_agent\":\"U\\\"A\\\\1\\u00e9\",\
+                 \"duration\":1.234567,\"duration_us\":1234567,\"pid\":{}}}\n",
+                std::process::id()
+            )
+        );
+        // IPv6 peers, absent values as null.
+        let mut e = entry(b"GET / HTTP/1.0\r\n\r\n");
+        e.peer = Some("[::1]:5".parse().unwrap());
+        let got = line("json", &e);
+        assert!(got.starts_with("{\"remote_addr\":\"::1\",\"remote_user\":null,"));
+        assert!(
+            got.contains("\"referer\":null,\"user_agent\":null,"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn json_lines_of_any_bytes_are_ascii_objects() {
+        // A refused request whose line holds every byte value, and no peer.
+        let all: Vec<u8> = (0..=255u8).collect();
+        let e = Entry {
+            request: Seen::Line(all.clone()),
+            peer: None,
+            status: 400,
+            body_bytes: 0,
+            received: Instant::now(),
+            took: Duration::ZERO,
+            response_headers: Vec::new(),
+            environ: Vec::new(),
+        };
+        let got = line(" json\n", &e);
+        assert!(got.is_ascii() && got.ends_with("}\n"));
+        assert_eq!(got.matches('\n').count(), 1);
+        let mut request = Vec::new();
+        json_escape(&all, &mut request);
+        let request = String::from_utf8(request).unwrap();
+        assert!(
+            got.starts_with("{\"remote_addr\":null,\"remote_user\":null,\"time\":\""),
+            "{got}"
+        );
+        assert!(
+            got.contains(&format!(
+                "\"request\":\"{request}\",\"method\":null,\"path\":null,\
+                 \"query\":null,\"protocol\":null,\"status\":400,\"body_bytes\":0,"
+            )),
+            "{got}"
+        );
     }
 
     #[test]
