@@ -11,7 +11,7 @@ import socket
 import time
 
 import pytest
-from helpers import maitre_only
+from helpers import Cluster, maitre_only
 from test_workers import appdir, cluster, fetch, started  # noqa: F401 (fixtures)
 
 pytestmark = maitre_only("waitress has no systemd support")
@@ -103,3 +103,24 @@ def test_when_the_watchdog_is_on(monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET")
     monkeypatch.delenv("WATCHDOG_PID")
     assert Watchdog.from_environ() is None
+
+
+def test_single_process_pings_while_its_loop_beats(appdir, notify):  # noqa: F811
+    """One process (no master): the pings follow the I/O loop's heartbeats, and stop
+    while the process is stopped (SIGSTOP), to come back after SIGCONT."""
+    sock, path = notify
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC=str(2 * USEC))
+    c = Cluster(appdir, env=env)
+    try:
+        c.wait_log("systemd watchdog: WATCHDOG=1 every 1.0s while the I/O loop beats")
+        assert pings(sock, 3.5) >= 2  # a heartbeat a second, a ping at most a second
+        os.kill(c.pid, signal.SIGSTOP)
+        try:
+            pings(sock, 0.5)  # one may already be on its way
+            assert pings(sock, 2.0) == 0
+        finally:
+            os.kill(c.pid, signal.SIGCONT)
+        assert pings(sock, 3.5) >= 2
+        assert fetch(c.port).status == 200
+    finally:
+        c.stop()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from .adjustments import SETTINGS_BY_NAME, as_workers, asbool
 from .config import configure_logging, create_pid_file
 from .pidfile import PidFile
 from .server import create_server
-from .systemd import sd_notify
+from .systemd import Watchdog, sd_notify
 from .utilities import log_summary, logger
 
 __all__ = ["create_server", "profile", "serve", "serve_paste"]
@@ -108,9 +109,17 @@ def _print_summary(server: Any, processes: str = "1 process") -> None:
 
 def _notify_when_ready(server: Any) -> None:
     """Under systemd (NOTIFY_SOCKET), READY=1 once the engine's loop accepts: told
-    by its supervisor pipe, read in a thread that also drains its heartbeats."""
+    by its supervisor pipe, read in a thread that also drains its heartbeats. With
+    ``WatchdogSec=``, each heartbeat of the I/O loop may send ``WATCHDOG=1``: if the
+    loop stops turning, its heartbeats stop and so do the pings."""
     if not os.environ.get("NOTIFY_SOCKET"):
         return
+    watchdog = Watchdog.from_environ()
+    if watchdog is not None:
+        logger.info(
+            "systemd watchdog: WATCHDOG=1 every %.1fs while the I/O loop beats",
+            watchdog.interval / 2,
+        )
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     server.attach_supervisor(write_end, 0)  # the engine writes on its own duplicate
@@ -126,6 +135,8 @@ def _notify_when_ready(server: Any) -> None:
                 if b"R" in data and not told:
                     told = True
                     sd_notify("READY=1\nSTATUS=serving with 1 process")
+                if watchdog is not None and told:
+                    watchdog.tick([time.monotonic()])
 
     threading.Thread(target=wait_ready, daemon=True, name="maitre-notify").start()
 
