@@ -609,6 +609,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handshake_failures_are_said_at_most_once_a_minute() {
+        let mut log = HandshakeFailures::default();
+        let t0 = Instant::now();
+        let first = log.failed(t0, NOT_TLS, "the first bytes are not a TLS handshake", "a");
+        assert_eq!(
+            first.as_deref(),
+            Some("TLS handshake with a failed: the first bytes are not a TLS handshake")
+        );
+        for i in 1..=12u64 {
+            let reason = if i <= 9 {
+                NO_SHARED_VERSION
+            } else {
+                NO_SHARED_CIPHER
+            };
+            let at = t0 + Duration::from_secs(i);
+            assert_eq!(log.failed(at, reason, "why", "b"), None);
+        }
+        assert_eq!(log.summary(t0 + Duration::from_secs(59)), None);
+        let line = log.summary(t0 + FAILURE_SUMMARY_INTERVAL).unwrap();
+        assert_eq!(
+            line,
+            "12 more TLS handshakes failed in the last minute: 9 no shared protocol \
+             version, 3 no shared cipher suite; the last: TLS handshake with b failed: why"
+        );
+        // A quiet minute: nothing to say, and the next failure is said at once.
+        let later = t0 + 2 * FAILURE_SUMMARY_INTERVAL;
+        assert_eq!(log.summary(later), None);
+        assert!(log.failed(later, OTHER, "x", "c").is_some());
+    }
+
+    #[test]
+    fn handshake_failures_in_plain_words() {
+        let wrap = |e: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+        let (reason, words) = handshake_failure(&wrap(rustls::Error::PeerIncompatible(
+            PeerIncompatible::SignatureAlgorithmsExtensionRequired,
+        )));
+        assert_eq!(HANDSHAKE_FAILURES[reason].0, "no_shared_version");
+        assert!(!words.contains("Extension"), "{words}");
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            HANDSHAKE_FAILURES[handshake_failure(&reset).0].0,
+            "peer_closed"
+        );
+        let e = wrap(rustls::Error::NoCertificatesPresented);
+        assert_eq!(
+            HANDSHAKE_FAILURES[handshake_failure(&e).0].0,
+            "bad_certificate"
+        );
+    }
+
+    #[test]
     fn times_print_as_openssl_does() {
         assert_eq!(asn1_time(0), "Jan  1 00:00:00 1970 GMT");
         // 2026-12-02 05:32:08 UTC
