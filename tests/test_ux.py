@@ -499,3 +499,35 @@ def test_queue_warning_once_while_backed_up_and_once_when_cleared(serve_app):
     (cleared,) = handler.at(logging.INFO)
     assert cleared.startswith("Task queue cleared after "), cleared
     assert "at most 1 waiting" in cleared, cleared
+
+
+def test_a_tls_scan_costs_two_log_lines(serve_app, pki, maitre_log):
+    """A scanner's hundreds of refused handshakes (old protocol versions, cipher
+    suites one by one): at most two INFO lines (the first failure, then the minute's
+    summary, which comes after this test), every failure counted by reason."""
+    sslyze = pytest.importorskip("sslyze")
+    served = serve_app(raising_app, metrics_listen=f"{HOST}:0", **pki.settings())
+    location = sslyze.ServerNetworkLocation("localhost", served.port, ip_address=HOST)
+    commands = {
+        sslyze.ScanCommand.SSL_2_0_CIPHER_SUITES,
+        sslyze.ScanCommand.SSL_3_0_CIPHER_SUITES,
+        sslyze.ScanCommand.TLS_1_0_CIPHER_SUITES,
+        sslyze.ScanCommand.TLS_1_1_CIPHER_SUITES,
+        sslyze.ScanCommand.TLS_1_2_CIPHER_SUITES,
+    }
+    scanner = sslyze.Scanner()
+    scanner.queue_scans(
+        [sslyze.ServerScanRequest(server_location=location, scan_commands=commands)]
+    )
+    [result] = list(scanner.get_results())
+    assert result.scan_status == sslyze.ServerScanStatusEnum.COMPLETED
+    time.sleep(0.5)
+    counted = failures(metrics(served))
+    total = sum(counted.values())
+    debug = maitre_log.at(logging.DEBUG, "TLS handshake")
+    info = maitre_log.at(logging.INFO, "TLS handshake")
+    print(f"{total} failed handshakes {counted}; {len(info)} INFO line(s)")
+    assert total >= 50, counted
+    assert counted["no_shared_version"] > 0 and counted["no_shared_cipher"] > 0
+    assert len(debug) == total
+    assert len(info) == 1, info

@@ -491,7 +491,7 @@ pub fn handshake_failure(e: &io::Error) -> (usize, String) {
                 ),
                 _ => (
                     NO_SHARED_ALGORITHM,
-                    format!("no key exchange group or signature scheme in common ({p:?})"),
+                    "no key exchange group or signature scheme in common".into(),
                 ),
             }
         }
