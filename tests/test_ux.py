@@ -531,3 +531,23 @@ def test_a_tls_scan_costs_two_log_lines(serve_app, pki, maitre_log):
     assert counted["no_shared_version"] > 0 and counted["no_shared_cipher"] > 0
     assert len(debug) == total
     assert len(info) == 1, info
+
+
+def test_single_process_sighup_with_tls_says_the_certificates_were_reloaded(
+    tmp_path, pki
+):
+    write_app(tmp_path, OK_APP)
+    proc, port = cli(
+        tmp_path,
+        f"--ssl-certificate={pki.cert_file}",
+        f"--ssl-private-key={pki.key_file}",
+    )
+    try:
+        proc.wait_for_line("Serving on https://")
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        proc.wait_for_line("TLS certificates reloaded")
+        assert handshake(port, pki.context()).startswith(b"HTTP/1.1 200")
+        assert proc.stop(signal.SIGTERM) == 0
+    finally:
+        proc.kill()
+    assert "no TLS certificates to reload" not in proc.stderr, proc.stderr
