@@ -211,11 +211,19 @@ def _queue_warnings(serve_app, bad_requests: int) -> tuple[float, list]:
 
 def test_queue_warning_not_delayed_by_busy_workers(serve_app):
     """With every worker asleep in the application, the "Task queue depth" warning
-    still comes out on time: within 100 ms of the second the queue must stay
-    backed up (waitress warns at once), saying how many requests wait."""
+    still comes out on time: soon after the second the queue must stay backed up
+    (waitress warns at once), saying how many requests wait. maitre says it once
+    (not again within 30 s while the queue stays backed up); waitress once per
+    request it queues, with depths that depend on when its threads took the first
+    requests."""
     first, depths = _queue_warnings(serve_app, bad_requests=0)
-    assert first < 1.0 + 0.1, first
-    assert max(depths) == 2, depths
+    # The workers sleep for seconds: a margin for a loaded machine still shows the
+    # warning did not wait for them.
+    assert first < 1.0 + 0.5, first
+    if TARGET == "maitre":
+        assert depths == [2], depths
+    else:
+        assert depths and all(1 <= d <= 4 for d in depths), depths
 
 
 @maitre_only("waitress counts the error responses it has to write")

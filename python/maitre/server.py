@@ -182,7 +182,8 @@ def _environ_template(adj: Adjustments, port: Any, tls: bool = False) -> dict:
         "wsgi.url_scheme": "https" if tls else adj.url_scheme,
         "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
+        # PEP 3333: true when the application may run in several processes at once.
+        "wsgi.multiprocess": getattr(adj, "workers", 1) > 1,
         "wsgi.run_once": False,
         "wsgi.file_wrapper": _maitre.FileWrapper,
         "wsgi.input_terminated": True,
@@ -248,6 +249,8 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 _OTHER_SIGNALS = {
     signal.SIGHUP: "reload_certificates",
     signal.SIGUSR1: "reopen_logs",
+    signal.SIGTTIN: "",  # a worker more: only a master has workers
+    signal.SIGTTOU: "",  # a worker fewer
 }
 
 
@@ -353,10 +356,13 @@ class BaseWSGIServer:
         certificate stays, the reason is logged, and False is returned (also without
         TLS, where there is nothing to read)."""
         try:
-            return bool(self._engine.reload_certificates())
+            reloaded = bool(self._engine.reload_certificates())
         except ValueError as exc:
             logger.error("TLS certificates not reloaded, keeping the old ones: %s", exc)
             return False
+        if reloaded:
+            logger.info("TLS certificates reloaded: new connections get them")
+        return reloaded
 
     def run(self) -> None:
         """Serve until ``close()`` is called (from another thread) or a signal.
@@ -414,12 +420,33 @@ class BaseWSGIServer:
             self._engine.close(self.adj.shutdown_timeout)
 
     def _on_other_signal(self, signum: int, frame: Any) -> None:
+        # Every signal gets one line saying what it did (or why it did nothing).
         name = _OTHER_SIGNALS[signum]
+        signame = signal.Signals(signum).name
+        if not name:
+            logger.info(
+                "%s ignored: adding or removing worker processes needs --workers "
+                "(a master with workers); this is a single process",
+                signame,
+            )
+            return
         try:
-            getattr(self, name)()
+            getattr(self, name)()  # reload_certificates() says how it went
         except Exception as exc:  # a failed reload must not stop the server
-            signame = signal.Signals(signum).name
             logger.error("%s (on %s) failed: %s", name, signame, exc)
+            return
+        if name == "reload_certificates" and not self.tls_listeners:
+            logger.info(
+                "%s: no TLS certificates to reload; reloading the application "
+                "needs --workers (a master with workers)",
+                signame,
+            )
+        elif name == "reopen_logs":
+            what = self.adj.access_log
+            if what and what not in ("-", "logging"):
+                logger.info("%s: access log %s reopened", signame, what)
+            else:
+                logger.info("%s: no access log file to reopen", signame)
 
     def _stop_listening(self) -> None:
         """Close our copies of the listening sockets: once the engine has closed its

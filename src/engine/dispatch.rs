@@ -74,6 +74,7 @@ pub enum Logger {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
+    Debug,
     Info,
     Warning,
     Error,

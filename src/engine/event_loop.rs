@@ -190,6 +190,10 @@ pub struct EventLoop {
     next_queue_warning: Instant,
     /// Since when jobs have been waiting without a break.
     queue_busy_since: Option<Instant>,
+    /// The queue was said to back up: since when, and the most jobs waiting since.
+    queue_warned: Option<(Instant, usize)>,
+    /// Failed TLS handshakes, said at most once a minute.
+    tls_failures: crate::engine::tls::HandshakeFailures,
     stats: Arc<Stats>,
     /// The access log, for the requests the loop answers itself.
     access: Option<Sink>,
@@ -247,6 +251,8 @@ impl EventLoop {
             again: Vec::new(),
             next_queue_warning: now,
             queue_busy_since: None,
+            queue_warned: None,
+            tls_failures: Default::default(),
             stats,
             access: None,
         };

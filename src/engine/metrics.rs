@@ -203,7 +203,25 @@ pub fn render_prometheus(snaps: &[(usize, Snapshot)], labelled: bool) -> String 
         );
         let _ = writeln!(out, "{name}_count{} {cumulative}", labels(w(*i), ""));
     }
+    render_tls_failures(&mut out, snaps, labelled);
     out
+}
+
+/// `maitre_tls_handshake_failures_total{reason}`: every reason, zeros included, so
+/// that a rate can be taken from the first scrape.
+fn render_tls_failures(out: &mut String, snaps: &[(usize, Snapshot)], labelled: bool) {
+    use crate::engine::tls::HANDSHAKE_FAILURES as FAILURES;
+    let name = "maitre_tls_handshake_failures_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} TLS handshakes that failed, by reason.\n# TYPE {name} counter"
+    );
+    for (i, s) in snaps {
+        for (n, (reason, _)) in s.tls_handshake_failures.iter().zip(FAILURES) {
+            let l = format!("reason=\"{reason}\"");
+            let _ = writeln!(out, "{name}{} {n}", labels(labelled.then_some(*i), &l));
+        }
+    }
 }
 
 /// Request counts over time, per slot, for the rate.

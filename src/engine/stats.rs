@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::engine::tls::HANDSHAKE_FAILURES;
+
 /// "maitreS1" read as a little-endian integer: marks a slot an engine has initialised.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"maitreS1");
 /// "maitreF1": a slot whose worker has gone (the master released it): not rendered,
@@ -133,6 +135,8 @@ figures! {
     by_method_class: [[u64; CLASSES.len()]; METHODS.len()],
     /// Request durations: count per bucket (not cumulative), the last one unbounded.
     duration_buckets: [u64; N_BUCKETS],
+    /// Failed TLS handshakes by reason (`engine::tls::HANDSHAKE_FAILURES`).
+    tls_handshake_failures: [u64; HANDSHAKE_FAILURES.len()],
 }
 
 pub const BLOCK_SIZE: usize = std::mem::size_of::<StatsBlock>();

@@ -1,17 +1,27 @@
 //! TLS configuration: reading the certificate and key files into a rustls `ServerConfig`
 //! (once per server, never per connection), swapping it on reload, and describing a
-//! finished handshake in mod_ssl's terms for the environ.
+//! finished handshake in mod_ssl's terms for the environ; and saying why a handshake
+//! failed in plain words, from a fixed set of reasons (a metrics label per reason,
+//! never per error text), with at most one log line a minute ([`HandshakeFailures`]),
+//! so that a scanner cannot flood the log.
 //!
 //! The session I/O itself (handshake, encryption of responses) is in `transport.rs`.
 
 use std::fmt::Write as _;
+use std::io;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use rustls::crypto::ring as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
-use rustls::{ProtocolVersion, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    AlertDescription, PeerIncompatible, ProtocolVersion, RootCertStore, ServerConfig,
+    ServerConnection,
+};
+
+use crate::engine::errors::is_disconnect;
 
 /// Whether clients must, may or may not present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,9 +418,246 @@ fn pem_certificate(der: &[u8]) -> String {
     out
 }
 
+/// Why handshakes fail: (metrics label, plain words), in the order of the
+/// `tls_handshake_failures` figure of `engine::stats`. Only ever appended to.
+pub const HANDSHAKE_FAILURES: [(&str, &str); 7] = [
+    ("no_shared_version", "no shared protocol version"),
+    ("no_shared_cipher", "no shared cipher suite"),
+    (
+        "no_shared_algorithm",
+        "no shared key exchange or signature algorithm",
+    ),
+    ("bad_certificate", "client certificate refused"),
+    ("not_tls", "not a TLS handshake"),
+    ("peer_closed", "closed by the client"),
+    ("other", "other errors"),
+];
+const NO_SHARED_VERSION: usize = 0;
+const NO_SHARED_CIPHER: usize = 1;
+const NO_SHARED_ALGORITHM: usize = 2;
+const BAD_CERTIFICATE: usize = 3;
+pub const NOT_TLS: usize = 4;
+const PEER_CLOSED: usize = 5;
+const OTHER: usize = 6;
+
+/// The error a TLS session gives for a first record that is neither a TLS handshake nor
+/// an HTTP request (binary bytes, a scanner's probe, SSL 2.0).
+#[derive(Debug)]
+pub struct NotAHandshake;
+
+impl std::fmt::Display for NotAHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a TLS handshake")
+    }
+}
+
+impl std::error::Error for NotAHandshake {}
+
+/// Why a handshake failed with `e`: the index of its reason in [`HANDSHAKE_FAILURES`],
+/// and a sentence in plain words for the log.
+pub fn handshake_failure(e: &io::Error) -> (usize, String) {
+    let inner = e.get_ref();
+    if inner.is_some_and(|i| i.is::<NotAHandshake>()) {
+        return (NOT_TLS, "the first bytes are not a TLS handshake".into());
+    }
+    let Some(err) = inner.and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        if is_disconnect(e) {
+            return (
+                PEER_CLOSED,
+                format!("the client closed the connection ({e})"),
+            );
+        }
+        return (OTHER, e.to_string());
+    };
+    use rustls::Error as E;
+    match err {
+        E::PeerIncompatible(p) => {
+            use PeerIncompatible as P;
+            match p {
+                P::NoCipherSuitesInCommon => (
+                    NO_SHARED_CIPHER,
+                    "the client offers no cipher suite the server has".into(),
+                ),
+                // A client without these extensions speaks TLS 1.1 or older.
+                P::SupportedVersionsExtensionRequired
+                | P::SignatureAlgorithmsExtensionRequired
+                | P::Tls12NotOffered
+                | P::Tls12NotOfferedOrEnabled
+                | P::ServerDoesNotSupportTls12Or13 => (
+                    NO_SHARED_VERSION,
+                    "the client offers no TLS version the server accepts (TLS 1.2 or 1.3; \
+                     TLS 1.3 only with ssl_min_version = 1.3)"
+                        .into(),
+                ),
+                _ => (
+                    NO_SHARED_ALGORITHM,
+                    "no key exchange group or signature scheme in common".into(),
+                ),
+            }
+        }
+        E::NoCertificatesPresented => (
+            BAD_CERTIFICATE,
+            "the client sent no certificate (ssl_verify_client = required)".into(),
+        ),
+        E::InvalidCertificate(c) => {
+            let text = format!("{c:?}");
+            if text.contains("UnsupportedCertVersion") {
+                // webpki takes X.509 v3 only; OpenSSL's `x509 -req` without extensions
+                // makes v1 certificates (see docs/https.md for a v3 one).
+                (
+                    BAD_CERTIFICATE,
+                    "client certificate is X.509 v1; only v3 is accepted".into(),
+                )
+            } else {
+                (
+                    BAD_CERTIFICATE,
+                    format!("client certificate refused: {err}"),
+                )
+            }
+        }
+        E::AlertReceived(a) => {
+            let why = match a {
+                AlertDescription::UnknownCA
+                | AlertDescription::BadCertificate
+                | AlertDescription::CertificateUnknown => {
+                    "the client does not trust the server's certificate"
+                }
+                AlertDescription::ProtocolVersion => "the client wants another TLS version",
+                AlertDescription::HandshakeFailure | AlertDescription::InsufficientSecurity => {
+                    "the client found nothing acceptable in the server's offer"
+                }
+                _ => "the client gave up",
+            };
+            (PEER_CLOSED, format!("{why} (alert {a:?})"))
+        }
+        _ => (OTHER, err.to_string()),
+    }
+}
+
+/// How long failed handshakes are gathered into one log line.
+pub const FAILURE_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Says failed handshakes at most once a [`FAILURE_SUMMARY_INTERVAL`]: the first
+/// failure after a quiet interval at once (in its own words), the ones that follow it
+/// within the interval in one summary at its end.
+#[derive(Debug, Default)]
+pub struct HandshakeFailures {
+    /// When the last line was said; `None` once an interval passed without failures.
+    said: Option<Instant>,
+    /// Failures since then, by reason.
+    counts: [u64; HANDSHAKE_FAILURES.len()],
+    /// The last of them, in words, with its client.
+    last: String,
+}
+
+impl HandshakeFailures {
+    /// A failure at `now`: the line to log at once, if any.
+    pub fn failed(
+        &mut self,
+        now: Instant,
+        reason: usize,
+        detail: &str,
+        peer: &str,
+    ) -> Option<String> {
+        let line = format!("TLS handshake with {peer} failed: {detail}");
+        match self.said {
+            Some(at) if now.duration_since(at) < FAILURE_SUMMARY_INTERVAL => {
+                self.counts[reason] += 1;
+                self.last = line;
+                None
+            }
+            _ => {
+                self.said = Some(now);
+                Some(line)
+            }
+        }
+    }
+
+    /// Called every tick: the summary of the failures gathered, once the interval since
+    /// the last line has passed.
+    pub fn summary(&mut self, now: Instant) -> Option<String> {
+        let at = self.said?;
+        if now.duration_since(at) < FAILURE_SUMMARY_INTERVAL {
+            return None;
+        }
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            self.said = None;
+            return None;
+        }
+        let parts: Vec<String> = self
+            .counts
+            .iter()
+            .zip(HANDSHAKE_FAILURES)
+            .filter(|(n, _)| **n > 0)
+            .map(|(n, (_, words))| format!("{n} {words}"))
+            .collect();
+        let s = if total == 1 { "" } else { "s" };
+        let line = format!(
+            "{total} more TLS handshake{s} failed in the last minute: {}; the last: {}",
+            parts.join(", "),
+            self.last
+        );
+        self.counts = Default::default();
+        self.said = Some(now);
+        Some(line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshake_failures_are_said_at_most_once_a_minute() {
+        let mut log = HandshakeFailures::default();
+        let t0 = Instant::now();
+        let first = log.failed(t0, NOT_TLS, "the first bytes are not a TLS handshake", "a");
+        assert_eq!(
+            first.as_deref(),
+            Some("TLS handshake with a failed: the first bytes are not a TLS handshake")
+        );
+        for i in 1..=12u64 {
+            let reason = if i <= 9 {
+                NO_SHARED_VERSION
+            } else {
+                NO_SHARED_CIPHER
+            };
+            let at = t0 + Duration::from_secs(i);
+            assert_eq!(log.failed(at, reason, "why", "b"), None);
+        }
+        assert_eq!(log.summary(t0 + Duration::from_secs(59)), None);
+        let line = log.summary(t0 + FAILURE_SUMMARY_INTERVAL).unwrap();
+        assert_eq!(
+            line,
+            "12 more TLS handshakes failed in the last minute: 9 no shared protocol \
+             version, 3 no shared cipher suite; the last: TLS handshake with b failed: why"
+        );
+        // A quiet minute: nothing to say, and the next failure is said at once.
+        let later = t0 + 2 * FAILURE_SUMMARY_INTERVAL;
+        assert_eq!(log.summary(later), None);
+        assert!(log.failed(later, OTHER, "x", "c").is_some());
+    }
+
+    #[test]
+    fn handshake_failures_in_plain_words() {
+        let wrap = |e: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+        let (reason, words) = handshake_failure(&wrap(rustls::Error::PeerIncompatible(
+            PeerIncompatible::SignatureAlgorithmsExtensionRequired,
+        )));
+        assert_eq!(HANDSHAKE_FAILURES[reason].0, "no_shared_version");
+        assert!(!words.contains("Extension"), "{words}");
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            HANDSHAKE_FAILURES[handshake_failure(&reset).0].0,
+            "peer_closed"
+        );
+        let e = wrap(rustls::Error::NoCertificatesPresented);
+        assert_eq!(
+            HANDSHAKE_FAILURES[handshake_failure(&e).0].0,
+            "bad_certificate"
+        );
+    }
 
     #[test]
     fn times_print_as_openssl_does() {

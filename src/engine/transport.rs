@@ -148,13 +148,21 @@ impl TlsSession {
         }
         let mut tls = self.lock();
         if !tls.started {
-            match first_byte(sock)? {
-                None => return Ok(0),
+            let mut first = [0u8; 16];
+            match peek(sock, &mut first)? {
+                0 => return Ok(0),
                 // A TLS handshake record starts with 22.
-                Some(22) => tls.started = true,
-                Some(_) => {
+                _ if first[0] == 22 => tls.started = true,
+                n if looks_like_http(&first[..n]) => {
                     self.plain.store(true, Ordering::Relaxed);
                     return Err(io::Error::new(io::ErrorKind::InvalidData, NotTls));
+                }
+                // Anything else is not answered: it would not read an HTTP answer.
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        crate::engine::tls::NotAHandshake,
+                    ))
                 }
             }
         }
@@ -251,27 +259,33 @@ impl TlsSession {
     }
 }
 
-/// Peeks at the first byte without taking it. `None` at the end of the stream.
-fn first_byte(sock: &Socket) -> io::Result<Option<u8>> {
-    let mut b = 0u8;
+/// Peeks at the first bytes without taking them; 0 at the end of the stream.
+fn peek(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: a one-byte buffer that outlives the call.
+        // SAFETY: a buffer of `buf.len()` bytes that outlives the call.
         let n = unsafe {
             libc::recv(
                 sock.as_raw_fd(),
-                (&mut b as *mut u8).cast(),
-                1,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
                 libc::MSG_PEEK,
             )
         };
         if n >= 0 {
-            return Ok((n == 1).then_some(b));
+            return Ok(n as usize);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
     }
+}
+
+/// Whether the first bytes received look like the start of an HTTP request line: a
+/// method (capital letters) followed by a space, or capital letters so far.
+fn looks_like_http(bytes: &[u8]) -> bool {
+    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    method > 0 && (method == bytes.len() || bytes[method] == b' ')
 }
 
 /// Writes the session's pending records until none is left (`Ok`) or the socket is full
@@ -505,5 +519,23 @@ mod tests {
         let mut got = [0u8; 12];
         p.peer.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"HTTP/1.0 400");
+    }
+
+    #[test]
+    fn binary_bytes_are_not_taken_for_plain_http() {
+        let mut p = tls_pair();
+        p.peer.write_all(b"\x8f\x00\x01binary").unwrap();
+        let mut buf = [0u8; 64];
+        let e = p.channel.read(&mut buf).unwrap_err();
+        assert!(!is_not_tls(&e), "{e}");
+        assert_eq!(
+            crate::engine::tls::handshake_failure(&e).0,
+            crate::engine::tls::NOT_TLS
+        );
+        assert!(looks_like_http(b"GET / HTTP/1.1"));
+        assert!(looks_like_http(b"OPTI"));
+        assert!(!looks_like_http(b"GET\x00"));
+        assert!(!looks_like_http(b"\x80\x2e\x01"));
+        assert!(!looks_like_http(b" GET"));
     }
 }

@@ -231,12 +231,10 @@ fn as_http11(head: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The version a refused head is answered in: the request's own when its request line
-/// was understood, else HTTP/1.0. A head too large is answered in HTTP/1.0, as waitress
-/// does (it was not read whole).
-pub fn answer_version(buf: &[u8], err: &RequestError) -> Version {
-    if matches!(err, RequestError::HeaderTooLarge(_)) {
-        return Version::Http10;
-    }
+/// was understood, else HTTP/1.0. A head too large too is answered in its request's
+/// version when its request line arrived whole (waitress says HTTP/1.0 there): an
+/// HTTP/1.1 client is owed an HTTP/1.1 answer.
+pub fn answer_version(buf: &[u8], _err: &RequestError) -> Version {
     request_line(buf)
         .and_then(|(_, _, version)| http1_version(version))
         .unwrap_or(Version::Http10)
@@ -1121,6 +1119,10 @@ mod tests {
         let too_large = RequestError::HeaderTooLarge("x".into());
         assert_eq!(
             answer_version(b"GET / HTTP/1.1\r\n", &too_large),
+            Version::Http11
+        );
+        assert_eq!(
+            answer_version(b"GET /aaaaaaaa", &too_large),
             Version::Http10
         );
     }

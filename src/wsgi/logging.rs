@@ -31,6 +31,7 @@ pub fn log_main(ctx: Arc<WsgiContext>, logs: Arc<LogQueue>) {
 
 fn emit(py: Python<'_>, ctx: &WsgiContext, record: &LogRecord) {
     let level = match record.level {
+        LogLevel::Debug => "debug",
         LogLevel::Info => "info",
         LogLevel::Warning => "warning",
         LogLevel::Error => "error",

@@ -575,6 +575,7 @@ impl Engine {
     fn log_records(&self, py: Python<'_>, records: &mut Vec<LogRecord>) {
         for r in records.drain(..) {
             let level = match r.level {
+                LogLevel::Debug => "debug",
                 LogLevel::Info => "info",
                 LogLevel::Warning => "warning",
                 LogLevel::Error => "error",

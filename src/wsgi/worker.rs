@@ -224,6 +224,9 @@ fn run_request<'py>(
         observed.status = 500;
         observed.body_bytes = 0;
         if channel.send(&[&response], WhenFull::Queue).is_ok() {
+            // The access log's %(b)s is the body actually sent, whoever wrote it.
+            let head = memchr::memmem::find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
+            observed.body_bytes = (response.len() - head) as u64;
             observed.bytes_out += response.len() as u64;
         }
     }

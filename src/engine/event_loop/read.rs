@@ -198,13 +198,8 @@ impl EventLoop {
                     continue;
                 }
                 Err(e) if conn.channel.tls().is_some_and(|t| t.is_handshaking()) => {
-                    if self.cfg.log_socket_errors && !is_disconnect(&e) {
-                        let msg = format!(
-                            "TLS handshake with {} failed: {e}",
-                            peer_text(&conn.channel.peer)
-                        );
-                        self.log(LogLevel::Info, msg);
-                    }
+                    let peer = peer_text(&conn.channel.peer);
+                    self.handshake_failed(&peer, &e);
                     self.close(token);
                     return;
                 }

@@ -13,17 +13,27 @@
 //!    - plain idleness waits for the `cleanup_interval` sweep, as in waitress;
 //!
 //!    and accepting resumes if it was paused and there is room;
-//! 2. [`EventLoop::warn_if_queue_backs_up`] says when requests wait for a worker.
+//! 2. [`EventLoop::warn_if_queue_backs_up`] says when requests wait for a worker: once
+//!    when the queue starts backing up, at most once a [`QUEUE_REPEAT`] while it stays
+//!    backed up, and once when it clears;
+//! 3. [`EventLoop::handshake_failed`] counts a failed TLS handshake by reason and says
+//!    it at DEBUG; the `maitre` log gets at most one line a minute about them (the
+//!    tick says the summary), so that a scanner cannot flood it.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::{EventLoop, State};
 use crate::engine::dispatch::{LogLevel, LogRecord, Logger};
 use crate::engine::errors::peer_text;
+use crate::engine::tls::handshake_failure;
 
-/// How long the queue must stay non-empty before a "Task queue depth" warning, and the
-/// least time between two of them.
+/// How long the queue must stay non-empty before a "Task queue depth" warning.
 const QUEUE_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+/// The least time between two warnings while the queue stays backed up (as long as
+/// waitress's default `cleanup_interval`): one line says it is backed up, not one a
+/// second.
+const QUEUE_REPEAT: Duration = Duration::from_secs(30);
 /// Longest grace period before a body must arrive at `min_request_body_rate` (Apache's
 /// mod_reqtimeout default is 20 s); a shorter `channel_timeout` shortens it.
 const BODY_GRACE: Duration = Duration::from_secs(20);
@@ -143,21 +153,59 @@ impl EventLoop {
         {
             self.resume_accepting();
         }
+        if let Some(line) = self.tls_failures.summary(now) {
+            self.log(LogLevel::Info, line);
+        }
     }
 
-    /// Like waitress's `maitre.queue` logger: requests wait for a free thread. Said when
-    /// the queue has not been empty for a whole second, at most once a second, so that a
-    /// busy but keeping-up server stays quiet.
+    /// A TLS handshake with `peer` failed with `e`: counted by reason, said at DEBUG,
+    /// and at INFO at most once a minute (`log_socket_errors` off: counted only).
+    pub(super) fn handshake_failed(&mut self, peer: &str, e: &std::io::Error) {
+        let (reason, detail) = handshake_failure(e);
+        if let Some(n) = self.stats.tls_handshake_failures.get(reason) {
+            n.fetch_add(1, Relaxed);
+        }
+        if !self.cfg.log_socket_errors {
+            return;
+        }
+        self.log(
+            LogLevel::Debug,
+            format!("TLS handshake with {peer} failed: {detail} ({e})"),
+        );
+        if let Some(line) = self.tls_failures.failed(self.now, reason, &detail, peer) {
+            self.log(LogLevel::Info, line);
+        }
+    }
+
+    /// Like waitress's `maitre.queue` logger: requests wait for a free thread. Said
+    /// once the queue has not been empty for a whole second (a busy but keeping-up
+    /// server stays quiet), again at most once a [`QUEUE_REPEAT`] while it stays
+    /// backed up, and once when it empties again (waitress says it for every request
+    /// queued while all threads are busy).
     pub(super) fn warn_if_queue_backs_up(&mut self, waiting: usize) {
         if waiting == 0 {
             self.queue_busy_since = None;
+            if let Some((since, most)) = self.queue_warned.take() {
+                self.logs.push(LogRecord {
+                    level: LogLevel::Info,
+                    message: format!(
+                        "Task queue cleared after {:.1} s (at most {most} waiting)",
+                        self.now.duration_since(since).as_secs_f64()
+                    ),
+                    logger: Logger::Queue,
+                });
+            }
             return;
+        }
+        if let Some((_, most)) = &mut self.queue_warned {
+            *most = (*most).max(waiting);
         }
         let since = *self.queue_busy_since.get_or_insert(self.now);
         if self.now.duration_since(since) >= QUEUE_WARNING_INTERVAL
             && self.now >= self.next_queue_warning
         {
-            self.next_queue_warning = self.now + QUEUE_WARNING_INTERVAL;
+            self.next_queue_warning = self.now + QUEUE_REPEAT;
+            self.queue_warned.get_or_insert((since, waiting));
             self.logs.push(LogRecord {
                 level: LogLevel::Warning,
                 message: format!("Task queue depth is {waiting}"),
