@@ -32,6 +32,14 @@ pub enum Peer {
     Unix,
 }
 
+/// A peer as log lines name it.
+pub fn peer_text(peer: &Peer) -> String {
+    match peer {
+        Peer::Inet { addr, .. } => addr.to_string(),
+        Peer::Unix => "unix socket".into(),
+    }
+}
+
 impl Peer {
     pub fn inet(addr: SocketAddr) -> Peer {
         Peer::Inet {

@@ -1,11 +1,9 @@
 //! Small helpers about failures that both the I/O loop and the worker threads need: the
-//! text of a caught panic, whether an I/O error only says the client went away, and how
-//! a peer is named in a log line. They live here, not in the loop, so that the WSGI
-//! layer does not import the loop for them.
+//! text of a caught panic, and whether an I/O error only says the client went away.
+//! They live here, not in the loop, so that the WSGI layer does not import the loop for
+//! them; and they use nothing of the engine, so that anything may use them (a leaf).
 
 use std::io;
-
-use crate::engine::channel::Peer;
 
 /// The text of a panic payload.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -25,12 +23,4 @@ pub fn is_disconnect(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::UnexpectedEof
     )
-}
-
-/// A peer as log lines name it.
-pub fn peer_text(peer: &Peer) -> String {
-    match peer {
-        Peer::Inet { addr, .. } => addr.to_string(),
-        Peer::Unix => "unix socket".into(),
-    }
 }

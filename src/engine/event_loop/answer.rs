@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use super::{EventLoop, State};
 use crate::engine::access_log::{Entry, Seen, Sink};
+use crate::engine::channel::peer_text;
 use crate::engine::channel::WhenFull;
 use crate::engine::dispatch::{LogLevel, LogRecord, Logger};
-use crate::engine::errors::peer_text;
 use crate::engine::stats::method_index;
 use crate::http::request::{RequestError, Version};
 use crate::http::response::error_response;

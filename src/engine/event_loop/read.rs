@@ -22,8 +22,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::{await_completion, EventLoop, Key, State};
 use crate::engine::access_log::Seen;
+use crate::engine::channel::peer_text;
 use crate::engine::dispatch::{Job, LogLevel, Requests};
-use crate::engine::errors::{is_disconnect, peer_text};
+use crate::engine::errors::is_disconnect;
 use crate::engine::outbuf::Flushed;
 use crate::engine::transport::is_not_tls;
 use crate::http::request::{RequestError, Version};

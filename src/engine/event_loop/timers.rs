@@ -24,8 +24,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::{EventLoop, State};
+use crate::engine::channel::peer_text;
 use crate::engine::dispatch::{LogLevel, LogRecord, Logger};
-use crate::engine::errors::peer_text;
 use crate::engine::tls::handshake_failure;
 
 /// How long the queue must stay non-empty before a "Task queue depth" warning.
