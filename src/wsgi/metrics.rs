@@ -11,7 +11,8 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::engine::metrics::{render_prometheus, Blocks, MetricsServer as Server};
+use crate::engine::metrics::{render_prometheus, Blocks};
+use crate::engine::metrics_listener::MetricsServer as Server;
 use crate::engine::stats::{Stats, ThreadStats, BLOCK_SIZE, BUCKETS_US, CLASSES};
 
 /// Keeps a Python buffer exported (and so mapped) while an engine counts into it.
