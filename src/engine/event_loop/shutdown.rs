@@ -22,9 +22,9 @@
 //!    for one, and requests whose head or body is still arriving (a client in the
 //!    middle of an upload gets its answer). Every response started from now on says
 //!    `Connection: close`, and the connection closes after it (one whose head went
-//!    out keep-alive before the stop leaves its connection idle, as in step 2). A connection accepted in
-//!    step 1 (or earlier) that has not sent a byte yet gets [`FIRST_REQUEST_GRACE`] to
-//!    start its request;
+//!    out keep-alive before the stop leaves its connection idle, as in step 2). A
+//!    connection accepted in step 1 (or earlier) that has not sent a byte yet gets
+//!    [`FIRST_REQUEST_GRACE`] (or the linger, if longer) to start its request;
 //! 4. the loop ends when no connection is left, or at the deadline (`shutdown_timeout`),
 //!    abandoning what still runs, with one log line saying how many.
 //!
