@@ -230,6 +230,11 @@ def test_second_signal_ends_the_delay(cluster):
     c = cluster("--shutdown-delay=30")
     c.wait_log("Serving on")
     wait_serving(c.port)
+    # Answered: run() has installed its signal handlers.
+    conn = http.client.HTTPConnection(HOST, c.port, timeout=5)
+    conn.request("GET", "/")
+    assert conn.getresponse().read() == b"hello"
+    conn.close()
     c.signal(signal.SIGTERM)
     c.wait_log("shutdown_delay")
     t0 = time.monotonic()
