@@ -64,6 +64,9 @@ IDENTITY = {"ident", "server_name"}
 #: SPEC section 5: maitre's own settings (not in waitress), with their defaults
 MAITRE_DEFAULTS = {
     "shutdown_timeout": 30,
+    # leaving a fleet behind a load balancer
+    "shutdown_delay": 0,
+    "keepalive_linger": 2,
     # the process model
     "workers": 1,
     "preload_app": False,

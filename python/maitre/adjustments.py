@@ -211,6 +211,27 @@ SETTINGS: tuple[Setting, ...] = (
         "SECONDS",
         engine=True,
     ),
+    # Leaving a fleet behind a load balancer (docs/deployment.md).
+    Setting(
+        "shutdown_delay",
+        asseconds,
+        0,
+        "Seconds between SIGTERM/SIGINT and the graceful stop: /readyz on the "
+        "metrics listener says 503 at once, the server keeps accepting and "
+        "answering, each keep-alive connection closing after its next response. "
+        "A second signal ends the delay. 0: none.",
+        "SECONDS",
+    ),
+    Setting(
+        "keepalive_linger",
+        asseconds,
+        2,
+        "Seconds a graceful stop or reload leaves idle keep-alive connections open "
+        "for a request already on its way (answered with Connection: close). "
+        "0: closed at once, as waitress does.",
+        "SECONDS",
+        engine=True,
+    ),
     Setting(
         "log_socket_errors",
         asbool,
@@ -624,6 +645,8 @@ class Adjustments:
             "max_request_body_size",
             "channel_request_lookahead",
             "shutdown_timeout",
+            "shutdown_delay",
+            "keepalive_linger",
             "worker_timeout",
             "max_requests",
             "max_requests_jitter",

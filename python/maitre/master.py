@@ -16,6 +16,10 @@ States of the master (``Master.state``, a ``State``):
   workers with the application imported afresh; the old ones are stopped only once
   every new one accepts, so that at no instant is nobody accepting. If the new ones
   cannot import the application, they are given up and the old ones keep serving.
+- with ``shutdown_delay``, SIGTERM/SIGINT first make the metrics listener's
+  ``/readyz`` say 503 at once, and SIGINT tells each worker to go on serving with
+  every keep-alive connection closing after its next response; the stop below
+  (SIGTERM to every worker) follows when the delay is over, or at a second signal.
 - STOPPING: after SIGTERM/SIGINT: every worker stops gracefully (stops accepting,
   finishes what it has read, within ``shutdown_timeout``); a second signal, or
   SIGQUIT, stops them at once. The master exits 0 when the last one has gone.
@@ -98,6 +102,8 @@ from .worker_stats import WorkerStats
 
 #: seconds a stopping worker gets beyond ``shutdown_timeout`` before SIGKILL
 KILL_MARGIN = 5.0
+#: seconds since a worker's last heartbeat within which it counts as live (/livez)
+HEARTBEAT_FRESH = 10.0
 
 #: seconds between two readings of the workers' memory (``max_worker_memory``)
 MEMORY_CHECK_INTERVAL = 1.0
@@ -223,6 +229,8 @@ class Master:
             self.generation,
         )
         self.stats: WorkerStats | None = None  # with metrics_listen
+        #: monotonic end of shutdown_delay after a first stop signal, or None
+        self.delay_until: float | None = None
         #: ``restarts`` of the workers replaced whose replacements are not forked yet
         self.replaced: list[int] = []
         #: why the start failed, raised by ``run()`` once the workers are gone
@@ -305,6 +313,9 @@ class Master:
                 else:
                     self._on_worker_pipe(key.data)
             self._handle_signals()
+            if self.delay_until is not None and time.monotonic() >= self.delay_until:
+                self.delay_until = None
+                self._stop(quick=False, why="shutdown_delay over")
             self._reap()
             self._check_timeouts()
             self._check_recycling()
@@ -312,6 +323,25 @@ class Master:
             # application at start is no cause for alarm.
             if self.watchdog is not None and self.state is not State.STARTING:
                 self.watchdog.tick(w.last_beat for w in self.workers.values())
+            self._publish_health()
+
+    def _publish_health(self) -> None:
+        """What ``/livez`` and ``/readyz`` of the metrics listener answer: live while
+        a worker's heartbeat is fresh, ready while one of them accepts and no stop
+        (nor its ``shutdown_delay``) has begun."""
+        listener = self.stats.listener if self.stats is not None else None
+        if listener is None:
+            return
+        now = time.monotonic()
+        serving = [w for w in self.workers.values() if w.stopping_since is None]
+        live = any(now - w.last_beat < HEARTBEAT_FRESH for w in self.workers.values())
+        ready = (
+            live
+            and self.state is not State.STOPPING
+            and self.delay_until is None
+            and any(w.ready for w in serving)
+        )
+        listener.set_health(live, ready)
 
     def _timeout(self) -> float:
         # Heartbeat checks need no precision finer than a fraction of a second (nor
@@ -351,10 +381,29 @@ class Master:
             if sig == signal.SIGCHLD:
                 continue  # _reap() runs on every turn
             if sig in (signal.SIGTERM, signal.SIGINT):
-                if self.state is State.STOPPING:
+                name = signal.Signals(sig).name
+                if self.delay_until is not None:
+                    self.delay_until = None
+                    self._stop(quick=False, why=name + " again (delay ended)")
+                elif self.state is State.STOPPING:
                     self._stop(quick=True, why=signal.Signals(sig).name + " again")
+                elif self.adj.shutdown_delay > 0:
+                    # Not ready at once; the workers serve on until the delay ends,
+                    # closing their keep-alive connections (SIGINT: see
+                    # BaseWSGIServer._on_stop_signal); SIGTERM then ends it.
+                    self.delay_until = time.monotonic() + self.adj.shutdown_delay
+                    logger.info(
+                        "%s: not ready; stopping in %s s (shutdown_delay)",
+                        name,
+                        self.adj.shutdown_delay,
+                    )
+                    self._publish_health()
+                    for w in self.workers.values():
+                        # (One still booting has no handler yet: SIGTERM later.)
+                        if w.stopping_since is None and w.ready:
+                            _kill(w.pid, signal.SIGINT)
                 else:
-                    self._stop(quick=False, why=signal.Signals(sig).name)
+                    self._stop(quick=False, why=name)
             elif sig == signal.SIGQUIT:
                 self._stop(quick=True, why="SIGQUIT")
             elif sig == signal.SIGHUP:
@@ -541,6 +590,8 @@ class Master:
             worker.ready = True
             self.boot_failures = 0
             logger.info("Worker %d accepting", worker.pid)
+            if self.delay_until is not None and worker.stopping_since is None:
+                _kill(worker.pid, signal.SIGINT)  # shutdown_delay under way
         if b"M" in data:
             self._recycle(worker, "reached max_requests")
         return True

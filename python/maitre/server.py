@@ -348,6 +348,8 @@ class BaseWSGIServer:
         ``max_requests`` requests have been served (0: never); it keeps serving
         after ``M`` until it is stopped."""
         self._engine.attach_supervisor(fd, max_requests)
+        # Stop signals come from the master (see _on_stop_signal).
+        self._supervised = True
 
     def reload_certificates(self) -> bool:
         """Read the TLS certificate and key files again (called on SIGHUP while
@@ -412,12 +414,26 @@ class BaseWSGIServer:
 
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         # Runs in the main thread, inside run(): nothing here may block or raise.
+        # With shutdown_delay, the first signal starts the delay (not ready, still
+        # serving), the second ends it, the next one stops at once. A worker delays
+        # only when its master says so (SIGINT): a SIGTERM from the master is the
+        # end of a delay the master waited out, or a reload's stop.
         self._stop_signals += 1
-        if signum == signal.SIGQUIT or self._stop_signals > 1:
+        if signum == signal.SIGQUIT:
             self._engine.close(0)
-        else:
+        elif self._stop_signals == 1:
+            supervised = getattr(self, "_supervised", False)
+            delay = self.adj.shutdown_delay
+            if supervised and signum != signal.SIGINT:
+                delay = 0
+            self._delayed = bool(delay)
+            # Our copies only: the engine accepts on its own until the drain.
             self._stop_listening()
-            self._engine.close(self.adj.shutdown_timeout)
+            self._engine.close(self.adj.shutdown_timeout, delay)
+        elif self._stop_signals == 2 and getattr(self, "_delayed", False):
+            self._engine.close(self.adj.shutdown_timeout)  # ends the delay
+        else:
+            self._engine.close(0)
 
     def _on_other_signal(self, signum: int, frame: Any) -> None:
         # Every signal gets one line saying what it did (or why it did nothing).

@@ -31,6 +31,9 @@ pub struct Config {
     pub ident: String,
     /// How long a graceful stop waits for requests in flight.
     pub shutdown_timeout: Duration,
+    /// How long a graceful stop leaves idle keep-alive connections open for a last
+    /// request (`keepalive_linger`; zero: closed at once).
+    pub keepalive_linger: Duration,
 }
 
 #[cfg(test)]
@@ -58,6 +61,7 @@ impl Config {
             },
             ident: "maitre".into(),
             shutdown_timeout: Duration::from_secs(30),
+            keepalive_linger: Duration::from_secs(2),
         }
     }
 }

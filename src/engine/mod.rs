@@ -11,6 +11,7 @@ pub mod errors;
 pub mod event_loop;
 pub mod heartbeat;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod outbuf;
 pub mod stats;
 pub mod sys;

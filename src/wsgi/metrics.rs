@@ -11,7 +11,8 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::engine::metrics::{render_prometheus, Blocks, MetricsServer as Server};
+use crate::engine::metrics::{render_prometheus, Blocks};
+use crate::engine::metrics_listener::{Health, MetricsServer as Server};
 use crate::engine::stats::{Stats, ThreadStats, BLOCK_SIZE, BUCKETS_US, CLASSES};
 
 /// Keeps a Python buffer exported (and so mapped) while an engine counts into it.
@@ -95,10 +96,12 @@ pub fn release_stats_slot(buffer: &Bound<'_, PyAny>, slot: usize, restarts: u64)
 }
 
 /// A metrics listener over every slot of a shared buffer, for a master process that
-/// serves no request itself: `MetricsServer(fd, buffer, slots)`, `.close()`.
+/// serves no request itself: `MetricsServer(fd, buffer, slots)`, `.close()`; the master
+/// says what the probes answer with `.set_health(live, ready)` (both false until then).
 #[pyclass(module = "maitre._maitre", name = "MetricsServer")]
 pub struct PyMetricsServer {
     server: std::sync::Mutex<Option<Server>>,
+    health: Arc<Health>,
     /// The listener's own descriptor (a duplicate of the one given), for a process
     /// forked from the master to close its inherited copy (`fileno()`).
     fd: RawFd,
@@ -112,10 +115,12 @@ impl PyMetricsServer {
         let blocks = shared_blocks(buffer, slots)?;
         let listener = listener_from_fd(fd)?;
         let own = listener.as_raw_fd();
-        let server = Server::start(listener, blocks, ident)
+        let health = Arc::new(Health::default());
+        let server = Server::start(listener, blocks, ident, health.clone())
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(PyMetricsServer {
             server: std::sync::Mutex::new(Some(server)),
+            health,
             fd: own,
         })
     }
@@ -125,6 +130,12 @@ impl PyMetricsServer {
     /// never calls `close()` (there is no thread of its own to stop).
     fn fileno(&self) -> RawFd {
         self.fd
+    }
+
+    /// What `/livez` and `/readyz` answer from now on.
+    fn set_health(&self, live: bool, ready: bool) {
+        self.health.set_live(live);
+        self.health.set_ready(ready);
     }
 
     fn close(&self, py: Python<'_>) {

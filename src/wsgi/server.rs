@@ -33,7 +33,8 @@ use crate::engine::config::Config;
 use crate::engine::dispatch::{Completions, JobQueue, LogLevel, LogQueue, LogRecord};
 use crate::engine::event_loop::{EventLoop, Listener, LoopHandle};
 use crate::engine::heartbeat::Heartbeat;
-use crate::engine::metrics::{Blocks, MetricsServer};
+use crate::engine::metrics::Blocks;
+use crate::engine::metrics_listener::MetricsServer;
 use crate::engine::stats::Stats;
 use crate::engine::tls::TlsAcceptor;
 use crate::wsgi::context::{WsgiContext, WsgiOptions};
@@ -243,9 +244,18 @@ impl Engine {
     /// and nothing of the server must still be running then. A server not yet running
     /// never will. From a worker or from the thread in `run()` (a signal handler) it
     /// cannot wait, and does not. A second call may turn a graceful stop into an
-    /// immediate one, not the reverse.
-    #[pyo3(signature = (timeout = None))]
-    fn close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+    /// immediate one, not the reverse. With `delay` seconds (`shutdown_delay`, from a
+    /// stop signal), the server is not ready at once but serves on for that long, each
+    /// keep-alive connection closing after its next response, before the graceful stop;
+    /// a second call without a delay ends the delay. Waits for that too.
+    #[pyo3(signature = (timeout = None, delay = 0.0))]
+    fn close(&self, py: Python<'_>, timeout: Option<f64>, delay: f64) -> PyResult<()> {
+        if !(delay.is_finite() && delay >= 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "delay must be a number of seconds >= 0, not {delay}"
+            )));
+        }
+        let delay = Duration::from_secs_f64(delay);
         let timeout = match timeout {
             None => self.cfg.shutdown_timeout,
             Some(t) if t.is_finite() && t >= 0.0 => Duration::from_secs_f64(t),
@@ -258,7 +268,7 @@ impl Engine {
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             match &*state {
-                State::Running(h) => h.drain(timeout),
+                State::Running(h) => h.drain_after(delay, timeout),
                 State::Ready(_) => *state = State::Closed,
                 State::Closed => return Ok(()),
             }
@@ -272,7 +282,7 @@ impl Engine {
             let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let _ = self
                 .stopped
-                .wait_timeout_while(state, timeout + CLOSE_MARGIN, |s| {
+                .wait_timeout_while(state, delay + timeout + CLOSE_MARGIN, |s| {
                     matches!(s, State::Running(_))
                 })
                 .unwrap_or_else(|p| p.into_inner());
@@ -324,7 +334,7 @@ impl Engine {
             ),
             None => None,
         };
-        let metrics_server = self.start_metrics()?;
+        let metrics_server = self.start_metrics(&handle)?;
         let log_thread = {
             let (ctx, logs) = (self.ctx.clone(), logs.clone());
             std::thread::Builder::new()
@@ -333,7 +343,15 @@ impl Engine {
                 .map_err(|e| PyOSError::new_err(e.to_string()))?
         };
         let finished: Finished = Arc::new((Mutex::new(None), Condvar::new()));
-        let io_thread = spawn_io_thread(ev, finished.clone())?;
+        // Live (`/livez`) from here until the I/O thread has ended (`join`).
+        handle.health().set_live(true);
+        let io_thread = match spawn_io_thread(ev, finished.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                handle.health().set_live(false);
+                return Err(e);
+            }
+        };
         let (workers, spawn_error) = self.spawn_workers(&jobs, &completions, &handle);
         Ok(Some(Run {
             handle,
@@ -394,7 +412,7 @@ impl Engine {
     }
 
     /// The metrics listener over this engine's block, if `metrics_listen` gave one.
-    fn start_metrics(&self) -> PyResult<Option<MetricsServer>> {
+    fn start_metrics(&self, handle: &LoopHandle) -> PyResult<Option<MetricsServer>> {
         let listener = self
             .metrics
             .lock()
@@ -407,7 +425,7 @@ impl Engine {
             blocks: vec![self.ctx.observe.stats.clone()],
             labelled: false,
         };
-        MetricsServer::start(listener, blocks, self.cfg.ident.clone())
+        MetricsServer::start(listener, blocks, self.cfg.ident.clone(), handle.health())
             .map(Some)
             .map_err(|e| PyOSError::new_err(format!("cannot start metrics listener: {e}")))
     }
@@ -482,6 +500,7 @@ impl Engine {
     /// the workers finished is in the access log. The state is `Closed` after it.
     fn join(&self, py: Python<'_>, run: Run, waited: Waited) -> PyResult<()> {
         let _ = run.io_thread.join();
+        run.handle.health().set_live(false);
         // The loop has said all it will.
         let mut notices = Vec::new();
         run.handle.take_notices(&mut notices);

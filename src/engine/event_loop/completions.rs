@@ -5,13 +5,19 @@
 //!    and otherwise picks them up at the start of each round;
 //! 2. `complete` decides what comes next for the connection:
 //!    - the client is gone: close;
-//!    - the response closes the connection, or it was the last request of a graceful
-//!      stop (`last_request`): send what is queued, then close;
+//!    - the response closes the connection (it says so, as every response to the last
+//!      request of a graceful stop does: `last_request`): send what is queued, then
+//!      close;
+//!    - a response that went out keep-alive before the stop began leaves the
+//!      connection idle like any other: the client may send its next request at once,
+//!      and closing now would lose it. That request is answered with
+//!      `Connection: close`, or the drain's linger closes the connection
+//!      (`shutdown.rs`);
 //!    - otherwise wait for the next request: requests a worker handed back because the
 //!      client lagged behind its queued output go first (once it has read some), then
 //!      what is buffered, then what the kernel holds.
 
-use super::{last_request, EventLoop, State};
+use super::{EventLoop, State};
 use crate::engine::dispatch::Completion;
 
 impl EventLoop {
@@ -39,9 +45,7 @@ impl EventLoop {
         }
         if conn.channel.is_closed() {
             self.close(c.token);
-        } else if c.close || last_request(&conn.channel) {
-            // (Stopping: a response whose head went out before the stop began did not
-            // say Connection: close, but it is complete; the connection ends here.)
+        } else if c.close {
             conn.state = State::Closing;
             self.finish_close(c.token);
             self.drive(c.token);

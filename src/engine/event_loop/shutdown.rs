@@ -2,19 +2,29 @@
 //! thread through [`LoopHandle`] (`control.rs`).
 //!
 //! A graceful stop, in order:
+//! 0. with `shutdown_delay`, first the delay: the server is not ready at once (the
+//!    probes say so, `control.rs`), and keeps accepting and answering until the delay
+//!    ends, but each connection's next request is its last (`last_request`: its
+//!    response says `Connection: close`), so that clients reconnect, through the
+//!    balancer, elsewhere. A second stop request ends the delay;
 //! 1. accept what the kernel has already queued on each listener (a connection the
 //!    kernel accepted is never dropped; gunicorn #3397), then close the loop's listening
 //!    descriptors: in a single process new connections are then refused (the Python
 //!    side closes its own copies); under a master, the socket stays open in the other
 //!    workers, so closing this process's copy is what "stop accepting" means. A
 //!    listening socket is never `shutdown()`: it may be shared.
-//! 2. close idle keep-alive connections at once (they are between requests);
+//! 2. leave idle keep-alive connections open for `keepalive_linger`: a client's next
+//!    request may already be on the wire, and closing under it would lose it (a reset
+//!    or an empty reply). A request that arrives is answered with `Connection: close`
+//!    (step 3); a connection idle through the whole linger is closed then. With a zero
+//!    linger they close at once (waitress's way);
 //! 3. let everything already received run to its end: requests with a worker or queued
 //!    for one, and requests whose head or body is still arriving (a client in the
 //!    middle of an upload gets its answer). Every response started from now on says
-//!    `Connection: close`, and the connection closes after it. A connection accepted in
-//!    step 1 (or earlier) that has not sent a byte yet gets [`FIRST_REQUEST_GRACE`] to
-//!    start its request;
+//!    `Connection: close`, and the connection closes after it (one whose head went
+//!    out keep-alive before the stop leaves its connection idle, as in step 2). A
+//!    connection accepted in step 1 (or earlier) that has not sent a byte yet gets
+//!    [`FIRST_REQUEST_GRACE`] (or the linger, if longer) to start its request;
 //! 4. the loop ends when no connection is left, or at the deadline (`shutdown_timeout`),
 //!    abandoning what still runs, with one log line saying how many.
 //!
@@ -57,9 +67,24 @@ impl EventLoop {
         match self.control.requested() {
             Stop::None => None,
             Stop::Halt => Some(self.halt()),
+            Stop::Delay => {
+                self.now = Instant::now();
+                match self.draining {
+                    None => self.begin_delay(),
+                    Some(Drain {
+                        delay_until: Some(end),
+                        ..
+                    }) if self.now >= end => self.begin_drain(),
+                    _ => {}
+                }
+                if self.draining.is_some_and(|d| d.delay_until.is_none()) {
+                    return self.drain_progress();
+                }
+                None
+            }
             Stop::Drain => {
                 self.now = Instant::now();
-                if self.draining.is_none() {
+                if !self.draining.is_some_and(|d| d.delay_until.is_none()) {
                     self.begin_drain();
                 }
                 self.drain_progress()
@@ -67,11 +92,34 @@ impl EventLoop {
         }
     }
 
+    /// Step 0: every open connection's next request is its last, as is the first of
+    /// each one accepted from now on (`accept` reads `draining`).
+    fn begin_delay(&mut self) {
+        let delay = self.control.delay();
+        self.draining = Some(Drain {
+            started: self.now,
+            deadline: self.now + delay + self.control.drain_timeout(),
+            delay_until: Some(self.now + delay),
+        });
+        for (_, c) in self.conns.iter() {
+            c.channel.set_last();
+        }
+        self.notice(
+            LogLevel::Info,
+            format!(
+                "Shutting down in {} s (shutdown_delay): not ready, still serving; \
+                 keep-alive connections close after their next response",
+                fmt_secs(delay)
+            ),
+        );
+    }
+
     fn begin_drain(&mut self) {
         let timeout = self.control.drain_timeout();
         self.draining = Some(Drain {
             started: self.now,
             deadline: self.now + timeout,
+            delay_until: None,
         });
         let mut queued = 0;
         for li in 0..self.listeners.len() {
@@ -99,13 +147,21 @@ impl EventLoop {
                 State::Closing | State::Lingering { .. } => {}
             }
         }
-        let closed = idle.len();
-        for token in idle {
-            self.close_idle(token);
-        }
-        let mut msg = format!(
-            "Shutting down: {running} request(s) in flight, {closed} idle connection(s) closed"
-        );
+        let linger = self.cfg.keepalive_linger;
+        let idle_note = if linger.is_zero() {
+            let closed = idle.len();
+            for token in idle {
+                self.close_idle(token);
+            }
+            format!("{closed} idle connection(s) closed")
+        } else {
+            format!(
+                "{} idle connection(s) left open up to {} s for a last request",
+                idle.len(),
+                fmt_secs(linger)
+            )
+        };
+        let mut msg = format!("Shutting down: {running} request(s) in flight, {idle_note}");
         if partial > 0 {
             msg += &format!(", {partial} request(s) being received");
         }
@@ -152,11 +208,12 @@ impl EventLoop {
     fn drain_progress(&mut self) -> Option<usize> {
         let drain = self.draining?;
         let now = self.now;
+        let linger_end = drain.started + self.cfg.keepalive_linger;
         let mut expired = Vec::new();
         for (token, c) in self.conns.iter() {
             let close = match c.state {
                 State::Head { started: None, .. } if c.rbuf.is_empty() && c.held.is_empty() => {
-                    !c.fresh || now >= drain.started + FIRST_REQUEST_GRACE
+                    now >= linger_end && (!c.fresh || now >= drain.started + FIRST_REQUEST_GRACE)
                 }
                 // Lingering protects the last response from an RST provoked by unread
                 // input; once the peer has acknowledged every byte (and our FIN) and
