@@ -17,7 +17,6 @@ import socket
 import warnings
 from typing import Any, Callable, NamedTuple
 
-# The conversions, public here as in waitress (maitre.adjustments.asbool, ...).
 from .converters import (  # noqa: F401 (some are only re-exported)
     as_socket_list,
     as_workers,
@@ -35,6 +34,9 @@ from .converters import (  # noqa: F401 (some are only re-exported)
     str_or_none,
     truthy,
 )
+
+# The conversions, public here as in waitress (maitre.adjustments.asbool, ...).
+from .listen import is_https, split_listen, strip_https
 
 KNOWN_PROXY_HEADERS = frozenset(
     (
@@ -601,7 +603,7 @@ class Adjustments:
         self._check_values()
         if "listen" not in kw:
             self.listen = [f"{self.host}:{self.port}"]
-        marked = [_is_https(item) for item in self.listen]
+        marked = [is_https(item) for item in self.listen]
         self._check_tls(any(marked))
         if self.unix_socket or "sockets" in kw:
             # Nothing is listened on by address: only the values are checked.
@@ -613,7 +615,7 @@ class Adjustments:
             # With certificates and no https:// anywhere, every listener is TLS.
             everywhere = bool(self.ssl_certificate) and not any(marked)
             self.listen, self.listen_tls = self._resolve_marked(
-                [_strip_https(item) for item in self.listen],
+                [strip_https(item) for item in self.listen],
                 [m or everywhere for m in marked],
             )
             self.tls_everywhere = everywhere
@@ -663,7 +665,7 @@ class Adjustments:
                 f"workers must be at most {MAX_WORKERS}, not {self.workers}"
             )
         if self.metrics_listen is not None:
-            host, port = _split_listen(self.metrics_listen, -1)
+            host, port = split_listen(self.metrics_listen, -1)
             if not port.isdigit():
                 raise ValueError(
                     f"metrics_listen must be HOST:PORT, not {self.metrics_listen!r}"
@@ -693,7 +695,7 @@ class Adjustments:
         wanted = []
         seen = set()
         for item in listen:
-            host, port = _split_listen(item, self.port)
+            host, port = split_listen(item, self.port)
             try:
                 infos = socket.getaddrinfo(
                     host,
@@ -867,37 +869,6 @@ class Adjustments:
 for _setting in SETTINGS:
     setattr(Adjustments, _setting.name, _copy_default(_setting.default))
 del _setting
-
-
-def _is_https(item: str) -> bool:
-    return str(item).lower().startswith("https://")
-
-
-def _strip_https(item: str) -> str:
-    item = str(item)
-    if item.lower().startswith(("https://", "http://")):
-        return item.split("://", 1)[1]
-    return item
-
-
-def _split_listen(item: str, default_port: int) -> tuple[str | None, str]:
-    """``host:port`` (``[v6]:port``, ``*:port``, or a bare host) to the arguments of
-    getaddrinfo; a numeric port outside 0-65535 is refused (getaddrinfo would
-    silently take it modulo 65536)."""
-    if ":" in item:
-        host, port = item.rsplit(":", 1)
-        if "]" in port:  # "[::1]" with no port: the colon was the address's
-            host, port = item, str(default_port)
-    else:
-        host, port = item, str(default_port)
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if port.isdigit() and int(port) > 65535:
-        raise ValueError(
-            f"Invalid host/port specified in listen: {item!r} "
-            "(port must be between 0 and 65535)"
-        )
-    return (None if host == "*" else host), port
 
 
 def _check_combinations(kw: dict) -> None:

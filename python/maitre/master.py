@@ -89,6 +89,7 @@ from . import server as _server
 from .adjustments import MAX_WORKERS, Adjustments
 from .config import StartError, configure_logging, create_pid_file
 from .pidfile import PidFile
+from .procfs import memory_readable, worker_rss
 from .reloader import Reloader, check_watchfiles
 from .systemd import Watchdog, monotonic_usec, sd_notify
 from .utilities import log_summary, logger
@@ -258,7 +259,7 @@ class Master:
             if self.adj.metrics_listen:
                 self.stats = WorkerStats(self.target)
                 self._metrics_address = self.stats.serve(self.adj)
-            if self.adj.max_worker_memory and not _memory_readable():
+            if self.adj.max_worker_memory and not memory_readable():
                 logger.warning(
                     "max_worker_memory needs /proc (Linux): workers are not "
                     "replaced for their memory here"
@@ -869,21 +870,6 @@ class Master:
         if self.state is not State.STOPPING:
             logger.error("The file watcher %s; restarting it", _describe_status(status))
             watcher.start(self.sockets)
-
-
-def worker_rss(pid: int) -> int | None:
-    """Resident bytes of process ``pid`` (``/proc/PID/statm``), or None where
-    there is no /proc or the process has gone."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            fields = f.read().split()
-        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _memory_readable() -> bool:
-    return worker_rss(os.getpid()) is not None
 
 
 def _addresses(adj: Adjustments) -> tuple:

@@ -137,9 +137,9 @@ def _bind(sock: socket.socket, address: Any, shown: str) -> None:
 
 
 def _bind_metrics(adj: Adjustments) -> socket.socket:
-    from .adjustments import _split_listen
+    from .listen import split_listen
 
-    host, port = _split_listen(adj.metrics_listen, 0)
+    host, port = split_listen(adj.metrics_listen, 0)
     try:
         infos = socket.getaddrinfo(
             host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
