@@ -13,6 +13,7 @@ pub mod heartbeat;
 pub mod metrics;
 pub mod outbuf;
 pub mod stats;
+pub mod status_page;
 pub mod sys;
 pub mod tls;
 pub mod transport;
