@@ -133,6 +133,9 @@ figures! {
     by_method_class: [[u64; CLASSES.len()]; METHODS.len()],
     /// Request durations: count per bucket (not cumulative), the last one unbounded.
     duration_buckets: [u64; N_BUCKETS],
+    /// The `connection_limit` setting (a gauge, for the status page beside
+    /// `open_connections`); 0 where the engine did not say.
+    connection_limit: u64,
 }
 
 pub const BLOCK_SIZE: usize = std::mem::size_of::<StatsBlock>();
