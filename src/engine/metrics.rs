@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::engine::process_stats;
 use crate::engine::stats::{Snapshot, Stats, BUCKETS_US, CLASSES, METHODS};
-use crate::engine::status_page::{render_status, Rates};
+use crate::engine::status_page::{render_status, render_status_json, Rates};
 
 /// How often request counts are sampled for the rate on the status page.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -203,7 +204,75 @@ pub fn render_prometheus(snaps: &[(usize, Snapshot)], labelled: bool) -> String 
         );
         let _ = writeln!(out, "{name}_count{} {cumulative}", labels(w(*i), ""));
     }
+    render_process(&mut out, snaps, labelled);
     out
+}
+
+/// The `process_*` series of the Prometheus client libraries, same names and units:
+/// of this process, or of each worker (labelled) under a master. Left out where the
+/// system cannot say (see `engine::process_stats`).
+fn render_process(out: &mut String, snaps: &[(usize, Snapshot)], labelled: bool) {
+    let procs: Vec<(Option<usize>, process_stats::Process)> = if labelled {
+        snaps
+            .iter()
+            .filter_map(|(i, s)| Some((Some(*i), process_stats::read(s.pid)?)))
+            .collect()
+    } else {
+        process_stats::read(std::process::id() as u64)
+            .map(|p| (None, p))
+            .into_iter()
+            .collect()
+    };
+    if procs.is_empty() {
+        return;
+    }
+    type Get = fn(&process_stats::Process) -> Option<f64>;
+    let series: [(&str, &str, &str, Get); 6] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            |p| Some(p.cpu_seconds),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            |p| Some(p.resident_memory_bytes as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            |p| Some(p.virtual_memory_bytes as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            |p| Some(p.start_time_seconds),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            |p| p.open_fds.map(|n| n as f64),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            |p| p.max_fds.map(|n| n as f64),
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (w, p) in &procs {
+            if let Some(v) = get(p) {
+                let _ = writeln!(out, "{name}{} {v}", labels(*w, ""));
+            }
+        }
+    }
 }
 
 /// The running listener thread.
@@ -305,7 +374,12 @@ fn answer(mut conn: std::net::TcpStream, blocks: &Blocks, rates: &Rates, ident: 
         (b"GET" | b"HEAD", b"/") => (
             "200 OK",
             "text/html; charset=utf-8",
-            render_status(&blocks.snapshots(), rates, Instant::now(), ident),
+            render_status(&blocks.snapshots(), rates, Instant::now(), ident, target),
+        ),
+        (b"GET" | b"HEAD", b"/status.json") => (
+            "200 OK",
+            "application/json",
+            render_status_json(&blocks.snapshots(), rates, Instant::now(), ident),
         ),
         (b"GET" | b"HEAD", _) => ("404 Not Found", "text/plain", "Not Found\n".into()),
         _ => (

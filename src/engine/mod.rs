@@ -12,6 +12,7 @@ pub mod event_loop;
 pub mod heartbeat;
 pub mod metrics;
 pub mod outbuf;
+pub mod process_stats;
 pub mod stats;
 pub mod status_page;
 pub mod sys;
