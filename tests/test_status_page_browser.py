@@ -109,18 +109,24 @@ def test_the_page_fits_desktop_and_phone_widths(serve_app, chromium, width, tmp_
             page.write_text(FRAME.format(width=width, src=src))
             return page.as_uri()
 
-        dom = headless(
-            chromium,
-            f"--window-size={width},900",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            framed("check.html", url + "?check"),
-        )
-        assert dom.returncode == 0, dom.stderr[-2000:]
-        m = re.search(
-            r'id="result">scrollWidth=(\d+) innerWidth=(\d+) fits=(\w+)<',
-            dom.stdout,
-        )
+        check = framed("check.html", url + "?check")
+        # The frame's message may miss the virtual time budget on a loaded machine:
+        # a few tries before calling it missing.
+        for _ in range(3):
+            dom = headless(
+                chromium,
+                f"--window-size={width},900",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                check,
+            )
+            assert dom.returncode == 0, dom.stderr[-2000:]
+            m = re.search(
+                r'id="result">scrollWidth=(\d+) innerWidth=(\d+) fits=(\w+)<',
+                dom.stdout,
+            )
+            if m:
+                break
         assert m, dom.stdout[-3000:]
         scroll, inner, fits = int(m[1]), int(m[2]), m[3]
         assert inner == width, (scroll, inner)
