@@ -1,10 +1,11 @@
 //! The metrics listener: the socket of `metrics_listen`, served by a thread of its own,
 //! so a scrape or a health probe never waits for an application thread and answers
-//! while every one of them is busy. What it renders is `metrics.rs`.
+//! while every one of them is busy. What it renders is `metrics.rs` (`/metrics`) and
+//! `status_page.rs` (`/` and `/status.json`).
 //!
-//! Routes (`route`): `/metrics`, `/` (the status page), and the probes `/livez` and
-//! `/readyz`, answered from a [`Health`] the engine (or, under a master, the master)
-//! keeps up to date.
+//! Routes (`answer`): `/metrics`, `/` (the status page), `/status.json`, and the
+//! probes `/livez` and `/readyz`, answered from a [`Health`] the engine (or, under a
+//! master, the master) keeps up to date.
 //!
 //! What must hold: no client can delay another. The thread serves up to
 //! [`MAX_CLIENTS`] connections at once, non-blocking, from one `poll()`; each has
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::engine::metrics::{render_prometheus, render_status, Blocks, Rates};
+use crate::engine::metrics::{render_prometheus, Blocks};
+use crate::engine::status_page::{render_status, render_status_json, Rates};
 
 /// How often request counts are sampled for the rate on the status page.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -319,6 +321,17 @@ fn answer(input: &[u8], site: &Site) -> Vec<u8> {
             "200 OK",
             "text/html; charset=utf-8",
             render_status(
+                &site.blocks.snapshots(),
+                &site.rates,
+                Instant::now(),
+                &site.ident,
+                target,
+            ),
+        ),
+        (b"GET" | b"HEAD", b"/status.json") => (
+            "200 OK",
+            "application/json",
+            render_status_json(
                 &site.blocks.snapshots(),
                 &site.rates,
                 Instant::now(),

@@ -137,6 +137,9 @@ figures! {
     duration_buckets: [u64; N_BUCKETS],
     /// Failed TLS handshakes by reason (`engine::tls::HANDSHAKE_FAILURES`).
     tls_handshake_failures: [u64; HANDSHAKE_FAILURES.len()],
+    /// The `connection_limit` setting (a gauge, for the status page beside
+    /// `open_connections`); 0 where the engine did not say.
+    connection_limit: u64,
 }
 
 pub const BLOCK_SIZE: usize = std::mem::size_of::<StatsBlock>();

@@ -386,6 +386,9 @@ impl Engine {
         let stats = self.ctx.observe.stats.clone();
         stats.started_ms.store(unix_ms(), Relaxed);
         stats.threads.store(self.cfg.threads as u64, Relaxed);
+        stats
+            .connection_limit
+            .store(self.cfg.connection_limit as u64, Relaxed);
         let (mut ev, handle, completions) = EventLoop::new(
             listeners,
             self.cfg.clone(),
