@@ -140,6 +140,32 @@ figures! {
     /// The `connection_limit` setting (a gauge, for the status page beside
     /// `open_connections`); 0 where the engine did not say.
     connection_limit: u64,
+    /// Why the master last replaced the worker of this slot: a code of
+    /// [`RESTART_REASONS`], 0 for none (kept across its engines, like `restarts`).
+    last_restart_reason: u64,
+}
+
+/// The reasons a master replaces a worker, as `last_restart_reason` holds them: (code,
+/// name, words). The name is what `/status.json` and the master's bookkeeping use
+/// (exported to Python as `_maitre.RESTART_REASONS`, name to code), the words what the
+/// status page shows. Codes are only ever appended: a slot outlives the master's idea
+/// of them only within one process, but the meaning of a code must not change.
+pub const RESTART_REASONS: [(u64, &str, &str); 6] = [
+    (1, "exited", "exited"),
+    (2, "worker_timeout", "timed out"),
+    (3, "max_requests", "max_requests"),
+    (4, "max_worker_memory", "max_worker_memory"),
+    (5, "max_worker_lifetime", "max_worker_lifetime"),
+    (6, "boot_error", "boot error"),
+];
+
+/// The (name, words) of a `last_restart_reason` code; None for 0 (never replaced) or a
+/// code this build does not know.
+pub fn restart_reason(code: u64) -> Option<(&'static str, &'static str)> {
+    RESTART_REASONS
+        .iter()
+        .find(|r| r.0 == code)
+        .map(|r| (r.1, r.2))
 }
 
 pub const BLOCK_SIZE: usize = std::mem::size_of::<StatsBlock>();
@@ -166,18 +192,22 @@ fn bucket_index(us: u64) -> usize {
 }
 
 impl StatsBlock {
-    /// Prepares a block for a new engine: counters from zero, `restarts` kept (the
-    /// master counts it across the engines of a slot).
+    /// Prepares a block for a new engine: counters from zero, `restarts` and
+    /// `last_restart_reason` kept (the master sets them across the engines of a slot).
     pub fn init(&self, pid: u32, started_ms: u64) {
-        let restarts = if matches!(self.magic.load(Relaxed), MAGIC | FREE) {
-            self.restarts.load(Relaxed)
+        let (restarts, reason) = if matches!(self.magic.load(Relaxed), MAGIC | FREE) {
+            (
+                self.restarts.load(Relaxed),
+                self.last_restart_reason.load(Relaxed),
+            )
         } else {
-            0
+            (0, 0)
         };
         for word in self.words() {
             word.store(0, Relaxed);
         }
         self.restarts.store(restarts, Relaxed);
+        self.last_restart_reason.store(reason, Relaxed);
         self.version.store(LAYOUT_VERSION, Relaxed);
         self.pid.store(pid as u64, Relaxed);
         self.started_ms.store(started_ms, Relaxed);
@@ -187,8 +217,9 @@ impl StatsBlock {
 
     /// The worker of this slot has gone: the slot is no longer rendered (a dead process
     /// has no open connections or busy threads), and the next worker's `init` starts
-    /// its counters from zero with `restarts` set to the given count.
-    pub fn release(&self, restarts: u64) {
+    /// its counters from zero with `restarts` and `last_restart_reason` set to those
+    /// given.
+    pub fn release(&self, restarts: u64, reason: u64) {
         self.magic.store(FREE, Ordering::Release);
         for gauge in [
             &self.pid,
@@ -201,6 +232,7 @@ impl StatsBlock {
             gauge.store(0, Relaxed);
         }
         self.restarts.store(restarts, Relaxed);
+        self.last_restart_reason.store(reason, Relaxed);
     }
 
     /// Whether an engine has initialised this block (with this layout).
@@ -376,9 +408,11 @@ mod tests {
         s.init(1, 2);
         s.requests.fetch_add(5, Relaxed);
         s.restarts.fetch_add(3, Relaxed);
+        s.last_restart_reason.store(3, Relaxed);
         s.init(7, 9);
         assert_eq!(s.requests.load(Relaxed), 0);
         assert_eq!(s.restarts.load(Relaxed), 3);
+        assert_eq!(s.last_restart_reason.load(Relaxed), 3);
         assert_eq!(s.pid.load(Relaxed), 7);
         assert!(s.is_live());
     }
@@ -389,14 +423,27 @@ mod tests {
         s.init(1, 2);
         s.open_connections.fetch_add(4, Relaxed);
         s.requests.fetch_add(5, Relaxed);
-        s.release(6);
+        s.release(6, 2);
         assert!(!s.is_live());
         assert_eq!(s.open_connections.load(Relaxed), 0);
         assert_eq!(s.pid.load(Relaxed), 0);
         s.init(8, 9);
         assert!(s.is_live());
         assert_eq!(s.restarts.load(Relaxed), 6);
+        assert_eq!(s.last_restart_reason.load(Relaxed), 2);
         assert_eq!(s.requests.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn restart_reasons_have_distinct_nonzero_codes_and_names() {
+        for (i, a) in RESTART_REASONS.iter().enumerate() {
+            assert_ne!(a.0, 0, "0 is no restart");
+            for b in &RESTART_REASONS[i + 1..] {
+                assert!(a.0 != b.0 && a.1 != b.1, "{a:?} {b:?}");
+            }
+        }
+        assert_eq!(restart_reason(0), None);
+        assert_eq!(restart_reason(2), Some(("worker_timeout", "timed out")));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::engine::process_stats::{self, Process};
-use crate::engine::stats::{Snapshot, CLASSES};
+use crate::engine::stats::{restart_reason, Snapshot, CLASSES};
 
 /// Percentiles and the error share are over this much of the recent past.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -365,6 +365,7 @@ th:first-child,td:first-child{text-align:left}
 #workers td:nth-child(12)::before{content:'CPU s'}
 #workers td:nth-child(13)::before{content:'up'}
 #workers td:nth-child(14)::before{content:'restarts'}
+#workers td:nth-child(15)::before{content:'last restart'}
 }
 ";
 
@@ -482,7 +483,7 @@ pub fn render_status(
     }
     let _ = write!(
         h,
-        "<div class=\"card\"><div class=\"v\" id=\"restarts\">{}</div><div class=\"k\">worker restarts</div></div>\n</div>\n<h2>Workers</h2>\n<table id=\"workers\"><tr><th>worker</th><th>pid</th><th>req/s</th><th>requests</th><th>busy</th><th>queue</th><th>conns</th><th>p50 ms</th><th>p99 ms</th><th>5xx %</th><th>RSS</th><th>CPU s</th><th>up</th><th>restarts</th></tr>\n",
+        "<div class=\"card\"><div class=\"v\" id=\"restarts\">{}</div><div class=\"k\">worker restarts</div></div>\n</div>\n<h2>Workers</h2>\n<table id=\"workers\"><tr><th>worker</th><th>pid</th><th>req/s</th><th>requests</th><th>busy</th><th>queue</th><th>conns</th><th>p50 ms</th><th>p99 ms</th><th>5xx %</th><th>RSS</th><th>CPU s</th><th>up</th><th>restarts</th><th>last restart</th></tr>\n",
         t.restarts
     );
     for r in &st.rows {
@@ -490,7 +491,7 @@ pub fn render_status(
         let share = r.recent.error_share();
         let _ = writeln!(
             h,
-            "<tr class=\"worker\"><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td class=\"{}\">{}/{}</td><td class=\"{}\">{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"worker\"><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td class=\"{}\">{}/{}</td><td class=\"{}\">{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             r.slot,
             s.pid,
             r.rate.per_second(r.rate.delta.requests),
@@ -510,6 +511,7 @@ pub fn render_status(
             r.process.as_ref().map_or("-".into(), |p| format!("{:.1}", p.cpu_seconds)),
             duration(uptime_of(s).as_secs_f64()),
             s.restarts,
+            restart_reason(s.last_restart_reason).map_or("-", |r| r.1),
         );
     }
     let own = st.own.as_ref().map_or(String::new(), |p| {
@@ -635,13 +637,14 @@ pub fn render_status_json(
         let s = r.snap;
         let _ = write!(
             j,
-            "{}{{\"worker\":{},\"pid\":{},\"start_time_seconds\":{},\"uptime_seconds\":{},\"restarts\":{},\"threads\":{},\"threads_busy\":{},\"all_threads_busy_seconds\":{},\"queue_depth\":{},\"in_flight\":{},\"open_connections\":{},\"connection_limit\":{},\"recent\":{},\"rate\":{},\"totals\":{},\"process\":{}}}",
+            "{}{{\"worker\":{},\"pid\":{},\"start_time_seconds\":{},\"uptime_seconds\":{},\"restarts\":{},\"last_restart_reason\":{},\"threads\":{},\"threads_busy\":{},\"all_threads_busy_seconds\":{},\"queue_depth\":{},\"in_flight\":{},\"open_connections\":{},\"connection_limit\":{},\"recent\":{},\"rate\":{},\"totals\":{},\"process\":{}}}",
             if n > 0 { "," } else { "" },
             r.slot,
             s.pid,
             num(Some(s.started_ms as f64 / 1000.0)),
             num(Some(uptime_of(s).as_secs_f64())),
             s.restarts,
+            restart_reason(s.last_restart_reason).map_or("null".into(), |r| js(r.0)),
             s.threads,
             s.threads_busy,
             num(r.busy_for.map(|d| d.as_secs_f64())),
@@ -763,6 +766,17 @@ mod tests {
         assert!(json.starts_with("{\"ident\":\"x\\\"\""), "{json}");
         assert!(json.contains("\"connection_limit\":100"));
         assert!(json.contains("\"requests_5xx\":1"));
+        assert!(json.contains("\"last_restart_reason\":null"), "{json}");
+        assert!(plain.contains("<th>last restart</th>"));
+        s.last_restart_reason
+            .store(2, std::sync::atomic::Ordering::Relaxed);
+        let json = render_status_json(&snap(&s), &rates, now, "x");
+        assert!(
+            json.contains("\"last_restart_reason\":\"worker_timeout\""),
+            "{json}"
+        );
+        let page = render_status(&snap(&s), &rates, now, "x", b"/");
+        assert!(page.contains("<td>timed out</td></tr>"), "{page}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::engine::metrics::{render_prometheus, Blocks};
 use crate::engine::metrics_listener::{Health, MetricsServer as Server};
-use crate::engine::stats::{Stats, ThreadStats, BLOCK_SIZE, BUCKETS_US, CLASSES};
+use crate::engine::stats::{Stats, ThreadStats, BLOCK_SIZE, BUCKETS_US, CLASSES, RESTART_REASONS};
 
 /// Keeps a Python buffer exported (and so mapped) while an engine counts into it.
 struct Exported(#[allow(dead_code)] PyBuffer<u8>);
@@ -73,25 +73,42 @@ pub fn render_metrics(buffer: &Bound<'_, PyAny>, slots: usize) -> PyResult<Strin
     Ok(render_prometheus(&blocks.snapshots(), true))
 }
 
-/// The master replaced the worker of slot `slot`: counted in the slot, where the next
-/// worker's engine keeps it (`maitre_worker_restarts_total`). Returns the new count.
+/// The master replaced the worker of slot `slot` (for `reason`, a code of
+/// `RESTART_REASONS`; 0 when it does not say): counted in the slot, where the next
+/// worker's engine keeps it (`maitre_worker_restarts_total`, and the status page's
+/// last restart). Returns the new count.
 #[pyfunction]
-pub fn count_restart(buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<u64> {
+#[pyo3(signature = (buffer, slot, reason = 0))]
+pub fn count_restart(buffer: &Bound<'_, PyAny>, slot: usize, reason: u64) -> PyResult<u64> {
+    use std::sync::atomic::Ordering::Relaxed;
     let block = shared_block(buffer, slot)?;
-    Ok(block
-        .restarts
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        + 1)
+    block.last_restart_reason.store(reason, Relaxed);
+    Ok(block.restarts.fetch_add(1, Relaxed) + 1)
+}
+
+/// `_maitre.RESTART_REASONS`: each reason's name to its code (`engine::stats`), so that
+/// the master has no copy of its own.
+pub fn restart_reasons(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    for (code, name, _) in RESTART_REASONS {
+        d.set_item(name, code)?;
+    }
+    Ok(d)
 }
 
 /// The master has reaped the worker of slot `slot`, or is about to fork one into it:
 /// the slot is not rendered until that worker's engine starts counting in it, and that
 /// engine starts with `restarts` (how often the worker it replaces, if any, was
-/// replaced before).
+/// replaced before) and `last_restart_reason` `reason` (0: none).
 #[pyfunction]
-#[pyo3(signature = (buffer, slot, restarts = 0))]
-pub fn release_stats_slot(buffer: &Bound<'_, PyAny>, slot: usize, restarts: u64) -> PyResult<()> {
-    shared_block(buffer, slot)?.release(restarts);
+#[pyo3(signature = (buffer, slot, restarts = 0, reason = 0))]
+pub fn release_stats_slot(
+    buffer: &Bound<'_, PyAny>,
+    slot: usize,
+    restarts: u64,
+    reason: u64,
+) -> PyResult<()> {
+    shared_block(buffer, slot)?.release(restarts, reason);
     Ok(())
 }
 
