@@ -9,6 +9,7 @@ Every loop is bounded in count and time; every process started is stopped by PID
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -60,6 +61,10 @@ def cluster(appdir):
 def scrape(port: int, path: str = "/metrics") -> str:
     with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=5) as r:
         return r.read().decode()
+
+
+def status(port: int) -> dict:
+    return json.loads(scrape(port, "/status.json"))
 
 
 def series(text: str, name: str) -> dict:
@@ -195,6 +200,9 @@ def test_killed_worker_counts_a_restart_and_its_successor_appears(cluster):
     assert sorted(restarts.values()) == [0, 1]
     slot_of = {int(v): w for w, v in by_worker(text, "maitre_process_id").items()}
     assert restarts[slot_of[new]] == 1
+    reasons = {w["worker"]: w["last_restart_reason"] for w in status(mport)["workers"]}
+    assert reasons[int(slot_of[new])] == "exited", reasons
+    assert set(reasons.values()) == {"exited", None}
     # The successor serves and is counted.
     assert wait_for(lambda: new in {int(fetch(c.port).text.split()[1])}, 5)
     text = scrape(mport)
@@ -391,6 +399,34 @@ def test_a_replacement_retried_after_failing_to_load_counts_every_attempt(
         return sorted(restarts.values()) == [0, attempts]
 
     assert wait_for(counted, 5), scrape(mport)
+    # The one that serves follows a replacement that could not load the code.
+    reasons = sorted(
+        (w["restarts"], w["last_restart_reason"]) for w in status(mport)["workers"]
+    )
+    assert reasons == [(0, None), (attempts, "boot_error")], reasons
+
+
+def test_the_status_page_says_why_a_worker_was_last_replaced(cluster):
+    """Recycled at max_requests: /status.json and the page's worker table say so
+    beside the restart count."""
+    c, mport = metered(cluster, "--max-requests=5")
+    first = c.workers()
+    deadline = time.monotonic() + 20
+    while c.workers() & first or len(c.workers()) != 2:
+        assert time.monotonic() < deadline, c.proc.stderr
+        fetch(c.port)
+
+    def recycled():
+        workers = status(mport)["workers"]
+        return len(workers) == 2 and all(
+            w["restarts"] >= 1 and w["last_restart_reason"] == "max_requests"
+            for w in workers
+        )
+
+    assert wait_for(recycled, 10), scrape(mport, "/status.json")
+    page = scrape(mport, "/")
+    assert "<th>last restart</th>" in page
+    assert "<td>max_requests</td></tr>" in page, page
 
 
 def test_sighup_keeps_metrics_listen_and_says_so(appdir):

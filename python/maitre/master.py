@@ -232,8 +232,9 @@ class Master:
         self.stats: WorkerStats | None = None  # with metrics_listen
         #: monotonic end of shutdown_delay after a first stop signal, or None
         self.delay_until: float | None = None
-        #: ``restarts`` of the workers replaced whose replacements are not forked yet
-        self.replaced: list[int] = []
+        #: (``restarts``, why) of the workers replaced whose replacements are not
+        #: forked yet; why: a name of ``_maitre.RESTART_REASONS``
+        self.replaced: list[tuple[int, str]] = []
         #: why the start failed, raised by ``run()`` once the workers are gone
         self.start_failure: Exception | None = None
         self._metrics_address: Any = None
@@ -495,12 +496,15 @@ class Master:
         max_requests = self.adj.max_requests
         if max_requests > 0 and self.adj.max_requests_jitter > 0:
             max_requests += random.randint(0, self.adj.max_requests_jitter)
-        restarts = self.replaced.pop(0) + 1 if self.replaced else 0
+        restarts, reason = 0, ""
+        if self.replaced:
+            before, reason = self.replaced.pop(0)
+            restarts = before + 1
         slot = None
         if self.stats is not None:
             slot = self.stats.take(max(restarts - 1, 0))
             if slot is not None and restarts:
-                restarts = self.stats.count_restart(slot)
+                restarts = self.stats.count_restart(slot, reason)
         master_fds = self._descriptors()
         read_end, write_end = os.pipe()
         # Signals are blocked across fork so that none reaches the child before it
@@ -515,7 +519,7 @@ class Master:
                 if self.stats is not None:
                     self.stats.give_back(slot)
                 if restarts:
-                    self.replaced.insert(0, restarts - 1)
+                    self.replaced.insert(0, (restarts - 1, reason))
                 self._on_fork_error(exc)
                 return
             if pid == 0:
@@ -594,20 +598,20 @@ class Master:
             if self.delay_until is not None and worker.stopping_since is None:
                 _kill(worker.pid, signal.SIGINT)  # shutdown_delay under way
         if b"M" in data:
-            self._recycle(worker, "reached max_requests")
+            self._recycle(worker, "reached max_requests", "max_requests")
         return True
 
-    def _recycle(self, worker: Worker, why: str) -> None:
+    def _recycle(self, worker: Worker, why: str, reason: str) -> None:
         """Replace ``worker``, new one first: ``_maintain`` forks its successor (it no
         longer counts towards ``target``) and stops it once every current worker
         accepts. The path of max_requests, max_worker_memory and
-        max_worker_lifetime alike."""
+        max_worker_lifetime alike (``reason``: which, for the status page)."""
         if worker.recycle or worker.stopping_since is not None:
             return
         if self.state is State.STOPPING:
             return
         worker.recycle = True
-        self.replaced.append(worker.restarts)
+        self.replaced.append((worker.restarts, reason))
         logger.info("Worker %d %s: replacing it", worker.pid, why)
 
     def _check_recycling(self) -> None:
@@ -623,6 +627,7 @@ class Master:
                     w,
                     f"ran {now - w.booted:.0f}s > max_worker_lifetime "
                     f"{self.adj.max_worker_lifetime}",
+                    "max_worker_lifetime",
                 )
         limit = self.adj.max_worker_memory
         if not limit or now - self.memory_checked < MEMORY_CHECK_INTERVAL:
@@ -636,6 +641,7 @@ class Master:
                 self._recycle(
                     w,
                     f"uses {rss // (1024 * 1024)} MiB > max_worker_memory {limit}",
+                    "max_worker_memory",
                 )
 
     def _close_pipe(self, worker: Worker) -> None:
@@ -676,7 +682,7 @@ class Master:
         if expected:
             logger.info("Worker %d %s", worker.pid, _describe_status(status))
         else:
-            self.replaced.append(worker.restarts)
+            self.replaced.append((worker.restarts, "exited"))
             logger.error(
                 "Worker %d %s; starting a replacement",
                 worker.pid,
@@ -721,7 +727,7 @@ class Master:
         # A replacement failed on code changed on disk while others still serve:
         # retry later rather than fork in a loop, or take the server down. The next
         # attempt replaces the same worker: one restart more.
-        self.replaced.append(worker.restarts)
+        self.replaced.append((worker.restarts, "boot_error"))
         self.boot_failures += 1
         delay = min(30.0, 2.0 ** (self.boot_failures - 1))
         self.spawn_not_before = time.monotonic() + delay
@@ -759,7 +765,7 @@ class Master:
                 _kill(w.pid, signal.SIGKILL)
                 # Out of the count now: its replacement starts at once.
                 w.stopping_since = now
-                self.replaced.append(w.restarts)
+                self.replaced.append((w.restarts, "worker_timeout"))
 
     def _shutdown_timeout(self) -> float:
         return float(self.adj.shutdown_timeout)

@@ -14,7 +14,8 @@ rendered (no stale gauges); the next worker of the slot starts its counters from
 zero and carries ``maitre_process_id`` of its own: for Prometheus a counter reset
 in that series, which ``rate()`` and ``increase()`` handle. ``restarts`` goes from a
 replaced worker (died, wedged, or recycled at ``max_requests``) to its replacement,
-one more, whichever slot the replacement takes: ``maitre_worker_restarts_total``.
+one more, whichever slot the replacement takes: ``maitre_worker_restarts_total``;
+so does why the last one was replaced (the status page's "last restart").
 
 The listener is a thread of the master (Rust only: it never takes the GIL nor a lock
 a worker uses), so the master forks beside it; a worker closes the listening socket
@@ -60,8 +61,12 @@ class WorkerStats:
         _maitre.release_stats_slot(self.map, slot, restarts)
         return slot
 
-    def count_restart(self, slot: int) -> int:
-        return _maitre.count_restart(self.map, slot)
+    def count_restart(self, slot: int, reason: str) -> int:
+        """The worker forked into ``slot`` replaces one: one restart more, and why
+        (a name of ``_maitre.RESTART_REASONS``, whose codes the engine defines; an
+        unknown name is recorded as none)."""
+        code = _maitre.RESTART_REASONS.get(reason, 0)
+        return _maitre.count_restart(self.map, slot, code)
 
     def give_back(self, slot: int | None) -> None:
         """The worker of ``slot`` has been reaped: not rendered any more."""
