@@ -148,8 +148,7 @@ figures! {
 /// The reasons a master replaces a worker, as `last_restart_reason` holds them: (code,
 /// name, words). The name is what `/status.json` and the master's bookkeeping use
 /// (exported to Python as `_maitre.RESTART_REASONS`, name to code), the words what the
-/// status page shows. Codes are only ever appended: a slot outlives the master's idea
-/// of them only within one process, but the meaning of a code must not change.
+/// status page shows. A code is only ever appended, never renumbered (as a figure).
 pub const RESTART_REASONS: [(u64, &str, &str); 6] = [
     (1, "exited", "exited"),
     (2, "worker_timeout", "timed out"),
