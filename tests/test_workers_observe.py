@@ -411,8 +411,10 @@ def test_the_status_page_says_why_a_worker_was_last_replaced(cluster):
     beside the restart count."""
     c, mport = metered(cluster, "--max-requests=5")
     first = c.workers()
+    # Until neither first worker is left (at max_requests=5 the workers turn over
+    # fast: wait for two rather than request until a moment with two).
     deadline = time.monotonic() + 20
-    while c.workers() & first or len(c.workers()) != 2:
+    while c.workers() & first:
         assert time.monotonic() < deadline, c.proc.stderr
         fetch(c.port)
 
