@@ -101,3 +101,12 @@ def serve_app():
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+@pytest.fixture
+def pki(tmp_path):
+    """A CA, a server certificate for localhost/127.0.0.1 and client certificates
+    (helpers.Pki), written to files in the test's own directory."""
+    from helpers import Pki
+
+    return Pki(tmp_path)

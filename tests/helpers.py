@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -602,3 +603,53 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+class Pki:
+    """A CA, a server certificate for localhost/127.0.0.1 and two client certificates
+    (one from another CA), written to files in ``tmp``."""
+
+    def __init__(self, tmp):
+        import trustme  # the TLS tests skip without it (importorskip)
+
+        self.dir = tmp
+        self.ca = trustme.CA(organization_name="maitre tests")
+        self.other_ca = trustme.CA(organization_name="someone else")
+        self.server = self.ca.issue_cert("localhost", "127.0.0.1")
+        self.client = self.ca.issue_cert(
+            "alice@example.com",
+            common_name="alice",
+            organization_name="Example, Inc.",
+        )
+        self.stranger = self.other_ca.issue_cert("mallory@example.com")
+        self.ca_file = self.write("ca.pem", self.ca.cert_pem.bytes())
+        self.cert_file = self.write(
+            "server.pem", b"".join(b.bytes() for b in self.server.cert_chain_pems)
+        )
+        self.key_file = self.write("server.key", self.server.private_key_pem.bytes())
+
+    def write(self, name, data: bytes) -> str:
+        path = self.dir / name
+        path.write_bytes(data)
+        return str(path)
+
+    def settings(self, **more):
+        s = {"ssl_certificate": self.cert_file, "ssl_private_key": self.key_file}
+        s.update(more)
+        return s
+
+    def client_context(self, cert=None, **kw) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if cert is not None:
+            cert.configure_cert(ctx)
+        for name, value in kw.items():
+            setattr(ctx, name, value)
+        return ctx
+
+    def context(self, **kw) -> ssl.SSLContext:
+        """A client context trusting the CA, with ``kw`` set on it (e.g.
+        ``maximum_version``)."""
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        for name, value in kw.items():
+            setattr(ctx, name, value)
+        return ctx

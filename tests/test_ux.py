@@ -224,39 +224,6 @@ def test_single_process_says_what_each_signal_did(tmp_path):
 # -- TLS: certificates -----------------------------------------------------------------
 
 
-class Pki:
-    def __init__(self, tmp):
-        self.dir = tmp
-        self.ca = trustme.CA(organization_name="maitre ux tests")
-        self.server = self.ca.issue_cert("localhost", "127.0.0.1")
-        self.ca_file = self.write("ca.pem", self.ca.cert_pem.bytes())
-        self.cert_file = self.write(
-            "server.pem", b"".join(b.bytes() for b in self.server.cert_chain_pems)
-        )
-        self.key_file = self.write("server.key", self.server.private_key_pem.bytes())
-
-    def write(self, name, data: bytes) -> str:
-        path = self.dir / name
-        path.write_bytes(data)
-        return str(path)
-
-    def settings(self, **more):
-        s = {"ssl_certificate": self.cert_file, "ssl_private_key": self.key_file}
-        s.update(more)
-        return s
-
-    def context(self, **kw) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.ca_file)
-        for name, value in kw.items():
-            setattr(ctx, name, value)
-        return ctx
-
-
-@pytest.fixture
-def pki(tmp_path):
-    return Pki(tmp_path)
-
-
 def handshake(port, ctx):
     raw = socket.create_connection((HOST, port), timeout=10)
     with ctx.wrap_socket(raw, server_hostname="localhost") as s:
