@@ -428,7 +428,9 @@ def test_stdout_sink_and_startup_lines(tmp_path):
         proc.kill()
 
 
-def test_logging_sink(serve_app):
+@pytest.fixture
+def access_records():
+    """The records the ``maitre.access`` logger emits during the test, at INFO."""
     records = []
 
     class Keep(logging.Handler):
@@ -441,15 +443,20 @@ def test_logging_sink(serve_app):
     old_level = access.level
     access.setLevel(logging.INFO)
     try:
-        served = serve_app(app, access_log="logging", access_log_format="%(r)s %(s)s")
-        served.request(b"GET /via-logging HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert wait_for(lambda: records, 5)
-        # A request the engine refuses goes to the same logger, with the same format.
-        assert served.request(b"GET /refused HTTP/1.1\r\n\r\n").status == 400
-        assert wait_for(lambda: len(records) == 2, 5)
+        yield records
     finally:
         access.removeHandler(handler)
         access.setLevel(old_level)
+
+
+def test_logging_sink(serve_app, access_records):
+    records = access_records
+    served = serve_app(app, access_log="logging", access_log_format="%(r)s %(s)s")
+    served.request(b"GET /via-logging HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert wait_for(lambda: records, 5)
+    # A request the engine refuses goes to the same logger, with the same format.
+    assert served.request(b"GET /refused HTTP/1.1\r\n\r\n").status == 400
+    assert wait_for(lambda: len(records) == 2, 5)
     assert records[0].getMessage() == "GET /via-logging HTTP/1.1 200"
     assert records[1].getMessage() == "GET /refused HTTP/1.1 400"
     assert [r.levelno for r in records] == [logging.INFO] * 2
@@ -576,26 +583,12 @@ def test_json_lines_parse_whatever_the_request_held(logged):
     assert last["request"] == "GET /next HTTP/1.1" and last["query"] == ""
 
 
-def test_json_lines_on_the_logging_sink(serve_app):
+def test_json_lines_on_the_logging_sink(serve_app, access_records):
     import json
 
-    records = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    handler = Keep()
-    access = logging.getLogger("maitre.access")
-    access.addHandler(handler)
-    old_level = access.level
-    access.setLevel(logging.INFO)
-    try:
-        served = serve_app(app, access_log="logging", access_log_format="json")
-        served.request(b"GET /j HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\r\n\r\n")
-        assert wait_for(lambda: records, 5)
-    finally:
-        access.removeHandler(handler)
-        access.setLevel(old_level)
+    served = serve_app(app, access_log="logging", access_log_format="json")
+    served.request(b"GET /j HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\r\n\r\n")
+    assert wait_for(lambda: access_records, 5)
+    records = access_records
     obj = json.loads(records[0].getMessage())
     assert (obj["path"], obj["status"], obj["user_agent"]) == ("/j", 200, "\xff")
