@@ -34,6 +34,12 @@ pub struct Config {
     /// How long a graceful stop leaves idle keep-alive connections open for a last
     /// request (`keepalive_linger`; zero: closed at once).
     pub keepalive_linger: Duration,
+    /// Jobs that may wait for a thread before the next request is answered 503 by the
+    /// loop (`max_queued_requests`; 0: no limit).
+    pub max_queued_requests: usize,
+    /// How long a job may wait for a thread before its request is answered 503 by the
+    /// loop (`queue_timeout`; zero: no limit).
+    pub queue_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -62,6 +68,8 @@ impl Config {
             ident: "maitre".into(),
             shutdown_timeout: Duration::from_secs(30),
             keepalive_linger: Duration::from_secs(2),
+            max_queued_requests: 0,
+            queue_timeout: Duration::ZERO,
         }
     }
 }

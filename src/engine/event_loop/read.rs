@@ -63,7 +63,10 @@ impl EventLoop {
         }
         if error {
             conn.channel.mark_closed();
-            if !matches!(conn.state, State::Busy) {
+            if matches!(conn.state, State::Busy) {
+                // Its request may still wait for a thread: not run then (`shed`).
+                self.client_gone(token);
+            } else {
                 self.close(token);
             }
             return;
