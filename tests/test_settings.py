@@ -67,6 +67,9 @@ MAITRE_DEFAULTS = {
     # leaving a fleet behind a load balancer
     "shutdown_delay": 0,
     "keepalive_linger": 2,
+    # overload
+    "max_queued_requests": 0,
+    "queue_timeout": 0,
     # the process model
     "workers": 1,
     "preload_app": False,

@@ -159,7 +159,7 @@ def test_a_burst_is_shed_fast(served):
     refused = [r for r in results if r[0] == 503]
     assert refused, "nothing was shed"
     assert len(refused) < n
-    for status, headers, took in refused:
+    for _, headers, took in refused:
         assert took < 0.5, took
         assert headers["Retry-After"] == "1"
         assert headers["Connection"] == "close"
@@ -320,3 +320,22 @@ def test_readyz_under_a_master_says_503_when_every_worker_is_full(tmp_path):
         assert wait_for(lambda: probe(mport, "/readyz") == 200, 5)
     finally:
         c.stop()
+
+
+@pytest.mark.parametrize("name", ["max_queued_requests", "queue_timeout"])
+def test_negative_values_are_refused_naming_the_setting(name):
+    from maitre.adjustments import Adjustments
+
+    with pytest.raises(ValueError, match=name):
+        Adjustments(**{name: -1})
+
+
+def test_the_settings_come_from_the_table():
+    from maitre.adjustments import Adjustments
+
+    adj = Adjustments(max_queued_requests="8", queue_timeout="2.5")
+    assert (adj.max_queued_requests, adj.queue_timeout) == (8, 2.5)
+    kw = Adjustments.parse_args(["--max-queued-requests=3", "--queue-timeout=0.5"])[0]
+    assert (kw["max_queued_requests"], kw["queue_timeout"]) == ("3", "0.5")
+    default = Adjustments()
+    assert (default.max_queued_requests, default.queue_timeout) == (0, 0)

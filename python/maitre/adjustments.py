@@ -249,7 +249,8 @@ SETTINGS: tuple[Setting, ...] = (
         asseconds,
         0,
         "Seconds a request may wait for a free thread; one that waited that long "
-        "gets 503 Service Unavailable (Retry-After: 1) instead of running. 0: no limit.",
+        "gets 503 Service Unavailable (Retry-After: 1) instead of running. "
+        "0: no limit.",
         "SECONDS",
         engine=True,
     ),

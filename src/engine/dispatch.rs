@@ -553,6 +553,48 @@ mod tests {
         }
     }
 
+    fn job(id: u64) -> Job {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let sock = socket2::Socket::from(std::os::fd::OwnedFd::from(a));
+        let peer = crate::engine::channel::Peer::Unix;
+        let channel = Arc::new(Channel::new(id, 0, 0, sock, peer, 1 << 20, 16 << 20));
+        Job::Requests(Box::new(Requests {
+            channel,
+            requests: Vec::new(),
+        }))
+    }
+
+    fn id(job: &Job) -> u64 {
+        let Job::Requests(r) = job;
+        r.channel.id
+    }
+
+    #[test]
+    fn jobs_are_withdrawn_by_connection_and_by_age() {
+        let q = JobQueue::default();
+        let t0 = Instant::now();
+        let queued = q.push_batch(&mut vec![job(1), job(2)], t0);
+        assert_eq!((queued.waiting, queued.backlog), (2, 2));
+        assert_eq!(queued.oldest, Some(t0));
+        let t1 = t0 + Duration::from_millis(100);
+        q.push_batch(&mut vec![job(3)], t1);
+        assert_eq!(q.backlog(), 3);
+        // A departed client's job, wherever it waits.
+        assert_eq!(q.withdraw(2).as_ref().map(id), Some(2));
+        assert!(q.withdraw(2).is_none());
+        assert_eq!(q.backlog(), 2);
+        // The jobs queued at or before t0 waited too long; the one of t1 is next.
+        let mut old = Vec::new();
+        assert_eq!(q.withdraw_older(t0, &mut old), Some(t1));
+        assert_eq!(old.iter().map(id).collect::<Vec<_>>(), [1]);
+        assert_eq!(q.backlog(), 1);
+        // A worker takes the last: nothing waits.
+        let w = q.add_worker();
+        assert_eq!(q.try_pop(w).as_ref().map(id), Some(3));
+        assert_eq!(q.backlog(), 0);
+        assert_eq!(q.withdraw_older(t1, &mut old), None);
+    }
+
     #[test]
     fn log_records_reach_a_waiting_thread_and_stop_ends_it() {
         let logs = Arc::new(LogQueue::default());

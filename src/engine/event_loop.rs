@@ -359,7 +359,9 @@ impl EventLoop {
                 // it is handed to a new connection while events for the old one remain.
                 self.guarded(None, |lp| lp.resume_accepting());
             }
-            self.guarded(None, |lp| lp.shed_expired());
+            if self.shed_at.is_some_and(|at| self.now >= at) {
+                self.guarded(None, |lp| lp.shed_expired());
+            }
             let queued = self.jobs.push_batch(&mut self.batch, self.now);
             self.stats.queue_depth.store(queued.waiting as u64, Relaxed);
             self.look_at = queued.look_at;

@@ -352,4 +352,16 @@ mod tests {
         );
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
     }
+
+    #[test]
+    fn unavailable_response_says_when_to_retry_and_closes() {
+        let r = unavailable_response(Version::Http10, "The server is overloaded.", "maitre");
+        let text = String::from_utf8(r).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.0 503 Service Unavailable\r\n"));
+        assert!(head.contains("\r\nRetry-After: 1\r\n"));
+        assert!(head.contains("\r\nConnection: close"));
+        assert!(body.starts_with("Service Unavailable\r\n"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
 }

@@ -24,9 +24,10 @@
 //!    reset (or a failed write) says the client cannot read any more.
 //!
 //! With both settings off, what is added to a request's path is a test of
-//! `max_queued_requests` in `dispatch` (and when a head with a body is read) and, once
-//! a round, two tests in [`EventLoop::after_push`]. A departure costs nothing until a
-//! connection whose request waits sees an error.
+//! `max_queued_requests` in `dispatch` (and when a head with a body is read), a
+//! relaxed store of the backlog where the queue's lock is already held, and, once a
+//! round, three tests (`shed_at`, and two in [`EventLoop::after_push`]). A departure
+//! costs nothing until a connection whose request waits sees an error.
 //!
 //! The warnings are rate-limited ([`ShedLog`]): an overload sheds many requests a
 //! second, and one line a second says how many.
@@ -151,9 +152,6 @@ impl EventLoop {
 
     /// Answers 503 every job that has waited `queue_timeout` for a thread.
     pub(super) fn shed_expired(&mut self) {
-        if !self.shed_at.is_some_and(|at| self.now >= at) {
-            return;
-        }
         let timeout = self.cfg.queue_timeout;
         let Some(before) = self.now.checked_sub(timeout) else {
             return;
