@@ -127,12 +127,11 @@ def occupy(port: int, path: str = "/block") -> socket.socket:
     return sock
 
 
-def read_response(sock: socket.socket) -> bytes:
+def read_response(sock: socket.socket, path: str) -> bytes:
+    """What arrives until the body ``ok <path>`` has (or the connection closes)."""
     sock.settimeout(10)
     data = b""
-    while b"\r\n\r\n" not in data or not data.split(b"\r\n\r\n", 1)[1].startswith(
-        b"ok"
-    ):
+    while not data.endswith(b"ok " + path.encode()):
         chunk = sock.recv(65536)
         if not chunk:
             break
@@ -207,7 +206,7 @@ def test_readyz_says_503_while_the_queue_is_full(served):
     fetch(srv.port, "/refused", refused)
     assert refused[0][0] == 503
     release.set()
-    assert b"ok /queued" in read_response(waiting)
+    assert read_response(waiting, "/queued").endswith(b"ok /queued")
     assert wait_for(lambda: metrics_get(srv, "/readyz")[0] == 200, 3)
     assert "/refused" not in calls
     holder.close()
@@ -226,7 +225,7 @@ def test_a_reset_client_request_is_not_run(served, access_records):
     )
     assert shed(srv, "client_gone") == 1
     release.set()
-    assert b"ok /block" in read_response(holder)
+    assert read_response(holder, "/block").endswith(b"ok /block")
     # Served in order after it: had /gone run, it would have run first.
     after: list = []
     fetch(srv.port, "/after", after)
@@ -241,29 +240,53 @@ def test_a_half_closed_client_still_gets_its_response(served, access_records):
     half = send_raw(srv.port, "/half")
     time.sleep(0.1)
     half.shutdown(socket.SHUT_WR)  # FIN after a complete request: still reading
-    time.sleep(0.1)
+    time.sleep(0.2)
     release.set()
-    assert b"ok /block" in read_response(holder)
-    assert b"ok /half" in read_response(half)
+    assert read_response(holder, "/block").endswith(b"ok /block")
+    got = read_response(half, "/half")
+    # The interim 100 that told it from a closed socket, then its response.
+    assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), got
+    assert got.endswith(b"ok /half")
     assert "/half" in calls
     assert shed(srv, "client_gone") == 0
     holder.close()
     half.close()
 
 
-def test_a_plain_close_is_a_half_close_on_the_wire(served, access_records):
-    # close() before any response byte sends the same FIN as shutdown(SHUT_WR): the
-    # server cannot tell them apart, so the request runs (its response is then lost).
+def test_a_half_closed_http10_client_gets_no_interim_response(served):
+    srv = served(threads=1)
+    holder = occupy(srv.port)
+    half = socket.create_connection((HOST, srv.port), timeout=10)
+    half.sendall(b"GET /half10 HTTP/1.0\r\n\r\n")
+    half.shutdown(socket.SHUT_WR)
+    time.sleep(0.2)
+    release.set()
+    assert read_response(holder, "/block").endswith(b"ok /block")
+    got = read_response(half, "/half10")
+    assert got.startswith(b"HTTP/1.0 200 OK\r\n"), got
+    assert "/half10" in calls
+    holder.close()
+    half.close()
+
+
+def test_a_closed_client_request_is_not_run(served, access_records):
+    # close() before any response byte sends the FIN a half-close sends: the interim
+    # 100 tells them apart (a closed socket answers it with a reset).
     srv = served(threads=1, access_log="logging", access_log_format="%(r)s %(s)s")
     holder = occupy(srv.port)
     closed = send_raw(srv.port, "/closed")
     time.sleep(0.1)
     closed.close()
-    time.sleep(0.1)
+    assert wait_for(lambda: "GET /closed HTTP/1.1 499" in access_records, 5), (
+        access_records
+    )
+    assert shed(srv, "client_gone") == 1
     release.set()
-    assert b"ok /block" in read_response(holder)
-    assert wait_for(lambda: "/closed" in calls, 5)
-    assert shed(srv, "client_gone") == 0
+    assert read_response(holder, "/block").endswith(b"ok /block")
+    after: list = []
+    fetch(srv.port, "/after", after)
+    assert after[0][0] == 200
+    assert "/closed" not in calls
     holder.close()
 
 

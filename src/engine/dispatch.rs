@@ -429,6 +429,25 @@ impl JobQueue {
         job
     }
 
+    /// Runs `f` on the job of connection `id` if it waits behind busy workers (more
+    /// jobs wait than workers are idle), with the queue locked: no worker takes it, and
+    /// so writes to its connection, until `f` returns. Says whether `f` ran.
+    pub fn if_waiting(&self, id: u64, f: impl FnOnce(&Requests)) -> bool {
+        let inner = self.lock();
+        if inner.backlog() <= 0 {
+            return false;
+        }
+        let Some((_, Job::Requests(r))) = inner
+            .jobs
+            .iter()
+            .find(|(_, Job::Requests(r))| r.channel.id == id)
+        else {
+            return false;
+        };
+        f(r);
+        true
+    }
+
     /// Takes back every job queued at or before `before` (they waited too long, for
     /// `queue_timeout`), into `into`; returns when the oldest job left was queued.
     pub fn withdraw_older(&self, before: Instant, into: &mut Vec<Job>) -> Option<Instant> {

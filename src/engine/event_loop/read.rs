@@ -54,6 +54,8 @@ impl EventLoop {
         if matches!(conn.state, State::Busy) && (readable || error) {
             await_completion(&conn.channel, &mut self.recheck);
         }
+        // The first word that the peer has shut down its side.
+        let fin = read_closed && !conn.read_closed;
         if read_closed {
             conn.read_closed = true;
             if matches!(conn.state, State::Busy) && self.cfg.channel_request_lookahead > 0 {
@@ -76,6 +78,10 @@ impl EventLoop {
         }
         if readable {
             self.drive(token);
+        }
+        if fin {
+            // Gone, or only half-closed? Its request may wait for a thread (`shed`).
+            self.probe_departure(token);
         }
     }
 

@@ -19,9 +19,14 @@
 //!    job waits for a thread: the job is taken back and its requests are logged as 499
 //!    (nginx's "client closed request"), never run ([`EventLoop::client_gone`]). A
 //!    FIN alone is no departure: a client may shut down its sending side after a
-//!    complete request and still read the response (HTTP/1.0 clients, `nc -q0`), and
-//!    on the wire a plain `close()` before any response byte looks the same. Only a
-//!    reset (or a failed write) says the client cannot read any more.
+//!    complete request and still read the response (HTTP/1.0 clients, `nc -q0`). But
+//!    on the wire a plain `close()` before any response byte looks the same, and that
+//!    is how most clients that gave up leave. So a FIN on a connection whose HTTP/1.1
+//!    request waits behind busy threads is answered with an interim `100 Continue`
+//!    ([`EventLoop::probe_departure`]): a client still there reads past it, a closed
+//!    socket answers it with a reset, which is a departure. Only a reset (or a failed
+//!    write) says the client cannot read any more; an HTTP/1.0 request (which must
+//!    get no 1xx) is run whatever its client did.
 //!
 //! With both settings off, what is added to a request's path is a test of
 //! `max_queued_requests` in `dispatch` (and when a head with a body is read), a
@@ -35,14 +40,17 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use super::EventLoop;
+use super::{EventLoop, State};
 use crate::engine::access_log::Seen;
-use crate::engine::channel::peer_text;
+use crate::engine::channel::{peer_text, WhenFull};
 use crate::engine::config::Config;
 use crate::engine::dispatch::{Job, JobQueue, LogLevel, Queued, Requests};
 use crate::engine::stats::{SHED_CLIENT_GONE, SHED_QUEUE_FULL, SHED_QUEUE_TIMEOUT, SHED_REASONS};
 use crate::http::request::Version;
 use crate::http::response::unavailable_response;
+
+/// What `probe_departure` sends a half-closed client whose request waits.
+const PROBE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// The least time between two warnings about shed requests.
 const SHED_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -212,6 +220,32 @@ impl EventLoop {
         );
         self.shed_said(LogLevel::Info, SHED_CLIENT_GONE, what);
         self.close(token);
+    }
+
+    /// The peer of connection `token` has sent a FIN. If its request waits behind busy
+    /// threads and is an HTTP/1.1 one, the client is sent an interim `100 Continue`,
+    /// which an HTTP/1.1 client must accept before any response (RFC 9110, 15.2): a
+    /// client that only half-closed reads past it to its response, while the system
+    /// of one that has closed its socket answers with a reset, which `client_gone`
+    /// takes up. Sent with the queue locked, so that no worker writes the response
+    /// meanwhile; nothing is sent to a request a worker has, or is about to take.
+    pub(super) fn probe_departure(&mut self, token: usize) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        if !matches!(conn.state, State::Busy) {
+            return;
+        }
+        let channel = conn.channel.clone();
+        let mut failed = false;
+        self.jobs.if_waiting(channel.id, |job| {
+            if job.requests.first().map(|r| r.head.version) == Some(Version::Http11) {
+                failed = channel.send(&[PROBE], WhenFull::Queue).is_err();
+            }
+        });
+        if failed {
+            self.client_gone(token);
+        }
     }
 
     /// At a tick: says what was shed without a line of its own.
