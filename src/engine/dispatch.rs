@@ -408,10 +408,10 @@ impl JobQueue {
     }
 
     /// Jobs waiting that no idle worker is there to take, as of the last change (read
-    /// without the lock: `max_queued_requests` counts these). A worker that finishes
-    /// one job and takes the next is not idle in between, so this may count a job
-    /// about to be taken; never one that waits uncounted.
-    /// Negative while workers are idle.
+    /// without the lock: `max_queued_requests` counts these); negative while workers
+    /// are idle. A worker that finishes one job and takes the next is not idle in
+    /// between, so this may count a job about to be taken; never one that waits
+    /// uncounted.
     pub fn backlog(&self) -> i64 {
         self.backlog.load(Relaxed)
     }
