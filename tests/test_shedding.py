@@ -17,7 +17,15 @@ import urllib.error
 import urllib.request
 
 import pytest
-from helpers import HOST, TARGET, Cluster, free_port, maitre_only, wait_for
+from helpers import (
+    HOST,
+    TARGET,
+    Cluster,
+    LogCapture,
+    free_port,
+    maitre_only,
+    wait_for,
+)
 
 pytestmark = maitre_only("waitress queues without bound and runs every request")
 
@@ -148,10 +156,15 @@ def test_a_burst_is_shed_fast(served):
         threading.Thread(target=fetch, args=(srv.port, f"/slow/{i}", results, start))
         for i in range(n)
     ]
-    for c in clients:
-        c.start()
-    for c in clients:
-        c.join(30)
+    with LogCapture("maitre") as log:
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(30)
+        # Said, but not once per request: a line a second at most.
+        assert wait_for(lambda: log.messages("503 Service Unavailable to"), 5)
+    said = log.messages("max_queued_requests (4) reached")
+    assert 1 <= len(said) <= 3, said
     assert len(results) == n
     lost = [r for r in results if r[0] not in (200, 503)]
     assert lost == []
