@@ -69,6 +69,9 @@ MAITRE_DEFAULTS = {
     "keepalive_linger": 2,
     "proxy_protocol": "off",
     "proxy_protocol_from": [],
+    # overload
+    "max_queued_requests": 0,
+    "queue_timeout": 0,
     # the process model
     "workers": 1,
     "preload_app": False,

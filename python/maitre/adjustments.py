@@ -235,6 +235,26 @@ SETTINGS: tuple[Setting, ...] = (
         "SECONDS",
         engine=True,
     ),
+    # Overload: turning requests away fast rather than queueing them without bound.
+    Setting(
+        "max_queued_requests",
+        asint,
+        0,
+        "Requests that may wait for a free thread; the next one gets 503 Service "
+        "Unavailable with Retry-After: 1 and Connection: close, from the engine, "
+        "and /readyz says 503 while the queue is full. 0: no limit.",
+        engine=True,
+    ),
+    Setting(
+        "queue_timeout",
+        asseconds,
+        0,
+        "Seconds a request may wait for a free thread; one that waited that long "
+        "gets 503 Service Unavailable (Retry-After: 1) instead of running. "
+        "0: no limit.",
+        "SECONDS",
+        engine=True,
+    ),
     Setting(
         "proxy_protocol",
         one_of("off", "v1", "v2", "auto"),
@@ -678,6 +698,8 @@ class Adjustments:
             "max_worker_memory",
             "max_worker_lifetime",
             "min_request_body_rate",
+            "max_queued_requests",
+            "queue_timeout",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(

@@ -329,19 +329,26 @@ class Master:
 
     def _publish_health(self) -> None:
         """What ``/livez`` and ``/readyz`` of the metrics listener answer: live while
-        a worker's heartbeat is fresh, ready while one of them accepts and no stop
+        a worker's heartbeat is fresh, ready while one of them accepts, with room in
+        its queue (``max_queued_requests``, read from its stats slot), and no stop
         (nor its ``shutdown_delay``) has begun."""
-        listener = self.stats.listener if self.stats is not None else None
-        if listener is None:
+        stats = self.stats
+        listener = stats.listener if stats is not None else None
+        if stats is None or listener is None:
             return
         now = time.monotonic()
         serving = [w for w in self.workers.values() if w.stopping_since is None]
         live = any(now - w.last_beat < HEARTBEAT_FRESH for w in self.workers.values())
+        limit = self.adj.max_queued_requests
+
+        def has_room(w: Worker) -> bool:
+            return limit <= 0 or w.slot is None or stats.queue_depth(w.slot) < limit
+
         ready = (
             live
             and self.state is not State.STOPPING
             and self.delay_until is None
-            and any(w.ready for w in serving)
+            and any(w.ready and has_room(w) for w in serving)
         )
         listener.set_health(live, ready)
 

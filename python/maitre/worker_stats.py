@@ -68,6 +68,11 @@ class WorkerStats:
         code = _maitre.RESTART_REASONS.get(reason, 0)
         return _maitre.count_restart(self.map, slot, code)
 
+    def queue_depth(self, slot: int) -> int:
+        """Requests (jobs) waiting for a thread in the worker of ``slot``, as of its
+        I/O loop's last round."""
+        return _maitre.queue_depth(self.map, slot)
+
     def give_back(self, slot: int | None) -> None:
         """The worker of ``slot`` has been reaped: not rendered any more."""
         if slot is None:

@@ -37,6 +37,12 @@ pub struct Config {
     pub keepalive_linger: Duration,
     /// `proxy_protocol` and `proxy_protocol_from` (`None`: off).
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Jobs that may wait for a thread before the next request is answered 503 by the
+    /// loop (`max_queued_requests`; 0: no limit).
+    pub max_queued_requests: usize,
+    /// How long a job may wait for a thread before its request is answered 503 by the
+    /// loop (`queue_timeout`; zero: no limit).
+    pub queue_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -66,6 +72,8 @@ impl Config {
             shutdown_timeout: Duration::from_secs(30),
             keepalive_linger: Duration::from_secs(2),
             proxy_protocol: None,
+            max_queued_requests: 0,
+            queue_timeout: Duration::ZERO,
         }
     }
 }

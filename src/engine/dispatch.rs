@@ -23,7 +23,7 @@
 //! only, so its depth is the number of requests waiting.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -200,7 +200,8 @@ struct Worker {
 }
 
 struct Inner {
-    jobs: VecDeque<Job>,
+    /// Jobs waiting, oldest first, each with when it was queued (for `queue_timeout`).
+    jobs: VecDeque<(Instant, Job)>,
     /// Workers waiting for a job.
     idle: usize,
     /// Every worker started (idle or not), by the slot `add_worker` gave it.
@@ -283,9 +284,14 @@ impl Inner {
         if self.jobs.is_empty() || self.other_computing(worker) {
             return None;
         }
-        let job = self.jobs.pop_front();
+        let job = self.jobs.pop_front().map(|(_, job)| job);
         self.set_busy(worker, true);
         job
+    }
+
+    /// Jobs waiting beyond the workers waiting for one (which take them at once).
+    fn backlog(&self) -> i64 {
+        self.jobs.len() as i64 - self.idle as i64
     }
 }
 
@@ -304,6 +310,10 @@ enum Verdict {
 pub struct Queued {
     /// Jobs waiting for a worker.
     pub waiting: usize,
+    /// Of those, the jobs no idle worker is there to take (see [`JobQueue::backlog`]).
+    pub backlog: usize,
+    /// When the oldest job waiting was queued.
+    pub oldest: Option<Instant>,
     /// When the queue wants to look at the busy workers again (jobs wait).
     pub look_at: Option<Instant>,
 }
@@ -311,6 +321,9 @@ pub struct Queued {
 pub struct JobQueue {
     inner: Mutex<Inner>,
     ready: Condvar,
+    /// `Inner::backlog` as of the last change, for the loop to read without the lock
+    /// (`max_queued_requests`).
+    backlog: AtomicI64,
 }
 
 impl Default for JobQueue {
@@ -326,6 +339,7 @@ impl Default for JobQueue {
                 stopping: false,
             }),
             ready: Condvar::new(),
+            backlog: AtomicI64::new(0),
         }
     }
 }
@@ -358,11 +372,15 @@ impl JobQueue {
     /// jobs wait and when the next look is due, for the loop to come back then.
     pub fn push_batch(&self, batch: &mut Vec<Job>, now: Instant) -> Queued {
         let mut inner = self.lock();
-        inner.jobs.extend(batch.drain(..));
+        inner.jobs.extend(batch.drain(..).map(|job| (now, job)));
+        let backlog = inner.backlog();
+        self.backlog.store(backlog, Relaxed);
         if inner.jobs.is_empty() {
             inner.interval = FIRST_LOOK;
             return Queued {
                 waiting: 0,
+                backlog: 0,
+                oldest: None,
                 look_at: None,
             };
         }
@@ -383,15 +401,75 @@ impl JobQueue {
         }
         Queued {
             waiting: inner.jobs.len(),
+            backlog: backlog.max(0) as usize,
+            oldest: inner.jobs.front().map(|(t, _)| *t),
             look_at: inner.last_look.map(|t| t + inner.interval),
         }
+    }
+
+    /// Jobs waiting that no idle worker is there to take, as of the last change (read
+    /// without the lock: `max_queued_requests` counts these); negative while workers
+    /// are idle. A worker that finishes one job and takes the next is not idle in
+    /// between, so this may count a job about to be taken; never one that waits
+    /// uncounted.
+    pub fn backlog(&self) -> i64 {
+        self.backlog.load(Relaxed)
+    }
+
+    /// Takes back the job of connection `id` if it is still waiting for a worker (its
+    /// client has gone); `None` once a worker has it.
+    pub fn withdraw(&self, id: u64) -> Option<Job> {
+        let mut inner = self.lock();
+        let at = inner
+            .jobs
+            .iter()
+            .position(|(_, Job::Requests(r))| r.channel.id == id)?;
+        let job = inner.jobs.remove(at).map(|(_, job)| job);
+        self.backlog.store(inner.backlog(), Relaxed);
+        job
+    }
+
+    /// Runs `f` on the job of connection `id` if it waits behind busy workers (more
+    /// jobs wait than workers are idle), with the queue locked: no worker takes it, and
+    /// so writes to its connection, until `f` returns. Says whether `f` ran.
+    pub fn if_waiting(&self, id: u64, f: impl FnOnce(&Requests)) -> bool {
+        let inner = self.lock();
+        if inner.backlog() <= 0 {
+            return false;
+        }
+        let Some((_, Job::Requests(r))) = inner
+            .jobs
+            .iter()
+            .find(|(_, Job::Requests(r))| r.channel.id == id)
+        else {
+            return false;
+        };
+        f(r);
+        true
+    }
+
+    /// Takes back every job queued at or before `before` (they waited too long, for
+    /// `queue_timeout`), into `into`; returns when the oldest job left was queued.
+    pub fn withdraw_older(&self, before: Instant, into: &mut Vec<Job>) -> Option<Instant> {
+        let mut inner = self.lock();
+        while inner.jobs.front().is_some_and(|(t, _)| *t <= before) {
+            if let Some((_, job)) = inner.jobs.pop_front() {
+                into.push(job);
+            }
+        }
+        self.backlog.store(inner.backlog(), Relaxed);
+        inner.jobs.front().map(|(t, _)| *t)
     }
 
     /// Takes a job if one is queued and no other worker computes, without waiting.
     pub fn try_pop(&self, worker: usize) -> Option<Job> {
         let mut inner = self.lock();
         inner.set_busy(worker, false);
-        inner.take(worker)
+        let job = inner.take(worker);
+        if job.is_some() {
+            self.backlog.store(inner.backlog(), Relaxed);
+        }
+        job
     }
 
     /// Waits for a job; `None` once the queue is stopping.
@@ -403,9 +481,11 @@ impl JobQueue {
                 return None;
             }
             if let Some(job) = inner.take(worker) {
+                self.backlog.store(inner.backlog(), Relaxed);
                 return Some(job);
             }
             inner.idle += 1;
+            self.backlog.store(inner.backlog(), Relaxed);
             inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner());
             inner.idle -= 1;
         }
@@ -416,7 +496,7 @@ impl JobQueue {
         let mut inner = self.lock();
         inner.stopping = true;
         self.ready.notify_all();
-        inner.jobs.drain(..).collect()
+        inner.jobs.drain(..).map(|(_, job)| job).collect()
     }
 }
 
@@ -490,6 +570,48 @@ mod tests {
             message: message.into(),
             logger: Logger::Main,
         }
+    }
+
+    fn job(id: u64) -> Job {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let sock = socket2::Socket::from(std::os::fd::OwnedFd::from(a));
+        let peer = crate::engine::channel::Peer::Unix;
+        let channel = Arc::new(Channel::new(id, 0, 0, sock, peer, 1 << 20, 16 << 20));
+        Job::Requests(Box::new(Requests {
+            channel,
+            requests: Vec::new(),
+        }))
+    }
+
+    fn id(job: &Job) -> u64 {
+        let Job::Requests(r) = job;
+        r.channel.id
+    }
+
+    #[test]
+    fn jobs_are_withdrawn_by_connection_and_by_age() {
+        let q = JobQueue::default();
+        let t0 = Instant::now();
+        let queued = q.push_batch(&mut vec![job(1), job(2)], t0);
+        assert_eq!((queued.waiting, queued.backlog), (2, 2));
+        assert_eq!(queued.oldest, Some(t0));
+        let t1 = t0 + Duration::from_millis(100);
+        q.push_batch(&mut vec![job(3)], t1);
+        assert_eq!(q.backlog(), 3);
+        // A departed client's job, wherever it waits.
+        assert_eq!(q.withdraw(2).as_ref().map(id), Some(2));
+        assert!(q.withdraw(2).is_none());
+        assert_eq!(q.backlog(), 2);
+        // The jobs queued at or before t0 waited too long; the one of t1 is next.
+        let mut old = Vec::new();
+        assert_eq!(q.withdraw_older(t0, &mut old), Some(t1));
+        assert_eq!(old.iter().map(id).collect::<Vec<_>>(), [1]);
+        assert_eq!(q.backlog(), 1);
+        // A worker takes the last: nothing waits.
+        let w = q.add_worker();
+        assert_eq!(q.try_pop(w).as_ref().map(id), Some(3));
+        assert_eq!(q.backlog(), 0);
+        assert_eq!(q.withdraw_older(t1, &mut old), None);
     }
 
     #[test]

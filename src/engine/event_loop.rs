@@ -18,8 +18,8 @@
 //! 4. `completions`: a worker hands the connection back, and the next request is read.
 //!
 //! Beside them: `answer` (the responses the loop sends itself: refusals, and requests
-//! given up on), `timers` (deadlines, checked once a tick) and `shutdown` (stopping,
-//! gracefully or at once).
+//! given up on), `shed` (requests not run: overload, departed clients), `timers`
+//! (deadlines, checked once a tick) and `shutdown` (stopping, gracefully or at once).
 //!
 //! The stages use this file (`super::`); this file uses none of them, only the leaf
 //! modules holding the state it keeps: `accepting` (whether accepting is paused) and
@@ -61,6 +61,7 @@ mod control;
 mod proxy_header;
 mod read;
 mod requests;
+mod shed;
 mod shutdown;
 mod timers;
 
@@ -199,6 +200,12 @@ pub struct EventLoop {
     queue_warned: Option<(Instant, usize)>,
     /// Failed TLS handshakes, said at most once a minute.
     tls_failures: crate::engine::tls::HandshakeFailures,
+    /// `max_queued_requests` jobs waited at the end of the last round (`/readyz` 503).
+    queue_was_full: bool,
+    /// When the oldest job waiting reaches `queue_timeout` (set only with it).
+    shed_at: Option<Instant>,
+    /// The warnings about shed requests, rate-limited.
+    shed_log: shed::ShedLog,
     stats: Arc<Stats>,
     /// The access log, for the requests the loop answers itself.
     access: Option<Sink>,
@@ -258,6 +265,9 @@ impl EventLoop {
             queue_busy_since: None,
             queue_warned: None,
             tls_failures: Default::default(),
+            queue_was_full: false,
+            shed_at: None,
+            shed_log: Default::default(),
             stats,
             access: None,
         };
@@ -299,6 +309,10 @@ impl EventLoop {
             if let Some(at) = self.look_at {
                 // Jobs are waiting: come back for the queue to add a worker if the busy
                 // ones have blocked.
+                timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+            }
+            if let Some(at) = self.shed_at {
+                // A job will have waited queue_timeout: answer it on time.
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
             }
             if !self.again.is_empty() {
@@ -350,9 +364,13 @@ impl EventLoop {
                 // it is handed to a new connection while events for the old one remain.
                 self.guarded(None, |lp| lp.resume_accepting());
             }
+            if self.shed_at.is_some_and(|at| self.now >= at) {
+                self.guarded(None, |lp| lp.shed_expired());
+            }
             let queued = self.jobs.push_batch(&mut self.batch, self.now);
             self.stats.queue_depth.store(queued.waiting as u64, Relaxed);
             self.look_at = queued.look_at;
+            self.after_push(&queued);
             self.warn_if_queue_backs_up(queued.waiting);
             if self.now >= next_tick {
                 self.guarded(None, |lp| lp.tick());

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::engine::process_stats;
-use crate::engine::stats::{Snapshot, Stats, BUCKETS_US, CLASSES, METHODS};
+use crate::engine::stats::{Snapshot, Stats, BUCKETS_US, CLASSES, METHODS, SHED_REASONS};
 
 /// The blocks one listener renders: `labelled` adds `worker="<index>"` to every series.
 pub struct Blocks {
@@ -201,6 +201,7 @@ pub fn render_prometheus(snaps: &[(usize, Snapshot)], labelled: bool) -> String 
         let _ = writeln!(out, "{name}_count{} {cumulative}", labels(w(*i), ""));
     }
     render_tls_failures(&mut out, snaps, labelled);
+    render_shed(&mut out, snaps, labelled);
     render_process(&mut out, snaps, labelled);
     out
 }
@@ -216,6 +217,22 @@ fn render_tls_failures(out: &mut String, snaps: &[(usize, Snapshot)], labelled: 
     );
     for (i, s) in snaps {
         for (n, (reason, _)) in s.tls_handshake_failures.iter().zip(FAILURES) {
+            let l = format!("reason=\"{reason}\"");
+            let _ = writeln!(out, "{name}{} {n}", labels(labelled.then_some(*i), &l));
+        }
+    }
+}
+
+/// `maitre_requests_shed_total{reason}`: every reason, zeros included (as the TLS
+/// failures).
+fn render_shed(out: &mut String, snaps: &[(usize, Snapshot)], labelled: bool) {
+    let name = "maitre_requests_shed_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Requests not run: answered 503 (queue_full, queue_timeout) or dropped because the client left (client_gone).\n# TYPE {name} counter"
+    );
+    for (i, s) in snaps {
+        for (n, reason) in s.requests_shed.iter().zip(SHED_REASONS) {
             let l = format!("reason=\"{reason}\"");
             let _ = writeln!(out, "{name}{} {n}", labels(labelled.then_some(*i), &l));
         }

@@ -148,7 +148,20 @@ figures! {
     proxy_header_errors: u64,
     /// PROXY protocol headers refused from peers not in `proxy_protocol_from`.
     proxy_headers_untrusted: u64,
+    /// Requests the loop answered or dropped without running them, by reason
+    /// ([`SHED_REASONS`]).
+    requests_shed: [u64; SHED_REASONS.len()],
 }
+
+/// Why the loop did not run a request (`requests_shed`, the `reason` label of
+/// `maitre_requests_shed_total`). Only ever appended to.
+pub const SHED_REASONS: [&str; 3] = ["queue_full", "queue_timeout", "client_gone"];
+/// `max_queued_requests` requests already waited for a thread: answered 503.
+pub const SHED_QUEUE_FULL: usize = 0;
+/// It waited `queue_timeout` for a thread: answered 503.
+pub const SHED_QUEUE_TIMEOUT: usize = 1;
+/// Its client reset the connection while it waited for a thread: dropped (499).
+pub const SHED_CLIENT_GONE: usize = 2;
 
 /// The reasons a master replaces a worker, as `last_restart_reason` holds them: (code,
 /// name, words). The name is what `/status.json` and the master's bookkeeping use

@@ -86,6 +86,15 @@ pub fn count_restart(buffer: &Bound<'_, PyAny>, slot: usize, reason: u64) -> PyR
     Ok(block.restarts.fetch_add(1, Relaxed) + 1)
 }
 
+/// Jobs waiting for a thread in the worker of slot `slot`, as of its loop's last round
+/// (`queue_depth`): the master's `/readyz` says 503 while every worker has
+/// `max_queued_requests` waiting.
+#[pyfunction]
+pub fn queue_depth(buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<u64> {
+    use std::sync::atomic::Ordering::Relaxed;
+    Ok(shared_block(buffer, slot)?.queue_depth.load(Relaxed))
+}
+
 /// `_maitre.RESTART_REASONS`: each reason's name to its code (`engine::stats`), so that
 /// the master has no copy of its own.
 pub fn restart_reasons(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {

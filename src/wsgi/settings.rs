@@ -110,6 +110,8 @@ pub fn engine_config(s: &Settings<'_, '_>) -> PyResult<Config> {
         shutdown_timeout: s.seconds("shutdown_timeout", 0.0)?,
         keepalive_linger: s.seconds("keepalive_linger", 0.0)?,
         proxy_protocol: proxy_protocol(s)?,
+        max_queued_requests: s.get("max_queued_requests")?,
+        queue_timeout: s.seconds("queue_timeout", 0.0)?,
     })
 }
 

@@ -51,22 +51,31 @@ impl EventLoop {
         message: &str,
         request: Seen,
     ) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        let response = error_response(version, status, reason, message, &self.cfg.ident);
+        let msg = format!(
+            "{status} {reason} from {}: {message}",
+            peer_text(&conn.channel.peer),
+        );
+        self.send_last(token, &response, status, request);
+        self.log(LogLevel::Info, msg);
+    }
+
+    /// Sends `response` (of status `status`) as the connection's last, gives `request`
+    /// its access log line, and closes the connection after it.
+    pub(super) fn send_last(&mut self, token: usize, response: &[u8], status: u16, request: Seen) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
         conn.state = State::Closing;
         conn.rbuf = Vec::new();
-        let response = error_response(version, status, reason, message, &self.cfg.ident);
-        let sent = conn.channel.send(&[&response], WhenFull::Queue);
-        let body = memchr::memmem::find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
+        let sent = conn.channel.send(&[response], WhenFull::Queue);
+        let body = memchr::memmem::find(response, b"\r\n\r\n").map_or(0, |i| i + 4);
         let (peer, received) = (conn.channel.peer.inet_addr(), conn.received);
-        let msg = format!(
-            "{status} {reason} from {}: {message}",
-            peer_text(&conn.channel.peer),
-        );
         let (all, body) = (response.len() as u64, (response.len() - body) as u64);
         self.answered(request, peer, received, status, (all, body));
-        self.log(LogLevel::Info, msg);
         if sent.is_err() {
             self.close(token);
         } else {
@@ -90,7 +99,7 @@ impl EventLoop {
     /// gives it its access log line, as a worker does for the others
     /// (`wsgi::observe`): every request counted is logged, and every one logged is
     /// counted. `bytes` is (all bytes sent, body bytes sent).
-    fn answered(
+    pub(super) fn answered(
         &self,
         request: Seen,
         peer: Option<std::net::SocketAddr>,

@@ -54,6 +54,8 @@ impl EventLoop {
         if matches!(conn.state, State::Busy) && (readable || error) {
             await_completion(&conn.channel, &mut self.recheck);
         }
+        // The first word that the peer has shut down its side.
+        let fin = read_closed && !conn.read_closed;
         if read_closed {
             conn.read_closed = true;
             if matches!(conn.state, State::Busy) && self.cfg.channel_request_lookahead > 0 {
@@ -63,7 +65,10 @@ impl EventLoop {
         }
         if error {
             conn.channel.mark_closed();
-            if !matches!(conn.state, State::Busy) {
+            if matches!(conn.state, State::Busy) {
+                // Its request may still wait for a thread: not run then (`shed`).
+                self.client_gone(token);
+            } else {
                 self.close(token);
             }
             return;
@@ -73,6 +78,10 @@ impl EventLoop {
         }
         if readable {
             self.drive(token);
+        }
+        if fin {
+            // Gone, or only half-closed? Its request may wait for a thread (`shed`).
+            self.probe_departure(token);
         }
     }
 

@@ -11,16 +11,19 @@
 //! 3. a request whose body is complete ([`EventLoop::body_complete`]) is dispatched, with
 //!    the complete requests pipelined behind it in what was read (`pipelined`, at most
 //!    `MAX_PIPELINED`): one job for one worker, answered in order;
+//!    unless `max_queued_requests` jobs already wait (answered 503 by `shed`, before
+//!    the body is read when there is one);
 //! 4. the connection is then `Busy`: nothing more is read from it until its worker is
 //!    done (`completions`), so pipelined requests wait in the kernel.
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{await_completion, last_request, EventLoop, State};
+use super::{await_completion, last_request, shed, EventLoop, State};
 use crate::engine::access_log::Seen;
 use crate::engine::body::{Body, BodyReceiver};
 use crate::engine::channel::WhenFull;
 use crate::engine::dispatch::{Job, Request, Requests};
+use crate::engine::stats::SHED_QUEUE_FULL;
 use crate::http::reader::HeadReader;
 use crate::http::request::{BodyKind, RequestHead};
 
@@ -80,6 +83,12 @@ impl EventLoop {
                     let Some(body) = BodyReceiver::for_framing(head.body, overflow, max) else {
                         return pos + self.dispatch(token, head, Body::empty(), &input[pos..]);
                     };
+                    if shed::queue_full(&self.cfg, &self.jobs, &self.batch) {
+                        // Turned away before its body is read (`shed`).
+                        let version = head.version;
+                        self.shed(token, Seen::Head(head), version, SHED_QUEUE_FULL);
+                        return input.len();
+                    }
                     let continue_now = head.expect_continue;
                     conn.state = State::Body {
                         head: Box::new(head),
@@ -161,6 +170,11 @@ impl EventLoop {
     /// Hands a request to the workers, with the complete requests pipelined behind it in
     /// `rest`; returns the bytes of `rest` those took.
     fn dispatch(&mut self, token: usize, head: RequestHead, body: Body, rest: &[u8]) -> usize {
+        if self.queue_full() {
+            let version = head.version;
+            self.shed(token, Seen::Head(head), version, SHED_QUEUE_FULL);
+            return rest.len();
+        }
         let mut requests = Vec::with_capacity(1);
         let (last, received) = self.conns.get(token).map_or((false, self.now), |c| {
             (last_request(&c.channel), c.received)

@@ -160,6 +160,7 @@ impl EventLoop {
         if let Some(line) = self.tls_failures.summary(now) {
             self.log(LogLevel::Info, line);
         }
+        self.shed_summary();
     }
 
     /// A TLS handshake with `peer` failed with `e`: counted by reason, said at DEBUG,
