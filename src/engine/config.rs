@@ -34,6 +34,9 @@ pub struct Config {
     /// How long a graceful stop leaves idle keep-alive connections open for a last
     /// request (`keepalive_linger`; zero: closed at once).
     pub keepalive_linger: Duration,
+    /// How long a keep-alive connection may wait between requests (`keepalive_timeout`;
+    /// zero: `channel_timeout`, checked at its sweep, as in waitress).
+    pub keepalive_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -62,6 +65,7 @@ impl Config {
             ident: "maitre".into(),
             shutdown_timeout: Duration::from_secs(30),
             keepalive_linger: Duration::from_secs(2),
+            keepalive_timeout: Duration::ZERO,
         }
     }
 }

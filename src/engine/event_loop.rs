@@ -21,7 +21,8 @@
 //! gracefully or at once).
 //!
 //! The stages use this file (`super::`); this file uses none of them, only the leaf
-//! modules holding the state it keeps: `accepting` (whether accepting is paused) and
+//! modules holding the state it keeps: `accepting` (whether accepting is paused),
+//! `idle` (the idle connections, longest-idle first, evicted at `connection_limit`) and
 //! `control` (what other threads share with the loop about stopping). No import
 //! circle: a type the loop holds never lives in a stage's file.
 
@@ -57,6 +58,7 @@ mod accepting;
 mod answer;
 mod completions;
 mod control;
+mod idle;
 mod read;
 mod requests;
 mod shutdown;
@@ -65,6 +67,7 @@ mod timers;
 use accepting::Accepting;
 pub use control::LoopHandle;
 use control::{Control, Drain, DRAIN_CHECK};
+use idle::IdleQueue;
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`; connections use slab keys from 0.
@@ -154,6 +157,9 @@ struct Conn {
     fresh: bool,
     /// When the first byte of the request being received arrived.
     received: Instant,
+    /// The number of its entry in the idle queue (`idle.rs`), 0 for none: it may have
+    /// become idle then (an entry is checked before the connection is evicted).
+    idle: u64,
 }
 
 pub struct EventLoop {
@@ -181,6 +187,9 @@ pub struct EventLoop {
     now: Instant,
     next_sweep: Instant,
     accepting: Accepting,
+    /// Connections that may be idle, longest-idle first: at `connection_limit` the
+    /// one idle longest is closed to admit a new one.
+    idle: IdleQueue,
     /// A connection was marked awaited this round: look at the completions again.
     recheck: bool,
     /// Jobs wait for a worker: when the queue wants to look at the busy workers again.
@@ -246,6 +255,7 @@ impl EventLoop {
             next_id: 0,
             now,
             accepting: Accepting::new(now),
+            idle: IdleQueue::default(),
             recheck: false,
             look_at: None,
             again: Vec::new(),

@@ -143,6 +143,8 @@ figures! {
     /// Why the master last replaced the worker of this slot: a code of
     /// [`RESTART_REASONS`], 0 for none (kept across its engines, like `restarts`).
     last_restart_reason: u64,
+    /// Idle connections closed at `connection_limit` to admit new ones.
+    connections_evicted: u64,
 }
 
 /// The reasons a master replaces a worker, as `last_restart_reason` holds them: (code,
