@@ -42,6 +42,10 @@ use mio::{Interest, Token};
 use socket2::{SockAddr, Socket};
 
 use super::{Conn, EventLoop, Key, State};
+use crate::engine::channel::{Channel, Peer};
+use crate::engine::dispatch::LogLevel;
+use crate::engine::sys;
+use crate::engine::transport::TlsSession;
 
 /// How long a connection must have been idle to be evicted: one just connected has had
 /// no time to send its request, and a keep-alive client just answered may be sending
@@ -50,10 +54,6 @@ use super::{Conn, EventLoop, Key, State};
 /// anything counts the time it waited in the backlog too (`sys::quiet_for`), so that a
 /// backlog full of silent connections is worked through at once.
 const MIN_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
-use crate::engine::channel::{Channel, Peer};
-use crate::engine::dispatch::LogLevel;
-use crate::engine::sys;
-use crate::engine::transport::TlsSession;
 
 impl EventLoop {
     /// Takes what listener `li`'s kernel queue holds, as far as the limit allows.
@@ -189,7 +189,7 @@ impl EventLoop {
     }
 
     /// Puts connection `token` at the back of the idle queue, if it waits for a request
-    /// with none of it received (or a TLS handshake not started): on the request path,
+    /// with none of it received (and no TLS handshake under way): on the request path,
     /// so a few comparisons and a push; the rest is checked before an eviction.
     pub(super) fn mark_idle(&mut self, token: usize) {
         let open = self.conns.len();
@@ -199,6 +199,10 @@ impl EventLoop {
         if !matches!(conn.state, State::Head { .. })
             || !conn.rbuf.is_empty()
             || !conn.held.is_empty()
+            || conn
+                .channel
+                .tls()
+                .is_some_and(|t| t.is_handshaking() && !t.is_untouched())
         {
             return;
         }
