@@ -72,6 +72,7 @@ MAITRE_DEFAULTS = {
     # overload
     "max_queued_requests": 0,
     "queue_timeout": 0,
+    "keepalive_timeout": 0,
     # the process model
     "workers": 1,
     "preload_app": False,

@@ -278,6 +278,15 @@ SETTINGS: tuple[Setting, ...] = (
         engine=True,
     ),
     Setting(
+        "keepalive_timeout",
+        asseconds,
+        0,
+        "Seconds a keep-alive connection may wait for its next request before it "
+        "is closed (checked every second). 0: channel_timeout, as in waitress.",
+        "SECONDS",
+        engine=True,
+    ),
+    Setting(
         "log_socket_errors",
         asbool,
         True,
@@ -692,6 +701,7 @@ class Adjustments:
             "shutdown_timeout",
             "shutdown_delay",
             "keepalive_linger",
+            "keepalive_timeout",
             "worker_timeout",
             "max_requests",
             "max_requests_jitter",

@@ -43,6 +43,9 @@ pub struct Config {
     /// How long a job may wait for a thread before its request is answered 503 by the
     /// loop (`queue_timeout`; zero: no limit).
     pub queue_timeout: Duration,
+    /// How long a keep-alive connection may wait between requests (`keepalive_timeout`;
+    /// zero: `channel_timeout`, checked at its sweep, as in waitress).
+    pub keepalive_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -74,6 +77,7 @@ impl Config {
             proxy_protocol: None,
             max_queued_requests: 0,
             queue_timeout: Duration::ZERO,
+            keepalive_timeout: Duration::ZERO,
         }
     }
 }

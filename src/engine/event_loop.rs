@@ -22,7 +22,8 @@
 //! (deadlines, checked once a tick) and `shutdown` (stopping, gracefully or at once).
 //!
 //! The stages use this file (`super::`); this file uses none of them, only the leaf
-//! modules holding the state it keeps: `accepting` (whether accepting is paused) and
+//! modules holding the state it keeps: `accepting` (whether accepting is paused),
+//! `idle` (the idle connections, longest-idle first, evicted at `connection_limit`) and
 //! `control` (what other threads share with the loop about stopping). No import
 //! circle: a type the loop holds never lives in a stage's file.
 
@@ -58,6 +59,7 @@ mod accepting;
 mod answer;
 mod completions;
 mod control;
+mod idle;
 mod proxy_header;
 mod read;
 mod requests;
@@ -68,6 +70,7 @@ mod timers;
 use accepting::Accepting;
 pub use control::LoopHandle;
 use control::{Control, Drain, DRAIN_CHECK};
+use idle::IdleQueue;
 
 const WAKER: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENER_BASE - i`; connections use slab keys from 0.
@@ -160,6 +163,9 @@ struct Conn {
     /// The peer must send a PROXY protocol header, which has not arrived yet
     /// (`proxy_header.rs`): nothing else is read until it has.
     proxy_header: bool,
+    /// The number of its entry in the idle queue (`idle.rs`), 0 for none: it may have
+    /// become idle then (an entry is checked before the connection is evicted).
+    idle: u64,
 }
 
 pub struct EventLoop {
@@ -187,6 +193,9 @@ pub struct EventLoop {
     now: Instant,
     next_sweep: Instant,
     accepting: Accepting,
+    /// Connections that may be idle, longest-idle first: at `connection_limit` the
+    /// one idle longest is closed to admit a new one.
+    idle: IdleQueue,
     /// A connection was marked awaited this round: look at the completions again.
     recheck: bool,
     /// Jobs wait for a worker: when the queue wants to look at the busy workers again.
@@ -258,6 +267,7 @@ impl EventLoop {
             next_id: 0,
             now,
             accepting: Accepting::new(now),
+            idle: IdleQueue::default(),
             recheck: false,
             look_at: None,
             again: Vec::new(),

@@ -133,6 +133,12 @@ const SERIES: &[Series] = &[
         "Process serving the requests.",
         |s| s.pid,
     ),
+    (
+        "maitre_connections_evicted_total",
+        "counter",
+        "Idle connections closed at connection_limit to admit new ones.",
+        |s| s.connections_evicted,
+    ),
 ];
 
 fn labels(worker: Option<usize>, extra: &str) -> String {

@@ -151,6 +151,8 @@ figures! {
     /// Requests the loop answered or dropped without running them, by reason
     /// ([`SHED_REASONS`]).
     requests_shed: [u64; SHED_REASONS.len()],
+    /// Idle connections closed at `connection_limit` to admit new ones.
+    connections_evicted: u64,
 }
 
 /// Why the loop did not run a request (`requests_shed`, the `reason` label of

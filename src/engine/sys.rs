@@ -1,7 +1,7 @@
 //! The operating system's fast paths, each in one place, with a portable fallback.
 //!
 //! `sys/linux.rs` holds the Linux-only calls the engine uses (splice and pipe sizes,
-//! sendfile, thread CPU clocks, SCHED_BATCH, TCP_CORK, TIOCOUTQ); `sys/portable.rs`
+//! sendfile, thread CPU clocks, SCHED_BATCH, TCP_CORK, TIOCOUTQ, TCP_INFO); `sys/portable.rs`
 //! gives every item the same signature with POSIX calls only, for macOS and the BSDs.
 //! The build takes the Linux file on Linux unless the `portable` cargo feature is on,
 //! which forces the fallbacks there too, so that they are tested code. The condition
@@ -20,6 +20,6 @@ mod imp;
 mod imp;
 
 pub use imp::{
-    cork, prefer_batching, prepare_accepted, send_file, send_vectored, unacked_bytes, CpuClock,
-    SplicePipe, FAST_PATHS,
+    cork, prefer_batching, prepare_accepted, quiet_for, send_file, send_vectored, unacked_bytes,
+    CpuClock, SplicePipe, FAST_PATHS,
 };

@@ -135,6 +135,12 @@ impl TlsSession {
         !self.is_plain() && self.environ.get().is_none()
     }
 
+    /// No byte of a handshake has arrived yet (nor of plain HTTP): the client has sent
+    /// nothing we have looked at.
+    pub fn is_untouched(&self) -> bool {
+        !self.is_plain() && !self.lock().started
+    }
+
     pub fn environ(&self) -> Option<&[(&'static str, String)]> {
         self.environ.get().map(Vec::as_slice)
     }

@@ -214,6 +214,7 @@ pub fn stats_dict<'py>(
     d.set_item("Requests In Flight", s.in_flight)?;
     d.set_item("Accept Errors", s.accept_errors)?;
     d.set_item("Body Spills", s.body_spills)?;
+    d.set_item("Connections Evicted", s.connections_evicted)?;
     d.set_item("Process ID", s.pid)?;
     let classes = PyDict::new(py);
     for (name, n) in CLASSES.iter().zip(s.by_class()) {

@@ -112,6 +112,7 @@ pub fn engine_config(s: &Settings<'_, '_>) -> PyResult<Config> {
         proxy_protocol: proxy_protocol(s)?,
         max_queued_requests: s.get("max_queued_requests")?,
         queue_timeout: s.seconds("queue_timeout", 0.0)?,
+        keepalive_timeout: s.seconds("keepalive_timeout", 0.0)?,
     })
 }
 

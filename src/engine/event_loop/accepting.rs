@@ -73,6 +73,12 @@ impl Accepting {
         self.paused && open < limit
     }
 
+    /// Paused at connection_limit: a connection that has become idle since may be
+    /// evicted to make room (`accept.rs`).
+    pub(super) fn paused_at_limit(&self) -> bool {
+        self.paused && self.at_limit
+    }
+
     /// Accept at the end of this round.
     pub(super) fn retry(&mut self) {
         self.due = true;

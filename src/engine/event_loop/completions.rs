@@ -15,7 +15,8 @@
 //!      (`shutdown.rs`);
 //!    - otherwise wait for the next request: requests a worker handed back because the
 //!      client lagged behind its queued output go first (once it has read some), then
-//!      what is buffered, then what the kernel holds.
+//!      what is buffered, then what the kernel holds; with none of those, the
+//!      connection is idle (`mark_idle`: it may be evicted at `connection_limit`).
 
 use super::{EventLoop, State};
 use crate::engine::dispatch::Completion;
@@ -58,6 +59,8 @@ impl EventLoop {
                 conn.held = c.rest;
                 self.resume_reading(c.token);
             }
+            // Waiting for the next request, unless it was there already: idle.
+            self.mark_idle(c.token);
         }
     }
 }

@@ -98,6 +98,8 @@ impl EventLoop {
                     self.drive(token);
                 } else if progressed {
                     self.resume_reading(token);
+                    // The last response has gone out whole: idle from now.
+                    self.mark_idle(token);
                 }
             }
             Ok((Flushed::Blocked, progressed)) => {
@@ -201,6 +203,11 @@ impl EventLoop {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     conn.readable = false;
+                    if conn.idle == 0 {
+                        // Taken off the idle queue while busy (a TLS handshake under
+                        // way, say): back on it if idle now.
+                        self.mark_idle(token);
+                    }
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

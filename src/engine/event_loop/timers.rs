@@ -10,9 +10,14 @@
 //!    - a lingering close ends at its deadline;
 //!    - a client that accepts no response bytes for `channel_timeout` is given up on,
 //!      which releases its worker;
-//!    - plain idleness waits for the `cleanup_interval` sweep, as in waitress;
+//!    - a keep-alive connection waiting between requests is closed after
+//!      `keepalive_timeout`, when it is set;
+//!    - other plain idleness (and all of it without `keepalive_timeout`) waits for the
+//!      `cleanup_interval` sweep and `channel_timeout`, as in waitress;
 //!
-//!    and accepting resumes if it was paused and there is room;
+//!    and accepting resumes if it was paused and there is room, or if it was paused at
+//!    `connection_limit` and a connection may by now be idle long enough to be evicted
+//!    (`accept.rs`); evictions not yet said are summarised (`idle.rs`);
 //! 2. [`EventLoop::warn_if_queue_backs_up`] says when requests wait for a worker: once
 //!    when the queue starts backing up, at most once a [`QUEUE_REPEAT`] while it stays
 //!    backed up, and once when it clears;
@@ -47,6 +52,7 @@ impl EventLoop {
             self.next_sweep = now + self.cfg.cleanup_interval;
         }
         let timeout = self.cfg.channel_timeout;
+        let keepalive = self.cfg.keepalive_timeout;
         let rate = self.cfg.min_body_rate;
         let grace = timeout.min(BODY_GRACE);
         let mut expired = Vec::new();
@@ -104,6 +110,19 @@ impl EventLoop {
                     too_slow.push((token, head.version, received, now.duration_since(started)));
                     false
                 }
+                // Between requests on a keep-alive connection: keepalive_timeout, when
+                // set, instead of channel_timeout, and checked every tick (it is meant to
+                // be short). A response still being written is judged as before.
+                State::Head { started: None, .. }
+                    if !keepalive.is_zero() && !c.fresh && c.rbuf.is_empty() =>
+                {
+                    let quiet = now.duration_since(c.last_activity);
+                    if (quiet > keepalive || quiet > timeout) && c.channel.has_pending_output() {
+                        sweep && quiet > timeout
+                    } else {
+                        quiet > keepalive
+                    }
+                }
                 State::Head { .. } | State::Body { .. } | State::Closing => {
                     let idle = sweep && now.duration_since(c.last_activity) > timeout;
                     if idle && matches!(c.state, State::Body { .. }) {
@@ -154,8 +173,14 @@ impl EventLoop {
         if self
             .accepting
             .room(self.conns.len(), self.cfg.connection_limit)
+            || (self.accepting.paused_at_limit() && self.idle.front().is_some())
         {
+            // Room, or at the limit a connection that may by now be idle long enough
+            // to be evicted (`accept.rs`).
             self.resume_accepting();
+        }
+        if let Some(line) = self.idle.summary(now, self.cfg.connection_limit) {
+            self.log(LogLevel::Info, line);
         }
         if let Some(line) = self.tls_failures.summary(now) {
             self.log(LogLevel::Info, line);

@@ -53,6 +53,27 @@ pub fn unacked_bytes(sock: &Socket) -> Option<usize> {
     ok.then_some(unacked.max(0) as usize)
 }
 
+/// How long `sock` has received no data: since its last data, or since it was
+/// established if it never had any (TCP_INFO's `tcpi_last_data_recv`), which counts the
+/// time it waited in the listener's backlog. None where it cannot tell (a Unix socket).
+pub fn quiet_for(sock: &Socket) -> Option<Duration> {
+    // SAFETY: tcp_info is plain integers; all zeros is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the local, and says how many.
+    let ok = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    } == 0;
+    let known = std::mem::offset_of!(libc::tcp_info, tcpi_last_data_recv) + 4;
+    (ok && len as usize >= known).then(|| Duration::from_millis(info.tcpi_last_data_recv.into()))
+}
+
 /// Puts the calling thread (the I/O loop) under SCHED_BATCH: its wake-ups then do not
 /// preempt a worker in the middle of a run of requests, so on a busy core the loop
 /// collects bigger batches (fewer context switches and less CPU per request). Best

@@ -92,6 +92,12 @@ pub fn unacked_bytes(_sock: &Socket) -> Option<usize> {
     None
 }
 
+/// How long `sock` has received no data: not known here (the caller counts from
+/// when it accepted the connection).
+pub fn quiet_for(_sock: &Socket) -> Option<Duration> {
+    None
+}
+
 /// SCHED_BATCH is Linux's: nothing to do.
 pub fn prefer_batching() {}
 
