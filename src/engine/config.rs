@@ -34,6 +34,10 @@ pub struct Config {
     /// How long a graceful stop leaves idle keep-alive connections open for a last
     /// request (`keepalive_linger`; zero: closed at once).
     pub keepalive_linger: Duration,
+    /// How long an application call may run before it is answered 504 (or its
+    /// connection cut) and interrupted (`request_timeout`; zero: no limit). Acted on by
+    /// the WSGI layer's watchdog, which alone may touch Python.
+    pub request_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -62,6 +66,7 @@ impl Config {
             ident: "maitre".into(),
             shutdown_timeout: Duration::from_secs(30),
             keepalive_linger: Duration::from_secs(2),
+            request_timeout: Duration::ZERO,
         }
     }
 }

@@ -121,6 +121,18 @@ const SERIES: &[Series] = &[
         "Process serving the requests.",
         |s| s.pid,
     ),
+    (
+        "maitre_requests_timed_out_total",
+        "counter",
+        "Application calls that outran request_timeout.",
+        |s| s.requests_timed_out,
+    ),
+    (
+        "maitre_threads_stuck",
+        "gauge",
+        "Worker threads still in an application call request_timeout interrupted.",
+        |s| s.threads_stuck,
+    ),
 ];
 
 fn labels(worker: Option<usize>, extra: &str) -> String {

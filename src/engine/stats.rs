@@ -75,7 +75,7 @@ impl<T: Figure, const N: usize> Figure for [T; N] {
 macro_rules! figures {
     ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
         /// One engine's counters. Gauges (`open_connections`, `queue_depth`, `threads`,
-        /// `threads_busy`, `in_flight`) go up and down; everything else only goes up.
+        /// `threads_busy`, `in_flight`, `threads_stuck`) go up and down; everything else only goes up.
         #[repr(C)]
         pub struct StatsBlock {
             $($(#[$doc])* pub $name: <$ty as Figure>::Atomic,)*
@@ -143,19 +143,25 @@ figures! {
     /// Why the master last replaced the worker of this slot: a code of
     /// [`RESTART_REASONS`], 0 for none (kept across its engines, like `restarts`).
     last_restart_reason: u64,
+    /// Application calls that outran `request_timeout`.
+    requests_timed_out: u64,
+    /// Worker threads still in an application call well after `request_timeout`
+    /// interrupted it (blocked in C code): a gauge.
+    threads_stuck: u64,
 }
 
 /// The reasons a master replaces a worker, as `last_restart_reason` holds them: (code,
 /// name, words). The name is what `/status.json` and the master's bookkeeping use
 /// (exported to Python as `_maitre.RESTART_REASONS`, name to code), the words what the
 /// status page shows. A code is only ever appended, never renumbered (as a figure).
-pub const RESTART_REASONS: [(u64, &str, &str); 6] = [
+pub const RESTART_REASONS: [(u64, &str, &str); 7] = [
     (1, "exited", "exited"),
     (2, "worker_timeout", "timed out"),
     (3, "max_requests", "max_requests"),
     (4, "max_worker_memory", "max_worker_memory"),
     (5, "max_worker_lifetime", "max_worker_lifetime"),
     (6, "boot_error", "boot error"),
+    (7, "stuck", "threads stuck"),
 ];
 
 /// The (name, words) of a `last_restart_reason` code; None for 0 (never replaced) or a
@@ -227,6 +233,7 @@ impl StatsBlock {
             &self.threads,
             &self.threads_busy,
             &self.in_flight,
+            &self.threads_stuck,
         ] {
             gauge.store(0, Relaxed);
         }

@@ -107,6 +107,7 @@ pub fn engine_config(s: &Settings<'_, '_>) -> PyResult<Config> {
         ident: s.get::<Option<String>>("ident")?.unwrap_or_default(),
         shutdown_timeout: s.seconds("shutdown_timeout", 0.0)?,
         keepalive_linger: s.seconds("keepalive_linger", 0.0)?,
+        request_timeout: s.seconds("request_timeout", 0.0)?,
     })
 }
 
