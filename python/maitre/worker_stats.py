@@ -1,5 +1,7 @@
 """The counters of every worker of a master, in one shared map, and the master's
-metrics listener over them (``metrics_listen`` with ``workers`` > 1).
+metrics listener over them (``metrics_listen`` with ``workers`` > 1). With
+``request_timeout``, the map is there without a listener too: the master reads in it
+which workers have every thread stuck.
 
 The master maps ``slots`` blocks of ``_maitre.STATS_BLOCK_SIZE`` bytes before it forks
 (anonymous and shared: each worker counts into its slot, the master reads them all).
@@ -67,6 +69,17 @@ class WorkerStats:
         unknown name is recorded as none)."""
         code = _maitre.RESTART_REASONS.get(reason, 0)
         return _maitre.count_restart(self.map, slot, code)
+
+    def all_stuck(self, slot: int | None) -> bool:
+        """Whether every thread of the worker counting in ``slot`` is stuck in an
+        application call that ``request_timeout`` interrupted (blocked in C code)."""
+        if slot is None:
+            return False
+        figures = _maitre.threads_stuck(self.map, slot)
+        if figures is None:
+            return False
+        stuck, threads = figures
+        return threads > 0 and stuck >= threads
 
     def give_back(self, slot: int | None) -> None:
         """The worker of ``slot`` has been reaped: not rendered any more."""
