@@ -67,6 +67,7 @@ MAITRE_DEFAULTS = {
     # leaving a fleet behind a load balancer
     "shutdown_delay": 0,
     "keepalive_linger": 2,
+    "request_timeout": 0,
     # the process model
     "workers": 1,
     "preload_app": False,
