@@ -481,7 +481,7 @@ impl Engine {
         let ctx = self.ctx.clone();
         std::thread::Builder::new()
             .name("maitre-watchdog".into())
-            .spawn(move || Watch::run(ctx))
+            .spawn(move || watchdog_main(ctx))
             .map(Some)
             .map_err(|e| PyOSError::new_err(format!("cannot start the watchdog: {e}")))
     }
@@ -637,6 +637,27 @@ impl Engine {
             };
             crate::wsgi::logging::log(py, &self.ctx, level, &r.message);
         }
+    }
+}
+
+/// The `request_timeout` watchdog's thread: looks at the worker threads every tick
+/// until the watch is stopped, and takes the GIL only to interrupt and log a call it
+/// timed out (see `wsgi::watchdog`).
+fn watchdog_main(ctx: Arc<WsgiContext>) {
+    let Some(watch) = ctx.watch.as_ref() else {
+        return;
+    };
+    while watch.wait_tick() {
+        let fired = watch.check(&ctx.observe.stats, &ctx.opts.ident, Instant::now());
+        if fired.is_empty() || crate::wsgi::gil::interpreter_finalizing() {
+            continue;
+        }
+        Python::attach(|py| {
+            for f in fired {
+                let message = watch.raise_in(py, f);
+                crate::wsgi::logging::log(py, &ctx, "error", &message);
+            }
+        });
     }
 }
 

@@ -2,8 +2,10 @@
 //!
 //! Each worker thread has a [`Slot`]: when its request started, on which connection,
 //! and a state word (a generation and a phase: idle, running, response started, timed
-//! out). A small thread ([`Watch::run`], only with the setting on) looks at the slots a
-//! few times per timeout, without the GIL. A call still running after `request_timeout`:
+//! out). A small thread (`watchdog_main` in `server.rs`, only with the setting on)
+//! looks at the slots a few times per timeout ([`Watch::check`], without the GIL, then
+//! [`Watch::raise_in`] with it for what it timed out). This module knows nothing of
+//! the context that holds it. A call still running after `request_timeout`:
 //!
 //! - gets a `504 Gateway Timeout` (Connection: close) if its response has not started,
 //!   or its connection cut otherwise (never a chunked end nor the rest of a
@@ -33,11 +35,10 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 
 use crate::engine::channel::{Channel, WhenFull};
+use crate::engine::stats::StatsBlock;
 use crate::http::request::{RequestHead, Version};
 use crate::http::response::error_response;
-use crate::wsgi::context::WsgiContext;
 use crate::wsgi::exceptions::RequestTimeout;
-use crate::wsgi::logging::log;
 
 // Phases (the low bits of a slot's state); 0 is idle.
 const RUNNING: u64 = 1;
@@ -123,7 +124,7 @@ pub struct Watch {
 }
 
 /// A request the watchdog has just timed out, to raise and log under the GIL.
-struct Fired {
+pub struct Fired {
     slot: usize,
     state: u64,
     line: String,
@@ -200,39 +201,23 @@ impl Watch {
         self.wake.notify_all();
     }
 
-    /// The watchdog thread's body: looks at the slots every tick until [`Watch::stop`].
-    pub fn run(ctx: Arc<WsgiContext>) {
-        let Some(watch) = ctx.watch.as_ref() else {
-            return;
-        };
-        let tick = (watch.timeout / 10).clamp(MIN_TICK, MAX_TICK);
-        loop {
-            {
-                let stopping = watch.stopping.lock().unwrap_or_else(|p| p.into_inner());
-                let (stopping, _) = watch
-                    .wake
-                    .wait_timeout_while(stopping, tick, |s| !*s)
-                    .unwrap_or_else(|p| p.into_inner());
-                if *stopping {
-                    return;
-                }
-            }
-            let fired = watch.check(&ctx, Instant::now());
-            if fired.is_empty() || crate::wsgi::gil::interpreter_finalizing() {
-                continue;
-            }
-            Python::attach(|py| {
-                for f in fired {
-                    watch.raise_and_log(py, &ctx, f);
-                }
-            });
-        }
+    /// The watchdog thread's wait for its next look at the slots: false once
+    /// [`Watch::stop`] was called. A look a few times per timeout, never more than
+    /// [`MAX_TICK`] apart.
+    pub fn wait_tick(&self) -> bool {
+        let tick = (self.timeout / 10).clamp(MIN_TICK, MAX_TICK);
+        let stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
+        let (stopping, _) = self
+            .wake
+            .wait_timeout_while(stopping, tick, |s| !*s)
+            .unwrap_or_else(|p| p.into_inner());
+        !*stopping
     }
 
-    /// One look at the slots, without the GIL: answers (or cuts) what has run too
-    /// long, and counts the stuck threads.
-    fn check(&self, ctx: &WsgiContext, now: Instant) -> Vec<Fired> {
-        let stats = &ctx.observe.stats;
+    /// One look at the slots, without the GIL: answers (a 504 naming `ident`) or cuts
+    /// what has run too long, and counts the requests timed out and the stuck threads
+    /// in `stats`. What it timed out goes to [`Watch::raise_in`], under the GIL.
+    pub fn check(&self, stats: &StatsBlock, ident: &str, now: Instant) -> Vec<Fired> {
         let mut fired = Vec::new();
         let mut stuck = 0;
         for (i, slot) in self.slots.iter().enumerate() {
@@ -252,7 +237,7 @@ impl Watch {
                     if let Some(channel) = cur.channel.clone() {
                         if answered {
                             let version = cur.version.unwrap_or(Version::Http11);
-                            cur.answered = Some(answer_504(ctx, &channel, version));
+                            cur.answered = Some(answer_504(ident, &channel, version));
                         } else {
                             cut(&channel);
                         }
@@ -282,8 +267,8 @@ impl Watch {
     }
 
     /// Under the GIL: raises `RequestTimeout` in the thread that still runs the timed
-    /// out call, and logs the request with that thread's stack.
-    fn raise_and_log(&self, py: Python<'_>, ctx: &WsgiContext, f: Fired) {
+    /// out call; returns what to log: the request, and that thread's stack.
+    pub fn raise_in(&self, py: Python<'_>, f: Fired) -> String {
         let slot = &self.slots[f.slot];
         let thread = slot.thread.load(Relaxed);
         // Still in that call: the worker has not ended it (it would hold the GIL to).
@@ -307,17 +292,12 @@ impl Watch {
                 .unwrap_or_default(),
             None => "; the call ended before its stack could be taken".into(),
         };
-        log(
-            py,
-            ctx,
-            "error",
-            &format!(
-                "request_timeout ({} s) passed for \"{}\" on thread maitre-{}: {what}{stack}",
-                self.timeout.as_secs_f64(),
-                f.line,
-                f.slot
-            ),
-        );
+        format!(
+            "request_timeout ({} s) passed for \"{}\" on thread maitre-{}: {what}{stack}",
+            self.timeout.as_secs_f64(),
+            f.line,
+            f.slot
+        )
     }
 }
 
@@ -343,13 +323,13 @@ fn format_stack(py: Python<'_>, frame: &Bound<'_, PyAny>) -> Option<String> {
 }
 
 /// Sends the 504 on `channel` and closes our side; (body bytes, bytes sent).
-fn answer_504(ctx: &WsgiContext, channel: &Channel, version: Version) -> (u64, u64) {
+fn answer_504(ident: &str, channel: &Channel, version: Version) -> (u64, u64) {
     let response = error_response(
         version,
         504,
         "Gateway Timeout",
         "The application did not answer in time (request_timeout).",
-        &ctx.opts.ident,
+        ident,
     );
     let head = memchr::memmem::find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
     if channel.send(&[&response], WhenFull::Queue).is_err() {
