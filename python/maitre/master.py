@@ -10,10 +10,8 @@ States of the master (``Master.state``, a ``State``):
   one of them has said it accepts.
 - RUNNING: serving. A worker that dies is replaced (the reason logged); one silent
   for ``worker_timeout`` is killed and replaced; one that reached ``max_requests``,
-  ``max_worker_memory`` or ``max_worker_lifetime``, or whose threads are all stuck
-  in calls ``request_timeout`` interrupted (read in its stats slot), is recycled:
-  replaced by a new one, stopped once the new one accepts (``_recycle``, the one path
-  for all of them).
+  ``max_worker_memory`` or ``max_worker_lifetime``, or has every thread stuck, is
+  recycled: replaced by a new one, stopped once the new one accepts (``_recycle``).
 - RELOADING: after SIGHUP (or a changed file with ``reload``): a new generation of
   workers with the application imported afresh; the old ones are stopped only once
   every new one accepts, so that at no instant is nobody accepting. If the new ones
@@ -231,8 +229,7 @@ class Master:
             self.target,
             self.generation,
         )
-        #: with metrics_listen or request_timeout
-        self.stats: WorkerStats | None = None
+        self.stats: WorkerStats | None = None  # metrics_listen, request_timeout
         #: monotonic end of shutdown_delay after a first stop signal, or None
         self.delay_until: float | None = None
         #: (``restarts``, why) of the workers replaced whose replacements are not
@@ -261,9 +258,7 @@ class Master:
                 self.reloader = Reloader(self.watch_dirs, self.selector)
                 self.reloader.start(self.sockets)
             if self.adj.metrics_listen or self.adj.request_timeout:
-                # request_timeout: the workers say there how many threads are stuck.
                 self.stats = WorkerStats(self.target)
-            if self.adj.metrics_listen and self.stats is not None:
                 self._metrics_address = self.stats.serve(self.adj)
             if self.adj.max_worker_memory and not memory_readable():
                 logger.warning(
@@ -620,20 +615,11 @@ class Master:
         logger.info("Worker %d %s: replacing it", worker.pid, why)
 
     def _check_recycling(self) -> None:
-        """Recycle the workers past ``max_worker_lifetime`` or ``max_worker_memory``,
-        or whose threads are all stuck in calls ``request_timeout`` interrupted.
-        Only ready ones: one still booting has nothing to hand over yet, and a
-        successor of its own would be no better placed."""
+        """Recycle the workers past ``max_worker_lifetime``, ``max_worker_memory``
+        or with every thread stuck (``request_timeout``). Only ready ones: one still
+        booting has nothing to hand over yet, nor would a successor be better placed."""
         if self.state is State.STOPPING:
             return
-        if self.adj.request_timeout and self.stats is not None:
-            for w in self._current():
-                if w.ready and self.stats.all_stuck(w.slot):
-                    self._recycle(
-                        w,
-                        "has every thread stuck past request_timeout",
-                        "stuck",
-                    )
         now = time.monotonic()
         for w in self._current():
             if w.ready and w.retire_at is not None and now >= w.retire_at:
@@ -643,6 +629,8 @@ class Master:
                     f"{self.adj.max_worker_lifetime}",
                     "max_worker_lifetime",
                 )
+            elif w.ready and self.stats is not None and self.stats.all_stuck(w.slot):
+                self._recycle(w, "has every thread stuck past request_timeout", "stuck")
         limit = self.adj.max_worker_memory
         if not limit or now - self.memory_checked < MEMORY_CHECK_INTERVAL:
             return

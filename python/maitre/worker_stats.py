@@ -88,10 +88,14 @@ class WorkerStats:
         _maitre.release_stats_slot(self.map, slot)
         heapq.heappush(self.free, slot)
 
-    def serve(self, adj: Any) -> tuple[str, int]:
+    def serve(self, adj: Any) -> tuple[str, int] | None:
         """Binds ``metrics_listen`` and serves every slot on it, from a thread of the
-        master (never through a worker). Returns the address bound."""
+        master (never through a worker). Returns the address bound; None without
+        ``metrics_listen`` (the map serves ``request_timeout`` alone)."""
         from .server import _bind_metrics
+
+        if not adj.metrics_listen:
+            return None
 
         self.socket = _bind_metrics(adj)
         self.listener = _maitre.MetricsServer(
