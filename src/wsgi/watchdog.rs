@@ -174,7 +174,7 @@ impl Watch {
 
     /// Worker side, holding the GIL: the application call of `slot` is over. Clears an
     /// asynchronous exception the watchdog raised that the call did not see.
-    pub fn end(&self, py: Python<'_>, slot: usize) -> Ended {
+    pub fn end(&self, _gil: Python<'_>, slot: usize) -> Ended {
         let s = &self.slots[slot];
         // Back to idle, in the same generation.
         let before = s.state.fetch_and(!PHASE, AcqRel);
@@ -186,12 +186,11 @@ impl Watch {
         }
         let answered = cur.answered.take();
         drop(cur);
-        // SAFETY: with the GIL held (`py`); a NULL exception clears the thread's
+        // SAFETY: with the GIL held (`_gil`); a NULL exception clears the thread's
         // pending one, if any.
         unsafe {
             pyo3::ffi::PyThreadState_SetAsyncExc(s.thread.load(Relaxed) as _, std::ptr::null_mut());
         }
-        let _ = py;
         Ended::TimedOut(answered)
     }
 
