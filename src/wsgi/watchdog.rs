@@ -3,7 +3,7 @@
 //! Each worker thread has a [`Slot`]: when its request started, on which connection,
 //! and a state word (a generation and a phase: idle, running, response started, timed
 //! out). A small thread (`watchdog_main` in `server.rs`, only with the setting on)
-//! looks at the slots a few times per timeout ([`Watch::check`], without the GIL, then
+//! looks at the slots every tick ([`Watch::check`], without the GIL, then
 //! [`Watch::raise_in`] with it for what it timed out). This module knows nothing of
 //! the context that holds it. A call still running after `request_timeout`:
 //!
@@ -201,8 +201,9 @@ impl Watch {
     }
 
     /// The watchdog thread's wait for its next look at the slots: false once
-    /// [`Watch::stop`] was called. A look a few times per timeout, never more than
-    /// [`MAX_TICK`] apart.
+    /// [`Watch::stop`] was called. A tenth of the timeout, between [`MIN_TICK`] and
+    /// [`MAX_TICK`]: a late call ends within about a tenth past its timeout, and a
+    /// long timeout does not make it late by seconds.
     pub fn wait_tick(&self) -> bool {
         let tick = (self.timeout / 10).clamp(MIN_TICK, MAX_TICK);
         let stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
