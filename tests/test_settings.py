@@ -73,6 +73,7 @@ MAITRE_DEFAULTS = {
     "max_queued_requests": 0,
     "queue_timeout": 0,
     "keepalive_timeout": 0,
+    "request_timeout": 0,
     # the process model
     "workers": 1,
     "preload_app": False,

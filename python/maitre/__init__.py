@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from ._maitre import RequestAbandoned, RequestTimeout
 from .adjustments import SETTINGS_BY_NAME, as_workers, asbool
 from .config import configure_logging, create_pid_file
 from .pidfile import PidFile
@@ -19,7 +20,14 @@ from .server import create_server
 from .systemd import Watchdog, sd_notify
 from .utilities import log_summary, logger
 
-__all__ = ["create_server", "profile", "serve", "serve_paste"]
+__all__ = [
+    "RequestAbandoned",
+    "RequestTimeout",
+    "create_server",
+    "profile",
+    "serve",
+    "serve_paste",
+]
 
 
 def _package_version() -> str:

@@ -287,6 +287,18 @@ SETTINGS: tuple[Setting, ...] = (
         engine=True,
     ),
     Setting(
+        "request_timeout",
+        asseconds,
+        0,
+        "Seconds an application call may run: then the client gets 504 Gateway "
+        "Timeout (or, once the response has started, its connection is closed), "
+        "maitre.RequestTimeout is raised in the call's Python code and its stack "
+        "logged. A thread blocked in C code stays stuck (maitre_threads_stuck). "
+        "0: no limit.",
+        "SECONDS",
+        engine=True,
+    ),
+    Setting(
         "log_socket_errors",
         asbool,
         True,
@@ -710,6 +722,7 @@ class Adjustments:
             "min_request_body_rate",
             "max_queued_requests",
             "queue_timeout",
+            "request_timeout",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(

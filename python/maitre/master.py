@@ -10,8 +10,8 @@ States of the master (``Master.state``, a ``State``):
   one of them has said it accepts.
 - RUNNING: serving. A worker that dies is replaced (the reason logged); one silent
   for ``worker_timeout`` is killed and replaced; one that reached ``max_requests``,
-  ``max_worker_memory`` or ``max_worker_lifetime`` is recycled: replaced by a new
-  one, stopped once the new one accepts (``_recycle``, the one path for all three).
+  ``max_worker_memory`` or ``max_worker_lifetime``, or has every thread stuck, is
+  recycled: replaced by a new one, stopped once the new one accepts (``_recycle``).
 - RELOADING: after SIGHUP (or a changed file with ``reload``): a new generation of
   workers with the application imported afresh; the old ones are stopped only once
   every new one accepts, so that at no instant is nobody accepting. If the new ones
@@ -229,7 +229,7 @@ class Master:
             self.target,
             self.generation,
         )
-        self.stats: WorkerStats | None = None  # with metrics_listen
+        self.stats: WorkerStats | None = None  # metrics_listen, request_timeout
         #: monotonic end of shutdown_delay after a first stop signal, or None
         self.delay_until: float | None = None
         #: (``restarts``, why) of the workers replaced whose replacements are not
@@ -257,7 +257,7 @@ class Master:
             if self.adj.reload:
                 self.reloader = Reloader(self.watch_dirs, self.selector)
                 self.reloader.start(self.sockets)
-            if self.adj.metrics_listen:
+            if self.adj.metrics_listen or self.adj.request_timeout:
                 self.stats = WorkerStats(self.target)
                 self._metrics_address = self.stats.serve(self.adj)
             if self.adj.max_worker_memory and not memory_readable():
@@ -611,8 +611,8 @@ class Master:
     def _recycle(self, worker: Worker, why: str, reason: str) -> None:
         """Replace ``worker``, new one first: ``_maintain`` forks its successor (it no
         longer counts towards ``target``) and stops it once every current worker
-        accepts. The path of max_requests, max_worker_memory and
-        max_worker_lifetime alike (``reason``: which, for the status page)."""
+        accepts. The path of max_requests, max_worker_memory, max_worker_lifetime
+        and stuck threads alike (``reason``: which, for the status page)."""
         if worker.recycle or worker.stopping_since is not None:
             return
         if self.state is State.STOPPING:
@@ -622,9 +622,9 @@ class Master:
         logger.info("Worker %d %s: replacing it", worker.pid, why)
 
     def _check_recycling(self) -> None:
-        """Recycle the workers past ``max_worker_lifetime`` or ``max_worker_memory``.
-        Only ready ones: one still booting has nothing to hand over yet, and a
-        successor of its own would be no better placed."""
+        """Recycle the workers past ``max_worker_lifetime``, ``max_worker_memory``
+        or with every thread stuck (``request_timeout``). Only ready ones: one still
+        booting has nothing to hand over yet, nor would a successor be better placed."""
         if self.state is State.STOPPING:
             return
         now = time.monotonic()
@@ -636,6 +636,8 @@ class Master:
                     f"{self.adj.max_worker_lifetime}",
                     "max_worker_lifetime",
                 )
+            elif w.ready and self.stats is not None and self.stats.all_stuck(w.slot):
+                self._recycle(w, "has every thread stuck past request_timeout", "stuck")
         limit = self.adj.max_worker_memory
         if not limit or now - self.memory_checked < MEMORY_CHECK_INTERVAL:
             return

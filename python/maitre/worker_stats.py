@@ -1,5 +1,7 @@
 """The counters of every worker of a master, in one shared map, and the master's
-metrics listener over them (``metrics_listen`` with ``workers`` > 1).
+metrics listener over them (``metrics_listen`` with ``workers`` > 1). With
+``request_timeout``, the map is there without a listener too: the master reads in it
+which workers have every thread stuck.
 
 The master maps ``slots`` blocks of ``_maitre.STATS_BLOCK_SIZE`` bytes before it forks
 (anonymous and shared: each worker counts into its slot, the master reads them all).
@@ -72,6 +74,16 @@ class WorkerStats:
         """Requests (jobs) waiting for a thread in the worker of ``slot``, as of its
         I/O loop's last round."""
         return _maitre.queue_depth(self.map, slot)
+    def all_stuck(self, slot: int | None) -> bool:
+        """Whether every thread of the worker counting in ``slot`` is stuck in an
+        application call that ``request_timeout`` interrupted (blocked in C code)."""
+        if slot is None:
+            return False
+        figures = _maitre.threads_stuck(self.map, slot)
+        if figures is None:
+            return False
+        stuck, threads = figures
+        return threads > 0 and stuck >= threads
 
     def give_back(self, slot: int | None) -> None:
         """The worker of ``slot`` has been reaped: not rendered any more."""
@@ -80,10 +92,14 @@ class WorkerStats:
         _maitre.release_stats_slot(self.map, slot)
         heapq.heappush(self.free, slot)
 
-    def serve(self, adj: Any) -> tuple[str, int]:
+    def serve(self, adj: Any) -> tuple[str, int] | None:
         """Binds ``metrics_listen`` and serves every slot on it, from a thread of the
-        master (never through a worker). Returns the address bound."""
+        master (never through a worker). Returns the address bound; None without
+        ``metrics_listen`` (the map serves ``request_timeout`` alone)."""
         from .server import _bind_metrics
+
+        if not adj.metrics_listen:
+            return None
 
         self.socket = _bind_metrics(adj)
         self.listener = _maitre.MetricsServer(

@@ -46,6 +46,10 @@ pub struct Config {
     /// How long a keep-alive connection may wait between requests (`keepalive_timeout`;
     /// zero: `channel_timeout`, checked at its sweep, as in waitress).
     pub keepalive_timeout: Duration,
+    /// How long an application call may run before it is answered 504 (or its
+    /// connection cut) and interrupted (`request_timeout`; zero: no limit). Acted on by
+    /// the WSGI layer's watchdog, which alone may touch Python.
+    pub request_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -78,6 +82,7 @@ impl Config {
             max_queued_requests: 0,
             queue_timeout: Duration::ZERO,
             keepalive_timeout: Duration::ZERO,
+            request_timeout: Duration::ZERO,
         }
     }
 }

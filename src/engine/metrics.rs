@@ -139,6 +139,18 @@ const SERIES: &[Series] = &[
         "Idle connections closed at connection_limit to admit new ones.",
         |s| s.connections_evicted,
     ),
+    (
+        "maitre_requests_timed_out_total",
+        "counter",
+        "Application calls that outran request_timeout.",
+        |s| s.requests_timed_out,
+    ),
+    (
+        "maitre_threads_stuck",
+        "gauge",
+        "Worker threads still in an application call request_timeout interrupted.",
+        |s| s.threads_stuck,
+    ),
 ];
 
 fn labels(worker: Option<usize>, extra: &str) -> String {

@@ -75,7 +75,7 @@ impl<T: Figure, const N: usize> Figure for [T; N] {
 macro_rules! figures {
     ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
         /// One engine's counters. Gauges (`open_connections`, `queue_depth`, `threads`,
-        /// `threads_busy`, `in_flight`) go up and down; everything else only goes up.
+        /// `threads_busy`, `in_flight`, `threads_stuck`) go up and down; everything else only goes up.
         #[repr(C)]
         pub struct StatsBlock {
             $($(#[$doc])* pub $name: <$ty as Figure>::Atomic,)*
@@ -153,6 +153,11 @@ figures! {
     requests_shed: [u64; SHED_REASONS.len()],
     /// Idle connections closed at `connection_limit` to admit new ones.
     connections_evicted: u64,
+    /// Application calls that outran `request_timeout`.
+    requests_timed_out: u64,
+    /// Worker threads still in an application call well after `request_timeout`
+    /// interrupted it (blocked in C code): a gauge.
+    threads_stuck: u64,
 }
 
 /// Why the loop did not run a request (`requests_shed`, the `reason` label of
@@ -169,13 +174,14 @@ pub const SHED_CLIENT_GONE: usize = 2;
 /// name, words). The name is what `/status.json` and the master's bookkeeping use
 /// (exported to Python as `_maitre.RESTART_REASONS`, name to code), the words what the
 /// status page shows. A code is only ever appended, never renumbered (as a figure).
-pub const RESTART_REASONS: [(u64, &str, &str); 6] = [
+pub const RESTART_REASONS: [(u64, &str, &str); 7] = [
     (1, "exited", "exited"),
     (2, "worker_timeout", "timed out"),
     (3, "max_requests", "max_requests"),
     (4, "max_worker_memory", "max_worker_memory"),
     (5, "max_worker_lifetime", "max_worker_lifetime"),
     (6, "boot_error", "boot error"),
+    (7, "stuck", "threads stuck"),
 ];
 
 /// The (name, words) of a `last_restart_reason` code; None for 0 (never replaced) or a
@@ -247,6 +253,7 @@ impl StatsBlock {
             &self.threads,
             &self.threads_busy,
             &self.in_flight,
+            &self.threads_stuck,
         ] {
             gauge.store(0, Relaxed);
         }

@@ -207,6 +207,7 @@ impl<'a> Status<'a> {
             total.in_flight += s.in_flight;
             total.threads += s.threads;
             total.threads_busy += s.threads_busy;
+            total.threads_stuck += s.threads_stuck;
             total.queue_depth += s.queue_depth;
             total.open_connections += s.open_connections;
             total.connection_limit += s.connection_limit;
@@ -437,7 +438,14 @@ pub fn render_status(
         busy_for = st.busy_for.map_or(String::new(), |d| format!(
             " &middot; all for <span id=\"all-busy-for\">{}</span>",
             duration(d.as_secs_f64())
-        )),
+        )) + &if t.threads_stuck > 0 {
+            format!(
+                " &middot; <span id=\"threads-stuck\">{}</span> stuck past request_timeout",
+                t.threads_stuck
+            )
+        } else {
+            String::new()
+        },
         queue_c = level(false, t.queue_depth > 0),
         queue = t.queue_depth,
         inflight = t.in_flight,
@@ -614,7 +622,7 @@ pub fn render_status_json(
     let mut j = String::with_capacity(4096);
     let _ = write!(
         j,
-        "{{\"ident\":{},\"version\":{},\"now\":{},\"start_time_seconds\":{},\"uptime_seconds\":{},\"threads\":{},\"threads_busy\":{},\"all_threads_busy_seconds\":{},\"queue_depth\":{},\"in_flight\":{},\"open_connections\":{},\"connection_limit\":{},\"max_queued_requests\":null,\"restarts\":{},\"recent\":{},\"rate\":{},\"totals\":{},\"process\":{},\"workers\":[",
+        "{{\"ident\":{},\"version\":{},\"now\":{},\"start_time_seconds\":{},\"uptime_seconds\":{},\"threads\":{},\"threads_busy\":{},\"threads_stuck\":{},\"all_threads_busy_seconds\":{},\"queue_depth\":{},\"in_flight\":{},\"open_connections\":{},\"connection_limit\":{},\"max_queued_requests\":null,\"restarts\":{},\"recent\":{},\"rate\":{},\"totals\":{},\"process\":{},\"workers\":[",
         js(st.ident),
         js(env!("CARGO_PKG_VERSION")),
         num(Some(unix_now())),
@@ -622,6 +630,7 @@ pub fn render_status_json(
         num(Some(unix_now() - st.started)),
         t.threads,
         t.threads_busy,
+        t.threads_stuck,
         num(st.busy_for.map(|d| d.as_secs_f64())),
         t.queue_depth,
         t.in_flight,
@@ -637,7 +646,7 @@ pub fn render_status_json(
         let s = r.snap;
         let _ = write!(
             j,
-            "{}{{\"worker\":{},\"pid\":{},\"start_time_seconds\":{},\"uptime_seconds\":{},\"restarts\":{},\"last_restart_reason\":{},\"threads\":{},\"threads_busy\":{},\"all_threads_busy_seconds\":{},\"queue_depth\":{},\"in_flight\":{},\"open_connections\":{},\"connection_limit\":{},\"recent\":{},\"rate\":{},\"totals\":{},\"process\":{}}}",
+            "{}{{\"worker\":{},\"pid\":{},\"start_time_seconds\":{},\"uptime_seconds\":{},\"restarts\":{},\"last_restart_reason\":{},\"threads\":{},\"threads_busy\":{},\"threads_stuck\":{},\"all_threads_busy_seconds\":{},\"queue_depth\":{},\"in_flight\":{},\"open_connections\":{},\"connection_limit\":{},\"recent\":{},\"rate\":{},\"totals\":{},\"process\":{}}}",
             if n > 0 { "," } else { "" },
             r.slot,
             s.pid,
@@ -647,6 +656,7 @@ pub fn render_status_json(
             restart_reason(s.last_restart_reason).map_or("null".into(), |r| js(r.0)),
             s.threads,
             s.threads_busy,
+            s.threads_stuck,
             num(r.busy_for.map(|d| d.as_secs_f64())),
             s.queue_depth,
             s.in_flight,

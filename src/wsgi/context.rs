@@ -1,5 +1,6 @@
 //! Everything the workers share for the life of a server: the application, the environ
-//! keys interned once, the environ templates (one per listening socket), the logger.
+//! keys interned once, the environ templates (one per listening socket), the logger, and
+//! `request_timeout`'s watch.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -120,6 +121,8 @@ pub struct WsgiContext {
     pub opts: WsgiOptions,
     /// Counters and the access log, told of every finished request.
     pub observe: crate::wsgi::observe::Observe,
+    /// `request_timeout`'s watch over the worker threads; None when it is off.
+    pub watch: Option<crate::wsgi::watchdog::Watch>,
 }
 
 impl WsgiContext {
@@ -177,6 +180,7 @@ impl WsgiContext {
             ident: opts.ident.as_bytes().to_vec(),
             opts,
             observe: Default::default(),
+            watch: None,
         }
     }
 

@@ -121,6 +121,21 @@ pub fn release_stats_slot(
     Ok(())
 }
 
+/// (stuck threads, threads) of the worker counting in slot `slot` (`request_timeout`),
+/// None if no engine counts there: the master replaces a worker whose threads are all
+/// stuck.
+#[pyfunction]
+pub fn threads_stuck(buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<Option<(u64, u64)>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let block = shared_block(buffer, slot)?;
+    Ok(block.is_live().then(|| {
+        (
+            block.threads_stuck.load(Relaxed),
+            block.threads.load(Relaxed),
+        )
+    }))
+}
+
 /// A metrics listener over every slot of a shared buffer, for a master process that
 /// serves no request itself: `MetricsServer(fd, buffer, slots)`, `.close()`; the master
 /// says what the probes answer with `.set_health(live, ready)` (both false until then).
@@ -216,6 +231,8 @@ pub fn stats_dict<'py>(
     d.set_item("Body Spills", s.body_spills)?;
     d.set_item("Connections Evicted", s.connections_evicted)?;
     d.set_item("Process ID", s.pid)?;
+    d.set_item("Requests Timed Out", s.requests_timed_out)?;
+    d.set_item("Threads Stuck", s.threads_stuck)?;
     let classes = PyDict::new(py);
     for (name, n) in CLASSES.iter().zip(s.by_class()) {
         classes.set_item(*name, n)?;

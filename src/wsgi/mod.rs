@@ -13,11 +13,12 @@ pub mod parser;
 pub mod responder;
 pub mod server;
 pub mod settings;
+pub mod watchdog;
 pub mod worker;
 
 use pyo3::prelude::*;
 
-pub use exceptions::{ClientDisconnected, RequestAbandoned};
+pub use exceptions::{ClientDisconnected, RequestAbandoned, RequestTimeout};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<server::Engine>()?;
@@ -31,6 +32,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(pyo3::wrap_pyfunction!(metrics::count_restart, m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(metrics::queue_depth, m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(metrics::release_stats_slot, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(metrics::threads_stuck, m)?)?;
     m.add("STATS_BLOCK_SIZE", crate::engine::stats::BLOCK_SIZE)?;
     m.add("RESTART_REASONS", metrics::restart_reasons(m.py())?)?;
     m.add("STATS_LAYOUT_VERSION", crate::engine::stats::LAYOUT_VERSION)?;
@@ -40,5 +42,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.py().get_type::<ClientDisconnected>(),
     )?;
     m.add("RequestAbandoned", m.py().get_type::<RequestAbandoned>())?;
+    m.add("RequestTimeout", m.py().get_type::<RequestTimeout>())?;
     Ok(())
 }

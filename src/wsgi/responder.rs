@@ -21,7 +21,7 @@ use crate::http::response::{
     status_allows_body, AppSet, Framing, HeadWriter,
 };
 use crate::wsgi::context::WsgiContext;
-use crate::wsgi::exceptions::ClientDisconnected;
+use crate::wsgi::exceptions::{ClientDisconnected, RequestTimeout};
 use crate::wsgi::logging::log;
 
 /// Writes of this size or more are made without the GIL: they may take a while.
@@ -57,6 +57,8 @@ pub struct Responder {
     body_sent: u64,
     /// Every byte the channel took: head, framing and body.
     bytes_out: u64,
+    /// The worker thread's index (its slot of `request_timeout`'s watch).
+    thread: usize,
 }
 
 /// The latin-1 bytes of a `str` (PEP 3333 "native strings").
@@ -87,6 +89,7 @@ impl Responder {
         version: Version,
         keep_alive: bool,
         is_head: bool,
+        thread: usize,
     ) -> Self {
         Responder {
             ctx,
@@ -114,6 +117,18 @@ impl Responder {
             budget: DirectBudget::default(),
             body_sent: 0,
             bytes_out: 0,
+            thread,
+        }
+    }
+
+    /// Takes the right to send the head, which `request_timeout` may have taken first
+    /// (then the client has its 504 and this response is discarded).
+    fn claim_head(&self) -> PyResult<()> {
+        match &self.ctx.watch {
+            Some(watch) if !watch.start_response(self.thread) => Err(RequestTimeout::new_err(
+                "request_timeout passed: the response is discarded",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -275,6 +290,7 @@ impl Responder {
         let head = if self.headers_sent {
             None
         } else {
+            self.claim_head()?;
             self.headers_sent = true;
             Some(self.build_head())
         };
@@ -438,6 +454,7 @@ impl Responder {
             self.app_set.content_length = false;
         }
         if !self.headers_sent {
+            self.claim_head()?;
             self.headers_sent = true;
             let head = self.build_head();
             self.transmit(py, &[&head])?;

@@ -39,6 +39,7 @@ use crate::engine::stats::Stats;
 use crate::engine::tls::TlsAcceptor;
 use crate::wsgi::context::{WsgiContext, WsgiOptions};
 use crate::wsgi::settings::{engine_config, observe_settings, tls_acceptor, Settings};
+use crate::wsgi::watchdog::Watch;
 use crate::wsgi::worker::worker_main;
 use crate::wsgi::RequestAbandoned;
 use std::sync::atomic::Ordering::Relaxed;
@@ -133,6 +134,7 @@ impl Engine {
         let stats = Stats::owned();
         stats.init(std::process::id(), unix_ms());
         ctx.observe = observe_settings(&settings, stats, cfg.threads)?;
+        ctx.watch = Watch::new(cfg.request_timeout, cfg.threads);
         let metrics = match settings.get::<Option<RawFd>>("metrics_fd")? {
             Some(fd) => Some(crate::wsgi::metrics::listener_from_fd(fd)?),
             None => None,
@@ -303,6 +305,8 @@ struct Run {
     workers: Vec<JoinHandle<()>>,
     access_writer: Option<access_log::Writer>,
     metrics_server: Option<MetricsServer>,
+    /// The `request_timeout` watchdog, when the setting is on.
+    watchdog: Option<JoinHandle<()>>,
     /// A worker thread that could not be started (the loop was told to stop at once):
     /// `run()` raises it at the end.
     spawn_error: Option<PyErr>,
@@ -353,6 +357,13 @@ impl Engine {
             }
         };
         let (workers, spawn_error) = self.spawn_workers(&jobs, &completions, &handle);
+        let (watchdog, spawn_error) = match self.spawn_watchdog() {
+            Ok(w) => (w, spawn_error),
+            Err(e) => {
+                handle.stop();
+                (None, spawn_error.or(Some(e)))
+            }
+        };
         Ok(Some(Run {
             handle,
             jobs,
@@ -363,6 +374,7 @@ impl Engine {
             workers,
             access_writer,
             metrics_server,
+            watchdog,
             spawn_error,
         }))
     }
@@ -460,6 +472,20 @@ impl Engine {
         (workers, None)
     }
 
+    /// The `request_timeout` watchdog (`wsgi::watchdog`), if the setting is on. If it
+    /// cannot start, the loop is told to stop at once and `run()` raises.
+    fn spawn_watchdog(&self) -> PyResult<Option<JoinHandle<()>>> {
+        if self.ctx.watch.is_none() {
+            return Ok(None);
+        }
+        let ctx = self.ctx.clone();
+        std::thread::Builder::new()
+            .name("maitre-watchdog".into())
+            .spawn(move || watchdog_main(ctx))
+            .map(Some)
+            .map_err(|e| PyOSError::new_err(format!("cannot start the watchdog: {e}")))
+    }
+
     /// Step 2 of `run()`: waits for the loop to end, waking often enough to run
     /// Python's signal handlers (they only run on the main thread, between bytecodes)
     /// and to log what the loop has to say now (the workers may all be busy). A handler
@@ -504,6 +530,13 @@ impl Engine {
     fn join(&self, py: Python<'_>, run: Run, waited: Waited) -> PyResult<()> {
         let _ = run.io_thread.join();
         run.handle.health().set_live(false);
+        // No request runs any more that it should time out; it takes the GIL to log.
+        if let (Some(watch), Some(dog)) = (&self.ctx.watch, run.watchdog) {
+            watch.stop();
+            crate::wsgi::gil::detach(py, || {
+                let _ = dog.join();
+            });
+        }
         // The loop has said all it will.
         let mut notices = Vec::new();
         run.handle.take_notices(&mut notices);
@@ -604,6 +637,27 @@ impl Engine {
             };
             crate::wsgi::logging::log(py, &self.ctx, level, &r.message);
         }
+    }
+}
+
+/// The `request_timeout` watchdog's thread: looks at the worker threads every tick
+/// until the watch is stopped, and takes the GIL only to interrupt and log a call it
+/// timed out (see `wsgi::watchdog`).
+fn watchdog_main(ctx: Arc<WsgiContext>) {
+    let Some(watch) = ctx.watch.as_ref() else {
+        return;
+    };
+    while watch.wait_tick() {
+        let fired = watch.check(&ctx.observe.stats, &ctx.opts.ident, Instant::now());
+        if fired.is_empty() || crate::wsgi::gil::interpreter_finalizing() {
+            continue;
+        }
+        Python::attach(|py| {
+            for f in fired {
+                let message = watch.raise_in(py, f);
+                crate::wsgi::logging::log(py, &ctx, "error", &message);
+            }
+        });
     }
 }
 

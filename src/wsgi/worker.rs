@@ -24,6 +24,7 @@ use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::logging::{log, log_exception};
 use crate::wsgi::observe::Outcome;
 use crate::wsgi::responder::{body_bytes, Responder};
+use crate::wsgi::watchdog::Ended;
 
 thread_local! {
     static WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -41,6 +42,9 @@ pub fn worker_main(
     index: usize,
 ) {
     WORKER.with(|w| w.set(true));
+    if let Some(watch) = &ctx.watch {
+        watch.register(index);
+    }
     let slot = jobs.add_worker();
     Python::attach(|py| loop {
         let job = match jobs.try_pop(slot) {
@@ -74,8 +78,12 @@ pub fn worker_main(
                     })) {
                         Ok(close) => close,
                         Err(panic) => {
-                            // `serve` did not get to count it done.
+                            // `serve` did not get to count it done, nor to tell the
+                            // watchdog, which must not time out an idle thread.
                             StatsBlock::dec(&stats.in_flight);
+                            if let Some(watch) = &ctx.watch {
+                                watch.end(py, index);
+                            }
                             let what = panic_message(&*panic);
                             log(py, &ctx, "error", &format!("internal error while serving a request (connection closed): {what}"));
                             true
@@ -131,7 +139,16 @@ fn serve(
     } = req;
     let mut environ = None;
     let mut outcome = Outcome::default();
-    let close = run_request(py, ctx, channel, &head, body, &mut environ, &mut outcome);
+    let close = run_request(
+        py,
+        ctx,
+        channel,
+        &head,
+        body,
+        thread,
+        &mut environ,
+        &mut outcome,
+    );
     ctx.observe.done(
         py,
         thread,
@@ -144,14 +161,17 @@ fn serve(
     close
 }
 
-/// Runs one request; says how it went in `observed` (and keeps the environ there when
-/// the access log reads from it); returns whether the connection must close.
+/// Runs one request on worker thread `thread`; says how it went in `observed` (and
+/// keeps the environ there when the access log reads from it); returns whether the
+/// connection must close.
+#[allow(clippy::too_many_arguments)]
 fn run_request<'py>(
     py: Python<'py>,
     ctx: &Arc<WsgiContext>,
     channel: &Arc<Channel>,
     head: &RequestHead,
     body: Body,
+    thread: usize,
     environ: &mut Option<Bound<'py, PyDict>>,
     observed: &mut Outcome,
 ) -> bool {
@@ -164,6 +184,7 @@ fn run_request<'py>(
             head.version,
             head.keep_alive,
             is_head,
+            thread,
         ),
     ) {
         Ok(r) => r,
@@ -178,8 +199,16 @@ fn run_request<'py>(
         if !ctx.observe.environ_keys().is_empty() {
             *environ = Some(env.clone());
         }
+        if let Some(watch) = &ctx.watch {
+            watch.begin(thread, channel, head);
+        }
         call_app(py, ctx, env, &responder)
     })();
+    // From here on the watchdog leaves this request alone.
+    let ended = match &ctx.watch {
+        Some(watch) => watch.end(py, thread),
+        None => Ended::InTime,
+    };
     let Ok(mut r) = responder.try_borrow_mut() else {
         // The application kept start_response busy on another thread; give up cleanly.
         observed.status = 500;
@@ -187,6 +216,16 @@ fn run_request<'py>(
     };
     r.detach();
     *observed = r.outcome(ctx.observe.response_headers());
+    if let Ended::TimedOut(answered) = ended {
+        // The watchdog answered (or cut the connection) and logged it; whatever the
+        // call returned or raised since is discarded.
+        if let Some((body_bytes, bytes_out)) = answered {
+            observed.status = 504;
+            observed.body_bytes = body_bytes;
+            observed.bytes_out = bytes_out;
+        }
+        return true;
+    }
     let Err(err) = outcome else { return r.close };
     if err.is_instance_of::<RequestAbandoned>(py) {
         // The stop that abandoned it has said so; the connection is gone.
