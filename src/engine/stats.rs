@@ -25,7 +25,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"maitreS1");
 /// "maitreF1": a slot whose worker has gone (the master released it): not rendered,
 /// its `restarts` kept for the next worker of the slot.
 pub const FREE: u64 = u64::from_le_bytes(*b"maitreF1");
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 
 /// Methods counted on their own; any other is "other".
 pub const METHODS: [&str; 8] = [
@@ -42,8 +42,9 @@ pub const BUCKETS_US: [u64; 16] = [
 const N_BUCKETS: usize = BUCKETS_US.len() + 1;
 
 /// Words (8 bytes each) in a block: fixed, so that a block keeps its size as figures
-/// are added (each takes its words from `reserved`).
-const BLOCK_WORDS: usize = 91;
+/// are added (each takes its words from `reserved`). When `reserved` runs out, this
+/// grows (a kibibyte a slot now) and [`LAYOUT_VERSION`] with it.
+const BLOCK_WORDS: usize = 128;
 
 /// The type of a figure as a [`Snapshot`] holds it, and its atomic form in a
 /// [`StatsBlock`]. Implemented for `u64` and arrays of it only: a block must stay made
