@@ -67,6 +67,8 @@ MAITRE_DEFAULTS = {
     # leaving a fleet behind a load balancer
     "shutdown_delay": 0,
     "keepalive_linger": 2,
+    "proxy_protocol": "off",
+    "proxy_protocol_from": [],
     # the process model
     "workers": 1,
     "preload_app": False,

@@ -18,6 +18,7 @@ import warnings
 from typing import Any, Callable, NamedTuple
 
 from .converters import (  # noqa: F401 (some are only re-exported)
+    as_peer_list,
     as_socket_list,
     as_workers,
     asbool,
@@ -232,6 +233,28 @@ SETTINGS: tuple[Setting, ...] = (
         "for a request already on its way (answered with Connection: close). "
         "0: closed at once, as waitress does.",
         "SECONDS",
+        engine=True,
+    ),
+    Setting(
+        "proxy_protocol",
+        one_of("off", "v1", "v2", "auto"),
+        "off",
+        "PROXY protocol header expected from the peers in proxy_protocol_from "
+        "(a TCP load balancer's send-proxy, an AWS NLB): off, v1, v2 or auto "
+        "(either). Its source address becomes REMOTE_ADDR/REMOTE_PORT for the "
+        "whole connection; a listed peer that sends no valid header is closed.",
+        "VERSION",
+        engine=True,
+    ),
+    Setting(
+        "proxy_protocol_from",
+        as_peer_list,
+        [],
+        "Addresses and networks (CIDR) of the peers that must send the PROXY "
+        "protocol header, separated by spaces or commas; '*' for any IP address, "
+        "'unix' for connections to a Unix socket. Required with proxy_protocol; "
+        "other peers are served as usual, and a header from one is refused.",
+        "ADDRS",
         engine=True,
     ),
     Setting(
@@ -676,6 +699,16 @@ class Adjustments:
             # A preloaded app is in the master's memory: new workers would get the
             # same old code.
             raise ValueError("reload may not be set together with preload_app")
+        if self.proxy_protocol != "off" and not self.proxy_protocol_from:
+            raise ValueError(
+                f"proxy_protocol={self.proxy_protocol} needs proxy_protocol_from: the "
+                "addresses of the load balancers that send the PROXY header"
+            )
+        if self.proxy_protocol == "off" and self.proxy_protocol_from:
+            raise ValueError(
+                "proxy_protocol_from has no meaning without proxy_protocol "
+                "(v1, v2 or auto)"
+            )
         count = self.trusted_proxy_count
         if count is not None and count < 1:
             raise ValueError(f"trusted_proxy_count must be at least 1, not {count}")

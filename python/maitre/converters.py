@@ -8,6 +8,7 @@ waitress's are through ``waitress.adjustments``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from typing import Any, Callable
@@ -143,3 +144,31 @@ def as_workers(value: Any) -> int:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return len(os.sched_getaffinity(0))
     return asint(value)
+
+
+def as_peer_list(value: Any) -> list:
+    """Peers allowed to do something (``proxy_protocol_from``): IP addresses and
+    networks (``10.0.0.0/8``, ``2001:db8::/32``), separated by spaces, commas or
+    newlines, or a list of them; ``*`` for any IP address, ``unix`` for the
+    connections to a Unix socket (which have no address). Each is returned in one
+    canonical form (an address as a network of itself: ``127.0.0.1/32``), or raises
+    ``ValueError`` naming the entry that is none of these."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    result = []
+    for item in value:
+        for entry in str(item).replace(",", " ").split():
+            word = entry.lower()
+            if word in ("*", "unix"):
+                result.append(word)
+                continue
+            try:
+                network = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address, a network (CIDR), '*' or 'unix'"
+                ) from None
+            result.append(str(network))
+    return result

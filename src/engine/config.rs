@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use crate::engine::proxy_protocol::ProxyProtocol;
 use crate::http::request::Limits;
 
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct Config {
     /// How long a graceful stop leaves idle keep-alive connections open for a last
     /// request (`keepalive_linger`; zero: closed at once).
     pub keepalive_linger: Duration,
+    /// `proxy_protocol` and `proxy_protocol_from` (`None`: off).
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 #[cfg(test)]
@@ -62,6 +65,7 @@ impl Config {
             ident: "maitre".into(),
             shutdown_timeout: Duration::from_secs(30),
             keepalive_linger: Duration::from_secs(2),
+            proxy_protocol: None,
         }
     }
 }

@@ -10,7 +10,8 @@
 //! This file holds the types, [`EventLoop::run`] and the glue (closing a connection, the
 //! panic guard). Each stage a connection's data runs through has a file of its own, an
 //! `impl EventLoop` whose header numbers its steps:
-//! 1. `accept`: taking connections from the listeners, at most `connection_limit`;
+//! 1. `accept`: taking connections from the listeners, at most `connection_limit`
+//!    (then `proxy_header`: the PROXY protocol header of a peer that must send one);
 //! 2. `read`: events, reads and flushes, up to bytes ready to become requests;
 //! 3. `requests`: heads and bodies read (`http::reader`, `engine::body`), requests
 //!    dispatched to the workers with those pipelined behind them;
@@ -57,6 +58,7 @@ mod accepting;
 mod answer;
 mod completions;
 mod control;
+mod proxy_header;
 mod read;
 mod requests;
 mod shutdown;
@@ -154,6 +156,9 @@ struct Conn {
     fresh: bool,
     /// When the first byte of the request being received arrived.
     received: Instant,
+    /// The peer must send a PROXY protocol header, which has not arrived yet
+    /// (`proxy_header.rs`): nothing else is read until it has.
+    proxy_header: bool,
 }
 
 pub struct EventLoop {

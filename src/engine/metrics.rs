@@ -110,6 +110,18 @@ const SERIES: &[Series] = &[
         |s| s.body_spills,
     ),
     (
+        "maitre_proxy_header_errors_total",
+        "counter",
+        "Connections from a proxy_protocol_from peer closed without a valid PROXY header.",
+        |s| s.proxy_header_errors,
+    ),
+    (
+        "maitre_proxy_headers_untrusted_total",
+        "counter",
+        "PROXY headers refused from peers not in proxy_protocol_from.",
+        |s| s.proxy_headers_untrusted,
+    ),
+    (
         "maitre_start_time_seconds",
         "gauge",
         "When the server started, in seconds since the epoch.",

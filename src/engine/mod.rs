@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod metrics_listener;
 pub mod outbuf;
 pub mod process_stats;
+pub mod proxy_protocol;
 pub mod stats;
 pub mod status_page;
 pub mod sys;

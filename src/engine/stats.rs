@@ -143,6 +143,11 @@ figures! {
     /// Why the master last replaced the worker of this slot: a code of
     /// [`RESTART_REASONS`], 0 for none (kept across its engines, like `restarts`).
     last_restart_reason: u64,
+    /// Connections from a peer in `proxy_protocol_from` closed, unserved, for want of a
+    /// valid PROXY protocol header.
+    proxy_header_errors: u64,
+    /// PROXY protocol headers refused from peers not in `proxy_protocol_from`.
+    proxy_headers_untrusted: u64,
 }
 
 /// The reasons a master replaces a worker, as `last_restart_reason` holds them: (code,

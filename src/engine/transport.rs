@@ -260,7 +260,7 @@ impl TlsSession {
 }
 
 /// Peeks at the first bytes without taking them; 0 at the end of the stream.
-fn peek(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+pub fn peek(sock: &Socket, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: a buffer of `buf.len()` bytes that outlives the call.
         let n = unsafe {

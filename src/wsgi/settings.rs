@@ -17,8 +17,10 @@ use pyo3::types::PyDict;
 
 use crate::engine::access_log;
 use crate::engine::config::Config;
+use crate::engine::proxy_protocol::{ProxyProtocol, Sources};
 use crate::engine::stats::{Stats, ThreadStats};
 use crate::engine::tls::{TlsAcceptor, TlsSettings, VerifyClient};
+use crate::http::proxy::Accept;
 use crate::http::request::Limits;
 use crate::wsgi::observe::Observe;
 
@@ -107,7 +109,35 @@ pub fn engine_config(s: &Settings<'_, '_>) -> PyResult<Config> {
         ident: s.get::<Option<String>>("ident")?.unwrap_or_default(),
         shutdown_timeout: s.seconds("shutdown_timeout", 0.0)?,
         keepalive_linger: s.seconds("keepalive_linger", 0.0)?,
+        proxy_protocol: proxy_protocol(s)?,
     })
+}
+
+/// `proxy_protocol` and `proxy_protocol_from` (checked in the table too; here again,
+/// since an engine that trusted headers from nobody in particular would be a hole).
+fn proxy_protocol(s: &Settings<'_, '_>) -> PyResult<Option<ProxyProtocol>> {
+    let version: String = s.get("proxy_protocol")?;
+    let from: Vec<String> = s.get("proxy_protocol_from")?;
+    let from = Sources::parse(&from)
+        .map_err(|e| PyValueError::new_err(format!("invalid proxy_protocol_from: {e}")))?;
+    let accept = match version.as_str() {
+        "off" => return Ok(None),
+        "v1" => Accept::V1,
+        "v2" => Accept::V2,
+        "auto" => Accept::Auto,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "proxy_protocol must be off, v1, v2 or auto, not {other:?}"
+            )))
+        }
+    };
+    if from.is_empty() {
+        return Err(PyValueError::new_err(format!(
+            "proxy_protocol={version} needs proxy_protocol_from: the addresses of the \
+             load balancers that send the PROXY header"
+        )));
+    }
+    Ok(Some(ProxyProtocol { accept, from }))
 }
 
 /// The TLS settings, if `ssl_certificate` is given; files are read (and checked) here,

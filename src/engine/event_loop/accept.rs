@@ -107,9 +107,11 @@ impl EventLoop {
                 acceptor.session().map_err(io::Error::other)?,
             )),
         };
-        // The handshake and the first request head must together arrive within
-        // channel_timeout, as a head alone must (a slow handshaker is cut like a slowloris).
-        let started = tls.as_ref().map(|_| self.now);
+        // A balancer listed in proxy_protocol_from must start with a PROXY header.
+        let proxy_header = (self.cfg.proxy_protocol.as_ref()).is_some_and(|p| p.from.allows(&peer));
+        // The header, the handshake and the first request head must together arrive
+        // within channel_timeout, as a head alone must (a slow one is cut like a slowloris).
+        let started = (tls.is_some() || proxy_header).then_some(self.now);
         let entry = self.conns.vacant_entry();
         let token = entry.key();
         self.next_id += 1;
@@ -147,6 +149,7 @@ impl EventLoop {
             last_activity: self.now,
             fresh: true,
             received: self.now,
+            proxy_header,
         });
         self.stats.open_connections.fetch_add(1, Relaxed);
         self.drive(token);

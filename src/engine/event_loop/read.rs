@@ -138,6 +138,9 @@ impl EventLoop {
 
     /// Reads and parses until the connection has to wait for the kernel or for a worker.
     pub(super) fn drive(&mut self, token: usize) {
+        if self.conns.get(token).is_some_and(|c| c.proxy_header) && !self.read_proxy_header(token) {
+            return;
+        }
         let mut reads = 0;
         loop {
             let Some(conn) = self.conns.get_mut(token) else {
@@ -193,6 +196,9 @@ impl EventLoop {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_not_tls(&e) => {
+                    if self.foreign_proxy_header_unread(token) {
+                        return;
+                    }
                     // As nginx does: say so in plain HTTP, then close.
                     let e = RequestError::BadRequest(e.to_string());
                     self.reject(token, e, Version::Http10, 0, Seen::Line(Vec::new()));
@@ -200,6 +206,9 @@ impl EventLoop {
                 }
                 Err(e) if conn.channel.tls().is_some_and(|t| t.is_handshaking()) => {
                     let peer = peer_text(&conn.channel.peer);
+                    if self.foreign_proxy_header_unread(token) {
+                        return;
+                    }
                     self.handshake_failed(&peer, &e);
                     self.close(token);
                     return;

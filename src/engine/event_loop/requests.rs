@@ -68,6 +68,7 @@ impl EventLoop {
                     let (head, used) = match reader.read(buf, &self.cfg.limits) {
                         Ok(Some(parsed)) => parsed,
                         Ok(None) => return pos,
+                        Err(_) if self.foreign_proxy_header(token, buf) => return input.len(),
                         Err(refused) => {
                             let (e, version) = (refused.error, refused.version);
                             let seen = Seen::line_of(buf);

@@ -66,6 +66,10 @@ impl EventLoop {
                     ..
                 } if now.duration_since(started) > timeout => {
                     let what = match c.channel.tls() {
+                        _ if c.proxy_header => {
+                            self.stats.proxy_header_errors.fetch_add(1, Relaxed);
+                            "PROXY protocol header"
+                        }
                         Some(t) if t.is_handshaking() => "TLS handshake",
                         _ => {
                             gave_up.push(token);
