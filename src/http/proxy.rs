@@ -55,15 +55,16 @@
 //!   Refusing it instead would turn a balancer's Unix-socket frontend into an outage for
 //!   no gain in safety: the balancer is trusted either way.
 //!
-//! How the engine uses it (it is not wired in here):
+//! How the engine uses it (`engine/event_loop/proxy_header.rs`):
 //! 1. A connection whose peer is allowed by `proxy_protocol_from` starts in a "PROXY
 //!    header" state, before the TLS handshake and before any HTTP parsing: the header is
-//!    sent in clear ahead of the ClientHello. After each read the engine calls
-//!    [`parse`] with the `proxy_protocol` setting as [`Accept`] on everything read so
-//!    far (the buffer never needs more than [`MAX_LEN`] bytes), under a short timer (the
-//!    spec asks for at least 3 s to cover a TCP retransmit).
-//! 2. `Complete`: the first `consumed` bytes are dropped and the rest is fed to TLS or
-//!    HTTP as if it had just been read. `Proxied` sets the connection's peer to
+//!    sent in clear ahead of the ClientHello. After each arrival the engine peeks at
+//!    what the socket holds (never more than [`MAX_LEN`] bytes) and calls [`parse`] with
+//!    the `proxy_protocol` setting as [`Accept`], under `channel_timeout` (which covers
+//!    the header, the handshake and the first request head together; the spec asks
+//!    for at least 3 s to cover a TCP retransmit).
+//! 2. `Complete`: exactly the first `consumed` bytes are taken from the socket; the
+//!    rest stays there for TLS or HTTP to read as the connection's first bytes. `Proxied` sets the connection's peer to
 //!    `source`: REMOTE_ADDR/REMOTE_PORT, the access log and the metrics use it for every
 //!    request of the keep-alive connection. `Local` keeps the socket's peer.
 //! 3. An error, an end of stream or the timer before `Complete`: the connection is

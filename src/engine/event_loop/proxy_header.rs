@@ -187,8 +187,8 @@ impl EventLoop {
     }
 }
 
-/// The log's words for a refused header; "not a PROXY header at all" is made plainer
-/// for the two usual mistakes.
+/// The log's words for a refused header; "not a PROXY header at all" says what the
+/// usual mistake is (the balancer not configured to send one).
 fn describe(e: ProxyError) -> String {
     match e {
         ProxyError::NotProxy => {
