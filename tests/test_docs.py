@@ -193,7 +193,9 @@ def test_haproxy_instances_match_the_configuration():
     docs/haproxy.cfg sends requests and health checks, and trusts the PROXY header."""
     page = (DOCS / "deployment.md").read_text()
     config = (DOCS / "haproxy.cfg").read_text()
-    section = page[page.index("### HAProxy") : page.index("## systemd")]
+    start = page.index("### HAProxy\n")
+    end = re.compile(r"^##", re.M).search(page, start + 1).start()  # next heading
+    section = page[start:end]
     (command,) = re.findall(r"^```sh\n(.*?)^```", section, re.M | re.S)
     settings = settings_of(shlex.split(command.replace("\\\n", " ")))
     host, port = settings.listen[0][3][:2]

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import HOST, TARGET, Cluster, free_port, maitre_only, wait_for
+from helpers import HOST, Cluster, free_port, maitre_only, wait_for
 
 pytestmark = [
     maitre_only("health endpoints, shutdown_delay and the PROXY protocol"),
@@ -53,18 +53,6 @@ def app(environ, start_response):
 """
 
 
-def has_proxy_protocol() -> bool:
-    """Whether this maitre has the ``proxy_protocol`` setting."""
-    if TARGET != "maitre":
-        return False
-    from maitre.adjustments import SETTINGS
-
-    return "proxy_protocol" in {s.name for s in SETTINGS}
-
-
-PROXY_PROTOCOL = has_proxy_protocol()
-
-
 def find_haproxy():
     path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
     return shutil.which("haproxy", path=path)
@@ -78,7 +66,7 @@ def haproxy_binary():
     return found
 
 
-def haproxy_config(front: int, backends, proxy: bool) -> str:
+def haproxy_config(front: int, backends) -> str:
     """docs/haproxy.cfg with the addresses of this test: HAProxy on ``front``, its
     servers on the (serving port, metrics port) pairs of ``backends``."""
     text = CONFIG.read_text()
@@ -92,8 +80,6 @@ def haproxy_config(front: int, backends, proxy: bool) -> str:
             f"    server {name} {HOST}:{port} check port {metrics_port}\n",
         )
     assert " send-proxy-v2" in text
-    if not proxy:
-        text = text.replace(" send-proxy-v2", "")
     return text
 
 
@@ -156,11 +142,10 @@ class HAProxy:
 class Fleet:
     """Two maitre instances, each on its own serving and metrics port."""
 
-    def __init__(self, appdir: Path, args: list, ready_line: str, proxy: bool):
+    def __init__(self, appdir: Path, args: list, ready_line: str):
         self.appdir = appdir
         self.args = args
         self.ready_line = ready_line
-        self.proxy = proxy
         self.ports = [(free_port(), free_port()) for _ in range(2)]
         self.instances: list = [None, None]
         self.started: list = []
@@ -170,10 +155,11 @@ class Fleet:
         args = [
             f"--metrics-listen={HOST}:{mport}",
             f"--shutdown-delay={SHUTDOWN_DELAY}",
+            # HAProxy connects from 127.0.0.1
+            "--proxy-protocol=v2",
+            f"--proxy-protocol-from={HOST}",
             *self.args,
         ]
-        if self.proxy:
-            args += ["--proxy-protocol=v2", f"--proxy-protocol-from={HOST}"]
         c = Cluster(self.appdir, *args, app="happ:app", port=port)
         self.started.append(c)
         self.instances[i] = c
@@ -275,8 +261,7 @@ def appdir(tmp_path):
 
 
 def rollout(haproxy_binary, appdir, args, ready_line, reload_first=False):
-    proxy = PROXY_PROTOCOL
-    fleet = Fleet(appdir, args, ready_line, proxy)
+    fleet = Fleet(appdir, args, ready_line)
     workdir = Path(tempfile.mkdtemp(prefix="maitre-haproxy-"))
     haproxy = None
     try:
@@ -286,7 +271,7 @@ def rollout(haproxy_binary, appdir, args, ready_line, reload_first=False):
         haproxy = HAProxy(
             haproxy_binary,
             workdir,
-            haproxy_config(front, fleet.ports, proxy),
+            haproxy_config(front, fleet.ports),
             front,
         )
         with clients(front) as result:
@@ -322,8 +307,8 @@ def rollout(haproxy_binary, appdir, args, ready_line, reload_first=False):
         # both servers answered, before and after their restart
         for name in ("app1", "app2"):
             assert len(re.findall(rf" maitre/{name} ", log)) > 20, name
-        expected = CLIENT_ADDR if proxy else HOST
-        assert result["seen"] == {expected.encode()}
+        # PROXY v2 end to end: the clients' address, not HAProxy's
+        assert result["seen"] == {CLIENT_ADDR.encode()}
     finally:
         if haproxy is not None:
             haproxy.stop()
