@@ -141,3 +141,66 @@ def test_quick_start_paste_ini_loads(tmp_path):
 
     assert served == {"listen": "127.0.0.1:8080", "threads": "8"}
     Adjustments(**served)
+
+
+def settings_of(argv):
+    """The Adjustments of a ``maitre-serve`` command line (its app aside)."""
+    from maitre.adjustments import Adjustments
+
+    assert argv[0] == "maitre-serve", argv
+    kw, positional = Adjustments.parse_args(argv[1:])
+    for name in ("help", "version", "call", "mount", "config"):
+        kw.pop(name, None)
+    assert len(positional) == 1 and re.fullmatch(r"[\w.]+:[\w.]+", positional[0])
+    return Adjustments(**kw)
+
+
+def test_kubernetes_deployment_agrees_with_its_settings():
+    """No cluster runs here: the Deployment of docs/deployment.md is checked against
+    the settings its command gives."""
+    yaml = pytest.importorskip("yaml")
+    page = (DOCS / "deployment.md").read_text()
+    blocks = re.findall(r"^```yaml\n(.*?)^```", page, re.M | re.S)
+    (deployment,) = [
+        doc
+        for doc in map(yaml.safe_load, blocks)
+        if isinstance(doc, dict) and doc.get("kind") == "Deployment"
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    settings = settings_of(container["command"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert settings.metrics_listen is not None
+    assert int(settings.metrics_listen.rsplit(":", 1)[1]) == ports["metrics"]
+    assert {sockaddr[1] for *_, sockaddr in settings.listen} == {ports["http"]}
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path
+        assert ports.get(get["port"], get["port"]) == ports["metrics"]
+    # The kubelet's SIGKILL comes after the grace period: the delay and the drain
+    # both fit in it, and no preStop hook is needed.
+    grace = pod["terminationGracePeriodSeconds"]
+    assert grace >= settings.shutdown_delay + settings.shutdown_timeout + 1
+    assert "lifecycle" not in container
+    ready = container["readinessProbe"]
+    assert ready["periodSeconds"] * ready.get("failureThreshold", 3) < (
+        settings.shutdown_delay
+    )
+
+
+def test_haproxy_instances_match_the_configuration():
+    """The maitre command of docs/deployment.md's HAProxy section listens where
+    docs/haproxy.cfg sends requests and health checks, and trusts the PROXY header."""
+    page = (DOCS / "deployment.md").read_text()
+    config = (DOCS / "haproxy.cfg").read_text()
+    start = page.index("### HAProxy\n")
+    end = re.compile(r"^##", re.M).search(page, start + 1).start()  # next heading
+    section = page[start:end]
+    (command,) = re.findall(r"^```sh\n(.*?)^```", section, re.M | re.S)
+    settings = settings_of(shlex.split(command.replace("\\\n", " ")))
+    host, port = settings.listen[0][3][:2]
+    metrics_port = settings.metrics_listen.rsplit(":", 1)[1]
+    assert f"server app1 {host}:{port} check port {metrics_port}\n" in config
+    assert "option httpchk GET /readyz\n" in config
+    assert "send-proxy-v2" in config and settings.proxy_protocol == "v2"
+    assert settings.shutdown_delay >= 1

@@ -1,5 +1,5 @@
-"""Behind a real nginx: the configuration of docs/behind-nginx.md, over TCP and over a
-Unix socket, checked by what the application sees.
+"""Behind a real nginx: the configuration of docs/behind-nginx.md, read from the page,
+over TCP and over a Unix socket, checked by what the application sees.
 
 nginx is Debian's package; when it is missing it is installed here (as root, with
 apt-get; ``apt-get update`` only if the install fails). The tests start their own
@@ -130,8 +130,33 @@ def ipv6_loopback():
 # -- running nginx ------------------------------------------------------------------
 
 
+def documented_config() -> str:
+    """The first ``nginx`` block of docs/behind-nginx.md: the upstream and the server
+    over TCP."""
+    blocks = re.findall(r"^```nginx\n(.*?)^```", DOC.read_text(), re.M | re.S)
+    return blocks[0]
+
+
+#: added to the guide's server block: what a proxy terminating TLS in front of this
+#: one would say (no TLS here)
+SECURE_LOCATION = """
+    location /app/secure/ {
+        proxy_pass http://maitre;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto https;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Forwarded-Port 443;
+    }
+}
+"""
+
+
 def nginx_config(prefix: Path, port: int, upstream: str, ipv6: bool) -> str:
-    """The configuration of the guide, with everything in ``prefix``."""
+    """The configuration of the guide, its addresses those of the test, inside an
+    ``http`` block that keeps everything in ``prefix``."""
     user = ""
     if os.geteuid() == 0:
         # Workers of a root master run as nobody, who cannot reach the temporary
@@ -139,10 +164,20 @@ def nginx_config(prefix: Path, port: int, upstream: str, ipv6: bool) -> str:
         name = pwd.getpwuid(os.geteuid()).pw_name
         group = grp.getgrgid(os.getegid()).gr_name
         user = f"user {name} {group};"
-    listen = f"listen {HOST}:{port};"
+    guide = documented_config()
+    for old, new in (
+        ("    server 127.0.0.1:8080;\n", f"    server {upstream};\n"),
+        ("    listen 80;\n", f"    listen {HOST}:{port};\n"),
+    ):
+        assert guide.count(old) == 1, old
+        guide = guide.replace(old, new)
     if ipv6:
-        listen += f"\n        listen [::1]:{port};"
-    headers = "\n            ".join(PROXY_HEADER_LINES.splitlines())
+        guide = guide.replace(
+            f"    listen {HOST}:{port};\n",
+            f"    listen {HOST}:{port};\n    listen [::1]:{port};\n",
+        )
+    assert guide.endswith("}\n")
+    guide = guide[: -len("}\n")] + SECURE_LOCATION
     return f"""
 {user}
 worker_processes 1;
@@ -155,34 +190,7 @@ http {{
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
 
-    upstream maitre {{
-        server {upstream};
-        keepalive 8;
-    }}
-
-    server {{
-        {listen}
-        server_name www.example.com;
-
-        location /app/ {{
-            proxy_pass http://maitre;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            {headers}
-        }}
-
-        # as a proxy terminating TLS in front of this one would say
-        location /app/secure/ {{
-            proxy_pass http://maitre;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto https;
-            proxy_set_header X-Forwarded-Host $host;
-            proxy_set_header X-Forwarded-Port 443;
-        }}
-    }}
+{guide}
 }}
 """
 
