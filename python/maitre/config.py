@@ -3,7 +3,7 @@ how maitre sets up logging.
 
 Sources, from the weakest to the strongest (``merge``):
 
-1. the defaults of the settings table (``maitre.adjustments.SETTINGS``);
+1. the defaults of the settings table (``maitre.settings_table.SETTINGS``);
 2. a TOML file (``--config FILE``): its top-level keys are setting names;
 3. a PasteDeploy ini's ``[server:...]`` section (``--paste FILE[#section]``);
 4. the environment: ``MAITRE_<SETTING>`` (the name in upper case, e.g.

@@ -1,4 +1,4 @@
-"""The conversions of the settings table (``maitre.adjustments.SETTINGS``): each takes
+"""The conversions of the settings table (``maitre.settings_table.SETTINGS``): each takes
 a value as given to ``serve(**kw)``, on the command line or in a PasteDeploy ini file
 (often a string) and returns the setting's value, or raises ``ValueError``.
 
