@@ -50,22 +50,13 @@ Each worker talks to the master over a pipe, one byte at a time (see
 wedged process), ``M`` at ``max_requests``, ``E`` and a traceback if it cannot load
 the application.
 
-Sockets are shared: the master binds them once and every worker accepts from
-the same ones (TCP, IPv6, Unix, or passed by systemd alike). A connection waiting
-in the backlog belongs to no worker, so none is lost when one exits: the others,
-or its successor, accept it; and one wedged worker delays nobody for long. Workers
-sharing a socket would not share its connections evenly by themselves (whoever
-waits in epoll first takes the burst); the engine of each supervised worker
-balances them (``src/engine/balance.rs``). One socket per worker with SO_REUSEPORT
-was tried first: spread by the kernel's hash alone, which knows nothing of how busy
-a worker is, and connections hashed to a wedged or failing worker's socket waited
-for its replacement.
-
-At a full stop the master closes its own copies of the sockets as soon as it has
-told the workers to stop, not at its exit: each worker accepts what is already in
-the backlog and then closes its copy, so the sockets close (and new connections
-are refused) the moment the last worker stops accepting, and no connection is left
-in a backlog nobody reads, to be reset later (gunicorn #3397).
+Sockets are shared: the master binds them once and every worker accepts from the
+same ones, so a connection in the backlog belongs to no worker and none is lost when
+one exits; the engine of each worker balances them (``src/engine/balance.rs``). At a
+full stop the master closes its copies as soon as it has told the workers to stop, so
+the sockets close the moment the last worker stops accepting, and no connection is
+left in a backlog nobody reads (gunicorn #3397). docs/processes.md says why this
+shape and not one SO_REUSEPORT socket per worker.
 
 With ``metrics_listen``, the workers count into slots of a map the master shares
 with them and the master alone serves the metrics of them all (``worker_stats``).
