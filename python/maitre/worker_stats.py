@@ -74,6 +74,7 @@ class WorkerStats:
         """Requests (jobs) waiting for a thread in the worker of ``slot``, as of its
         I/O loop's last round."""
         return _maitre.queue_depth(self.map, slot)
+
     def all_stuck(self, slot: int | None) -> bool:
         """Whether every thread of the worker counting in ``slot`` is stuck in an
         application call that ``request_timeout`` interrupted (blocked in C code)."""

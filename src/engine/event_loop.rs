@@ -60,6 +60,7 @@ mod answer;
 mod completions;
 mod control;
 mod idle;
+mod log_limit;
 mod proxy_header;
 mod read;
 mod requests;
@@ -73,6 +74,8 @@ use control::{Control, Drain, DRAIN_CHECK};
 use idle::IdleQueue;
 
 const WAKER: Token = Token(usize::MAX);
+/// The least time between two warnings about shed requests (`shed.rs`).
+const SHED_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Listener `i` has token `LISTENER_BASE - i`; connections use slab keys from 0.
 const LISTENER_BASE: usize = usize::MAX - 1;
 /// How often timers are looked at (waitress's `asyncore_loop_timeout`).
@@ -214,7 +217,7 @@ pub struct EventLoop {
     /// When the oldest job waiting reaches `queue_timeout` (set only with it).
     shed_at: Option<Instant>,
     /// The warnings about shed requests, rate-limited.
-    shed_log: shed::ShedLog,
+    shed_log: log_limit::LogLimit<{ crate::engine::stats::SHED_REASONS.len() }>,
     stats: Arc<Stats>,
     /// The access log, for the requests the loop answers itself.
     access: Option<Sink>,
@@ -277,7 +280,7 @@ impl EventLoop {
             tls_failures: Default::default(),
             queue_was_full: false,
             shed_at: None,
-            shed_log: Default::default(),
+            shed_log: log_limit::LogLimit::new(SHED_LOG_EVERY),
             stats,
             access: None,
         };

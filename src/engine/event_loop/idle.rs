@@ -18,6 +18,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::log_limit::LogLimit;
+
 /// Entries beyond twice the open connections before stale ones are dropped.
 const SLACK: usize = 64;
 /// Least time between two lines about evictions: a flood of new connections evicts
@@ -25,14 +27,22 @@ const SLACK: usize = 64;
 const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Idle connections as (slab slot, sequence number), oldest first.
-#[derive(Default)]
 pub(super) struct IdleQueue {
     entries: VecDeque<(usize, u64)>,
     /// The last sequence number given (0 is never given: it means "no entry").
     seq: u64,
-    /// Evictions not yet said, and when a line may be said again.
-    unsaid: u64,
-    next_line: Option<Instant>,
+    /// What was said about evictions, and when a line may be said again.
+    log: LogLimit<1>,
+}
+
+impl Default for IdleQueue {
+    fn default() -> IdleQueue {
+        IdleQueue {
+            entries: VecDeque::new(),
+            seq: 0,
+            log: LogLimit::new(EVICTION_LOG_INTERVAL),
+        }
+    }
 }
 
 impl IdleQueue {
@@ -65,35 +75,26 @@ impl IdleQueue {
     /// A connection was evicted: the line to log now, if one is due (the first
     /// eviction, then a summary at most once an [`EVICTION_LOG_INTERVAL`]).
     pub(super) fn evicted(&mut self, now: Instant, limit: usize) -> Option<String> {
-        self.unsaid += 1;
-        match self.next_line {
-            Some(at) if now < at => None,
-            _ => {
-                let n = std::mem::take(&mut self.unsaid);
-                self.next_line = Some(now + EVICTION_LOG_INTERVAL);
-                Some(if n == 1 {
-                    format!(
-                        "connection_limit ({limit}) reached: closed the connection idle \
-                         longest to admit a new one"
-                    )
-                } else {
-                    format!(
-                        "connection_limit ({limit}) reached: closed {n} idle connections \
-                         to admit new ones"
-                    )
-                })
-            }
-        }
+        let [before] = self.log.occurred(now, 0)?;
+        Some(if before == 0 {
+            format!(
+                "connection_limit ({limit}) reached: closed the connection idle longest to \
+                 admit a new one"
+            )
+        } else {
+            evictions_line(before + 1, limit)
+        })
     }
 
     /// On a tick: the summary of evictions not yet said, once the interval is over.
     pub(super) fn summary(&mut self, now: Instant, limit: usize) -> Option<String> {
-        if self.unsaid == 0 || self.next_line.is_some_and(|at| now < at) {
-            return None;
-        }
-        self.unsaid -= 1;
-        self.evicted(now, limit)
+        let [n] = self.log.due(now)?;
+        Some(evictions_line(n, limit))
     }
+}
+
+fn evictions_line(n: u64, limit: usize) -> String {
+    format!("connection_limit ({limit}) reached: closed {n} idle connections to admit new ones")
 }
 
 #[cfg(test)]

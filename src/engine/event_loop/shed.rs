@@ -38,8 +38,9 @@
 //! second, and one line a second says how many.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::log_limit::LogLimit;
 use super::{EventLoop, State};
 use crate::engine::access_log::Seen;
 use crate::engine::channel::{peer_text, WhenFull};
@@ -52,55 +53,35 @@ use crate::http::response::unavailable_response;
 /// What `probe_departure` sends a half-closed client whose request waits.
 const PROBE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// The least time between two warnings about shed requests.
-const SHED_LOG_EVERY: Duration = Duration::from_secs(1);
+/// The warnings about shed requests: one a [`SHED_LOG_EVERY`] at most, counting the
+/// requests shed in between by reason.
+pub(super) type ShedLog = LogLimit<{ SHED_REASONS.len() }>;
 
-/// What was shed since the last warning, to say it once a [`SHED_LOG_EVERY`].
-#[derive(Debug, Default)]
-pub(super) struct ShedLog {
-    /// No line before this.
-    next: Option<Instant>,
-    /// Shed since the last line, by reason.
-    unsaid: [u64; SHED_REASONS.len()],
+/// A warning for a request shed now, `what`, if one is due (with what was shed since
+/// the last one without a line of its own).
+fn shed_line(log: &mut ShedLog, now: Instant, reason: usize, what: String) -> Option<String> {
+    let unsaid = log.occurred(now, reason)?;
+    Some(match shed_summary(unsaid) {
+        Some(more) => format!("{what} ({more} since the last such line)"),
+        None => what,
+    })
 }
 
-impl ShedLog {
-    /// A line for a request shed now, or `None` if one was said too recently (then it
-    /// is counted for the next line).
-    fn line(&mut self, now: Instant, reason: usize, what: String) -> Option<String> {
-        if self.next.is_some_and(|next| now < next) {
-            self.unsaid[reason] += 1;
-            return None;
-        }
-        self.next = Some(now + SHED_LOG_EVERY);
-        Some(match self.summary() {
-            Some(more) => format!("{what} ({more} since the last such line)"),
-            None => what,
-        })
-    }
+/// "N more queue_full, ..." for the requests shed without a line of their own.
+fn shed_summary(unsaid: [u64; SHED_REASONS.len()]) -> Option<String> {
+    let parts: Vec<String> = unsaid
+        .iter()
+        .zip(SHED_REASONS)
+        .filter(|(n, _)| **n > 0)
+        .map(|(n, reason)| format!("{n} more {reason}"))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
 
-    /// What was shed without a line of its own, if anything (and forgets it).
-    fn summary(&mut self) -> Option<String> {
-        let parts: Vec<String> = self
-            .unsaid
-            .iter()
-            .zip(SHED_REASONS)
-            .filter(|(n, _)| **n > 0)
-            .map(|(n, reason)| format!("{n} more {reason}"))
-            .collect();
-        self.unsaid = Default::default();
-        (!parts.is_empty()).then(|| parts.join(", "))
-    }
-
-    /// At a tick: the count of what was shed since the last line, once it is due.
-    fn due(&mut self, now: Instant) -> Option<String> {
-        if self.next.is_some_and(|next| now < next) {
-            return None;
-        }
-        let summary = self.summary()?;
-        self.next = Some(now + SHED_LOG_EVERY);
-        Some(format!("requests shed: {summary}"))
-    }
+/// At a tick: the count of what was shed since the last line, once it is due.
+fn shed_due(log: &mut ShedLog, now: Instant) -> Option<String> {
+    let summary = shed_summary(log.due(now)?)?;
+    Some(format!("requests shed: {summary}"))
 }
 
 /// [`EventLoop::queue_full`], from the loop's fields (for a caller that holds a
@@ -250,7 +231,7 @@ impl EventLoop {
 
     /// At a tick: says what was shed without a line of its own.
     pub(super) fn shed_summary(&mut self) {
-        if let Some(line) = self.shed_log.due(self.now) {
+        if let Some(line) = shed_due(&mut self.shed_log, self.now) {
             self.log(LogLevel::Warning, line);
         }
     }
@@ -263,7 +244,7 @@ impl EventLoop {
     }
 
     fn shed_said(&mut self, level: LogLevel, reason: usize, what: String) {
-        if let Some(line) = self.shed_log.line(self.now, reason, what) {
+        if let Some(line) = shed_line(&mut self.shed_log, self.now, reason, what) {
             self.log(level, line);
         }
     }
@@ -271,26 +252,27 @@ impl EventLoop {
 
 #[cfg(test)]
 mod tests {
+    use super::super::SHED_LOG_EVERY;
     use super::*;
 
     #[test]
     fn shed_lines_are_rate_limited_and_counted() {
-        let mut log = ShedLog::default();
+        let mut log = ShedLog::new(SHED_LOG_EVERY);
         let t0 = Instant::now();
-        assert_eq!(log.line(t0, 0, "a".into()).as_deref(), Some("a"));
-        assert_eq!(log.line(t0, 0, "b".into()), None);
-        assert_eq!(log.line(t0, 2, "c".into()), None);
-        assert_eq!(log.due(t0), None);
+        assert_eq!(shed_line(&mut log, t0, 0, "a".into()).as_deref(), Some("a"));
+        assert_eq!(shed_line(&mut log, t0, 0, "b".into()), None);
+        assert_eq!(shed_line(&mut log, t0, 2, "c".into()), None);
+        assert_eq!(shed_due(&mut log, t0), None);
         let t1 = t0 + SHED_LOG_EVERY;
         assert_eq!(
-            log.due(t1).as_deref(),
+            shed_due(&mut log, t1).as_deref(),
             Some("requests shed: 1 more queue_full, 1 more client_gone")
         );
-        assert_eq!(log.due(t1 + SHED_LOG_EVERY), None);
-        assert_eq!(log.line(t1, 1, "d".into()), None);
+        assert_eq!(shed_due(&mut log, t1 + SHED_LOG_EVERY), None);
+        assert_eq!(shed_line(&mut log, t1, 1, "d".into()), None);
         let t2 = t1 + SHED_LOG_EVERY;
         assert_eq!(
-            log.line(t2, 1, "e".into()).as_deref(),
+            shed_line(&mut log, t2, 1, "e".into()).as_deref(),
             Some("e (1 more queue_timeout since the last such line)")
         );
     }
