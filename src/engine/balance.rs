@@ -14,7 +14,9 @@
 //! since (they were woken and did not come: stopped, wedged, or starved of CPU for
 //! that long) are counted out until they turn again: a worker that does not accept
 //! costs a burst [`STALE_MS`], not every connection a delay until the master replaces
-//! it. Simpler policies were tried first and lost to a peer that is slow to be
+//! it. A worker whose queue of requests is full (`max_queued_requests`) shows a load
+//! above any count of connections, so that new connections go to a worker with room
+//! rather than to one that would answer them 503. Simpler policies were tried first and lost to a peer that is slow to be
 //! scheduled: taking a connection anyway after a short wait and then ignoring the
 //! balance for a while, or counting a peer out as soon as it missed one retry.
 //!
@@ -34,6 +36,11 @@ pub const DEFER: Duration = Duration::from_millis(20);
 /// How long (ms) connections may be left for workers that do not come (their loop
 /// does not turn) before they are counted out.
 pub const STALE_MS: u64 = 100;
+/// What a worker whose queue is full (`max_queued_requests`) adds to the load it
+/// shows: more than any count of connections, so that a worker with room takes the
+/// new connections rather than one that would answer them 503; among full workers
+/// the connections still count.
+const FULL: usize = 1 << 20;
 
 #[repr(C)]
 struct Slot {
@@ -185,6 +192,8 @@ impl Share {
 /// A supervised worker's accepting policy: when to leave a connection to the others.
 pub struct Balance {
     share: Share,
+    /// Its queue of requests is full (`max_queued_requests`): it shows [`FULL`] more.
+    full: bool,
     /// A connection was left for the others: take it then if still queued.
     retry: Option<Instant>,
     /// The next accept ignores the balance (the retry came).
@@ -200,6 +209,7 @@ impl Balance {
     pub fn new() -> Option<Balance> {
         Some(Balance {
             share: Share::claim()?,
+            full: false,
             retry: None,
             forced: false,
             deferred_at: 0,
@@ -209,7 +219,22 @@ impl Balance {
 
     /// Says how many connections this worker holds (after a close).
     pub fn publish(&self, conns: usize) {
-        self.share.publish(conns);
+        self.share.publish(self.load(conns));
+    }
+
+    /// The queue of requests became full, or has room again (`max_queued_requests`).
+    pub fn set_full(&mut self, full: bool, conns: usize) {
+        self.full = full;
+        self.publish(conns);
+    }
+
+    /// The load this worker shows, holding `conns`.
+    fn load(&self, conns: usize) -> usize {
+        if self.full {
+            conns.saturating_add(FULL)
+        } else {
+            conns
+        }
     }
 
     /// The loop turned (every turn).
@@ -219,6 +244,7 @@ impl Balance {
 
     /// Whether to accept the next connection now, holding `conns`.
     pub fn take_now(&mut self, conns: usize, now: Instant) -> bool {
+        let conns = self.load(conns);
         self.share.publish(conns);
         if std::mem::take(&mut self.forced) {
             // The retry: one connection the others did not take in DEFER.
@@ -295,6 +321,14 @@ mod tests {
         assert!(!me.should_accept(5, Some(1000)));
         // It has not turned since 1001: not accepting, left out.
         assert!(me.should_accept(5, Some(1001)));
+        // A worker whose queue is full shows more than any count of connections: it
+        // leaves new connections to the peer with room, until its queue has room again.
+        let mut full = Balance::new().expect("a slot");
+        full.set_full(true, 0);
+        assert!(!full.take_now(0, Instant::now()));
+        full.set_full(false, 0);
+        assert!(full.take_now(0, Instant::now()));
+        drop(full);
         // The peer dies (a pid that cannot exist): its slot is freed, we take all.
         peer.pid.store(i32::MAX - 1, Ordering::Release);
         assert!(me.should_accept(50, None));

@@ -132,6 +132,10 @@ impl EventLoop {
             if full != self.queue_was_full {
                 self.queue_was_full = full;
                 self.control.health.set_ready(!full);
+                if let Some(b) = &mut self.balance {
+                    // Under a master: new connections go to a worker with room first.
+                    b.set_full(full, self.conns.len());
+                }
             }
         }
         if !self.cfg.queue_timeout.is_zero() {
