@@ -27,8 +27,10 @@ Settings are each server's defaults except:
   ``0\\r\\n\\r\\n`` to responses that have a Content-Length.
 - access logs off, log level WARNING; except with ACCESS_LOG (env, a file path):
   maitre ``access_log`` and gunicorn ``accesslog`` write there, each in its
-  default format; and METRICS_LISTEN (env, HOST:PORT): maitre ``metrics_listen``
-  (bench/investigations/observe.sh measures what they cost).
+  default format; METRICS_LISTEN (env, HOST:PORT): maitre ``metrics_listen``
+  (bench/investigations/observe.sh measures what they cost); and
+  MAX_QUEUED_REQUESTS, QUEUE_TIMEOUT, REQUEST_TIMEOUT (env): those maitre
+  settings, to measure what the fleet's settings cost a request.
 - WORKERS (env, default 1) worker processes: maitre ``workers`` (a master and
   that many workers, the app preloaded since it is an object), gunicorn ``-w``,
   granian ``--workers``, bjoern that many forked processes each with its own
@@ -67,14 +69,22 @@ def _import(server):
         raise SystemExit(3) from None
 
 
+#: maitre's settings a run may turn on from the environment (the fleet's, to measure
+#: what they cost on the request path): variable -> setting
+_FROM_ENV = {
+    "ACCESS_LOG": "access_log",
+    "METRICS_LISTEN": "metrics_listen",
+    "MAX_QUEUED_REQUESTS": "max_queued_requests",
+    "QUEUE_TIMEOUT": "queue_timeout",
+    "REQUEST_TIMEOUT": "request_timeout",
+}
+
+
 def _observe():
-    """maitre's access log and metrics listener, when the environment asks."""
-    extra = {}
-    if os.environ.get("ACCESS_LOG"):
-        extra["access_log"] = os.environ["ACCESS_LOG"]
-    if os.environ.get("METRICS_LISTEN"):
-        extra["metrics_listen"] = os.environ["METRICS_LISTEN"]
-    return extra
+    """maitre's access log, metrics listener and fleet settings, when the environment
+    asks."""
+    env = os.environ
+    return {name: env[var] for var, name in _FROM_ENV.items() if env.get(var)}
 
 
 def _maitre(module, app, port, threads, many):
