@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from dataclasses import dataclass
@@ -49,6 +50,35 @@ class Served:
     def request(self, data: bytes, method=None):
         with self.connect() as conn:
             return conn.request(data, method)
+
+
+class AccessRecords(list):
+    """The records the ``maitre.access`` logger emitted during a test."""
+
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self]
+
+
+@pytest.fixture
+def access_records():
+    """The records the ``maitre.access`` logger emits during the test, at INFO (an
+    ``AccessRecords``: ``.messages()`` for their lines)."""
+    records = AccessRecords()
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep()
+    access = logging.getLogger("maitre.access")
+    access.addHandler(handler)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
 
 
 @pytest.fixture

@@ -428,27 +428,6 @@ def test_stdout_sink_and_startup_lines(tmp_path):
         proc.kill()
 
 
-@pytest.fixture
-def access_records():
-    """The records the ``maitre.access`` logger emits during the test, at INFO."""
-    records = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    handler = Keep()
-    access = logging.getLogger("maitre.access")
-    access.addHandler(handler)
-    old_level = access.level
-    access.setLevel(logging.INFO)
-    try:
-        yield records
-    finally:
-        access.removeHandler(handler)
-        access.setLevel(old_level)
-
-
 def test_logging_sink(serve_app, access_records):
     records = access_records
     served = serve_app(app, access_log="logging", access_log_format="%(r)s %(s)s")

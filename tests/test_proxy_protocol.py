@@ -9,7 +9,6 @@ peer without a valid header is closed unserved; a header from another peer is re
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl
 import struct
@@ -413,30 +412,15 @@ def test_unix_socket_not_listed(serve_unix, sock_path):
 # ---------------------------------------------------------- logs and composition
 
 
-def test_access_log_shows_the_header_address(serve_app):
-    records = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    handler = Keep()
-    access = logging.getLogger("maitre.access")
-    access.addHandler(handler)
-    old = access.level
-    access.setLevel(logging.INFO)
-    try:
-        srv = proxied(
-            serve_app, "v1", access_log="logging", access_log_format="%(h)s %(r)s"
-        )
-        with srv.connect() as conn:
-            conn.send(v1("198.51.100.23", 23) + get("/logged"))
-            conn.read_response()
-        assert wait_for(lambda: records, 5)
-    finally:
-        access.removeHandler(handler)
-        access.setLevel(old)
-    assert records == ["198.51.100.23 GET /logged HTTP/1.1"]
+def test_access_log_shows_the_header_address(serve_app, access_records):
+    srv = proxied(
+        serve_app, "v1", access_log="logging", access_log_format="%(h)s %(r)s"
+    )
+    with srv.connect() as conn:
+        conn.send(v1("198.51.100.23", 23) + get("/logged"))
+        conn.read_response()
+    assert wait_for(lambda: access_records, 5)
+    assert access_records.messages() == ["198.51.100.23 GET /logged HTTP/1.1"]
 
 
 def forwarded_app(environ, start_response):

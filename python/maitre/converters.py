@@ -1,6 +1,6 @@
-"""The conversions of the settings table (``maitre.settings_table.SETTINGS``): each takes
-a value as given to ``serve(**kw)``, on the command line or in a PasteDeploy ini file
-(often a string) and returns the setting's value, or raises ``ValueError``.
+"""The conversions of the settings table (``maitre.settings_table.SETTINGS``): each
+takes a value as given to ``serve(**kw)``, on the command line or in a PasteDeploy ini
+file (often a string) and returns the setting's value, or raises ``ValueError``.
 
 They are public through ``maitre.adjustments`` (``maitre.adjustments.asbool`` ...), as
 waitress's are through ``waitress.adjustments``.
