@@ -5,25 +5,32 @@ keep-alive clients send requests through HAProxy: no request may fail, and the
 application sees the clients' own address (127.0.0.2), not HAProxy's.
 
 HAProxy is Debian's package (``.ci/run`` installs it); without the binary these tests
-are skipped. Every process is started here and stopped by its PID.
+are skipped. Every process is started here and stopped by its PID. What
+bench/rollout.py shares with these tests (the application, the configuration for this
+run's ports, HAProxy, the clients) is in haproxy_fleet.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+import haproxy_fleet
 import pytest
+from haproxy_fleet import (
+    APP,
+    CLIENT_ADDR,
+    CONFIG,
+    clients,
+    failed_log_lines,
+    find_haproxy,
+    haproxy_config,
+)
 from helpers import HOST, Cluster, free_port, maitre_only, wait_for
 
 pytestmark = [
@@ -31,31 +38,11 @@ pytestmark = [
     pytest.mark.timeout(240),
 ]
 
-CONFIG = Path(__file__).resolve().parent.parent / "docs" / "haproxy.cfg"
-#: where the clients connect from: what the application must see as REMOTE_ADDR
-CLIENT_ADDR = "127.0.0.2"
 CLIENTS = 16
 #: longer than HAProxy needs to see /readyz fail twice (fall 2, inter 250ms), with
 #: room for a loaded machine
 SHUTDOWN_DELAY = 2.0
 START_TIMEOUT = 20.0
-
-APP = """
-import time
-
-def app(environ, start_response):
-    time.sleep(0.005)
-    body = environ["REMOTE_ADDR"].encode()
-    start_response(
-        "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
-"""
-
-
-def find_haproxy():
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    return shutil.which("haproxy", path=path)
 
 
 @pytest.fixture(scope="module")
@@ -66,52 +53,8 @@ def haproxy_binary():
     return found
 
 
-def haproxy_config(front: int, backends) -> str:
-    """docs/haproxy.cfg with the addresses of this test: HAProxy on ``front``, its
-    servers on the (serving port, metrics port) pairs of ``backends``."""
-    text = CONFIG.read_text()
-    assert "\n    bind :80\n" in text
-    text = text.replace("\n    bind :80\n", f"\n    bind {HOST}:{front}\n")
-    servers = re.findall(r"^    server (\S+) (\S+) check port (\d+)$", text, re.M)
-    assert len(servers) == len(backends), servers
-    for (name, addr, mport), (port, metrics_port) in zip(servers, backends):
-        text = text.replace(
-            f"    server {name} {addr} check port {mport}\n",
-            f"    server {name} {HOST}:{port} check port {metrics_port}\n",
-        )
-    assert " send-proxy-v2" in text
-    return text
-
-
-class HAProxy:
-    """HAProxy in the foreground (``-db``), its log (``option httplog``) in a file."""
-
-    def __init__(self, binary: str, workdir: Path, config: str, port: int):
-        self.port = port
-        self.conf = workdir / "haproxy.cfg"
-        self.conf.write_text(config)
-        self.log_path = workdir / "haproxy.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [binary, "-db", "-f", str(self.conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"haproxy exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"haproxy not listening:\n{self.log()}")
-                time.sleep(0.05)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+class HAProxy(haproxy_fleet.HAProxy):
+    """HAProxy, and the changes of its servers' state it logged."""
 
     def state_changes(self, server: str) -> list:
         """``UP``/``DOWN`` for each change of ``server``'s state HAProxy logged."""
@@ -127,16 +70,6 @@ class HAProxy:
 
         if not wait_for(reached, timeout=timeout, interval=0.02):
             pytest.fail(f"{server} not {state} in {timeout}s:\n{self.log()[-4000:]}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
 
 
 class Fleet:
@@ -190,70 +123,6 @@ def readyz(port: int) -> int | None:
         return None
 
 
-def client_loop(port: int, stop: threading.Event, out: dict) -> None:
-    """One keep-alive client through HAProxy, bound to CLIENT_ADDR, no retries: a
-    new connection only when the previous answer said it closes."""
-    conn = None
-    while not stop.is_set():
-        if conn is None:
-            conn = http.client.HTTPConnection(
-                HOST, port, timeout=10, source_address=(CLIENT_ADDR, 0)
-            )
-        try:
-            conn.request("GET", "/")
-            resp = conn.getresponse()
-            body = resp.read()
-        except (OSError, http.client.HTTPException) as e:
-            out["errors"].append(f"{time.monotonic():.3f} {e!r}")
-            conn.close()
-            conn = None
-            continue
-        if resp.status != 200:
-            out["errors"].append(f"{time.monotonic():.3f} {resp.status} {body[:200]!r}")
-        else:
-            out["ok"] += 1
-            out["seen"].add(body)
-        if resp.will_close:
-            conn.close()
-            conn = None
-    if conn is not None:
-        conn.close()
-
-
-@contextlib.contextmanager
-def clients(port: int, n: int = CLIENTS):
-    stop = threading.Event()
-    outs = [{"ok": 0, "errors": [], "seen": set()} for _ in range(n)]
-    threads = [
-        threading.Thread(target=client_loop, args=(port, stop, o), daemon=True)
-        for o in outs
-    ]
-    for t in threads:
-        t.start()
-    result = {}
-    try:
-        yield result
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(15)
-        result["ok"] = sum(o["ok"] for o in outs)
-        result["errors"] = sorted(e for o in outs for e in o["errors"])
-        result["seen"] = set().union(*(o["seen"] for o in outs))
-        result["stuck"] = sum(t.is_alive() for t in threads)
-
-
-def failed_log_lines(log: str) -> list:
-    """HAProxy's log lines of requests that did not end well (status not 200, or a
-    termination state other than ``--``)."""
-    bad = []
-    for line in log.splitlines():
-        m = re.search(r" (-?\d+) \d+ - - (\S\S)\S\S ", line)
-        if m and (m.group(1) != "200" or m.group(2) != "--"):
-            bad.append(line)
-    return bad
-
-
 @pytest.fixture
 def appdir(tmp_path):
     (tmp_path / "happ.py").write_text(APP)
@@ -273,8 +142,9 @@ def rollout(haproxy_binary, appdir, args, ready_line, reload_first=False):
             workdir,
             haproxy_config(front, fleet.ports),
             front,
+            START_TIMEOUT,
         )
-        with clients(front) as result:
+        with clients(front, CLIENTS) as result:
             time.sleep(1)
             for i, name in enumerate(("app1", "app2")):
                 c = fleet.instances[i]
@@ -308,7 +178,7 @@ def rollout(haproxy_binary, appdir, args, ready_line, reload_first=False):
         for name in ("app1", "app2"):
             assert len(re.findall(rf" maitre/{name} ", log)) > 20, name
         # PROXY v2 end to end: the clients' address, not HAProxy's
-        assert result["seen"] == {CLIENT_ADDR.encode()}
+        assert set(result["seen"]) == {CLIENT_ADDR}
     finally:
         if haproxy is not None:
             haproxy.stop()
