@@ -23,6 +23,9 @@ the app sleeps 5 ms and answers REMOTE_ADDR):
   would have had).
 - ``gunicorn``: the same as ``maitre-plain`` (gunicorn has no readiness endpoint).
 
+The set-up (the app, docs/haproxy.cfg for this run's ports, HAProxy, the clients) is
+tests/haproxy_fleet.py, the one the rollout test (tests/test_haproxy.py) runs.
+
 It uses the interpreter of VENV (default bench/.venv, as run.sh): maitre is built
 from this checkout into it when it is not installed there (INSTALL=1: always), and
 gunicorn installed from PyPI when missing. Everything listens on 127.0.0.1 only;
@@ -34,23 +37,31 @@ Environment: SERVERS, ROUNDS [1], CLIENTS [16], VENV, INSTALL [0].
 from __future__ import annotations
 
 import collections
-import http.client
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "docs" / "haproxy.cfg"
-HOST = "127.0.0.1"
-CLIENT_ADDR = "127.0.0.2"
+# the set-up the rollout test runs (tests/test_haproxy.py), shared with it
+sys.path.insert(0, str(ROOT / "tests"))
+import haproxy_fleet  # noqa: E402
+from haproxy_fleet import (  # noqa: E402
+    APP,
+    HOST,
+    LOG_OUTCOME,
+    HAProxyError,
+    clients,
+    failed_log_lines,
+    find_haproxy,
+    haproxy_config,
+)
+
 SERVERS = os.environ.get("SERVERS", "maitre,maitre-plain,gunicorn").split(",")
 ROUNDS = int(os.environ.get("ROUNDS") or 1)
 CLIENTS = int(os.environ.get("CLIENTS") or 16)
@@ -59,18 +70,6 @@ INSTALL = os.environ.get("INSTALL") == "1"
 SHUTDOWN_DELAY = 2
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 45.0
-
-APP = """
-import time
-
-def app(environ, start_response):
-    time.sleep(0.005)
-    body = environ["REMOTE_ADDR"].encode()
-    start_response(
-        "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
-"""
 
 
 def log(msg: str) -> None:
@@ -103,14 +102,13 @@ def install() -> None:
 
 
 def haproxy_binary() -> str:
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    found = shutil.which("haproxy", path=path)
+    found = find_haproxy()
     if found:
         return found
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for args in (["install", "-y", "-q", "haproxy"], ["update", "-q"]):
         subprocess.run(["apt-get", *args], env=env, stdin=subprocess.DEVNULL)
-        found = shutil.which("haproxy", path=path)
+        found = find_haproxy()
         if found:
             return found
     sys.exit("haproxy is missing and apt-get could not install it")
@@ -190,53 +188,23 @@ class Instance:
         return time.monotonic() - t0
 
 
-def haproxy_config(server: str, front: int, instances, stats_socket) -> str:
-    """docs/haproxy.cfg with this run's ports; for the servers without /readyz or
-    PROXY protocol, checks on the serving port and no PROXY header."""
-    text = CONFIG.read_text().replace(
-        "\n    bind :80\n", f"\n    bind {HOST}:{front}\n"
-    )
-    servers = re.findall(r"^    server (\S+) (\S+) check port (\d+)$", text, re.M)
-    assert len(servers) == len(instances), servers
-    for (name, addr, mport), inst in zip(servers, instances):
-        check = f"check port {inst.metrics_port}" if server == "maitre" else "check"
-        text = text.replace(
-            f"    server {name} {addr} check port {mport}\n",
-            f"    server {name} {HOST}:{inst.port} {check}\n",
-        )
-    # the stats socket tells the benchmark when a restarted server is back
-    text = text.replace("\nglobal\n", f"\nglobal\n    stats socket {stats_socket}\n")
-    if server != "maitre":
-        text = text.replace("option httpchk GET /readyz", "option httpchk GET /")
-        text = text.replace(" send-proxy-v2", "")
-    return text
+class HAProxy(haproxy_fleet.HAProxy):
+    """HAProxy in front of ``instances`` (their /readyz checked and PROXY v2 sent to
+    them for ``maitre``, ``GET /`` on the serving port for the others), asked on its
+    stats socket when a restarted server is back."""
 
-
-class HAProxy:
-    def __init__(self, binary: str, workdir: Path, config: str, port: int):
+    def __init__(self, binary: str, workdir: Path, front: int, server: str, instances):
         self.stats_socket = workdir / "stats.sock"
-        self.conf = workdir / "haproxy.cfg"
-        self.conf.write_text(config)
-        self.log_path = workdir / "haproxy.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [binary, "-db", "-f", str(self.conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        config = haproxy_config(
+            front,
+            [(inst.port, inst.metrics_port) for inst in instances],
+            readyz=server == "maitre",
+            stats_socket=self.stats_socket,
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"haproxy did not start:\n{self.log()[-3000:]}")
-                time.sleep(0.05)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        try:
+            super().__init__(binary, workdir, config, front, START_TIMEOUT)
+        except HAProxyError as e:
+            sys.exit(str(e))
 
     def status(self, name: str) -> str:
         """HAProxy's status of server ``name`` now (``UP``, ``UP 1/2``, ``DOWN``...)."""
@@ -262,105 +230,43 @@ class HAProxy:
             time.sleep(0.02)
         return False
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-
-
-# -- the clients -------------------------------------------------------------------
-
-
-def client(port: int, stop: threading.Event, out: dict) -> None:
-    conn = None
-    while not stop.is_set():
-        if conn is None:
-            conn = http.client.HTTPConnection(
-                HOST, port, timeout=10, source_address=(CLIENT_ADDR, 0)
-            )
-        try:
-            conn.request("GET", "/")
-            resp = conn.getresponse()
-            body = resp.read()
-        except (OSError, http.client.HTTPException) as e:
-            out["failed"][type(e).__name__] += 1
-            conn.close()
-            conn = None
-            continue
-        if resp.status == 200:
-            out["ok"] += 1
-            out["seen"][body.decode("latin-1")] += 1
-        else:
-            out["failed"][f"HTTP {resp.status}"] += 1
-        if resp.will_close:
-            conn.close()
-            conn = None
-    if conn is not None:
-        conn.close()
-
 
 def one_rollout(server: str, binary: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"rollout-{server}-"))
     (workdir / "rapp.py").write_text(APP)
     instances = [Instance(server, workdir, free_port(), free_port()) for _ in range(2)]
     haproxy = None
-    stop = threading.Event()
-    outs = [
-        {"ok": 0, "failed": collections.Counter(), "seen": collections.Counter()}
-        for _ in range(CLIENTS)
-    ]
-    threads = []
     stop_seconds = []
     try:
         for inst in instances:
             inst.start()
         front = free_port()
-        config = haproxy_config(server, front, instances, workdir / "stats.sock")
-        haproxy = HAProxy(binary, workdir, config, front)
+        haproxy = HAProxy(binary, workdir, front, server, instances)
         time.sleep(1)  # HAProxy starts with its servers UP; they are serving
-        threads = [
-            threading.Thread(target=client, args=(front, stop, o), daemon=True)
-            for o in outs
-        ]
         t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        time.sleep(2)
-        for name, inst in zip(("app1", "app2"), instances):
-            stop_seconds.append(inst.stop())
-            inst.start()
-            if not haproxy.wait_up(name):
-                log(f"{server}: {name} not back UP in {START_TIMEOUT}s")
+        with clients(front, CLIENTS) as result:
             time.sleep(2)
-        stop.set()
-        for t in threads:
-            t.join(15)
+            for name, inst in zip(("app1", "app2"), instances):
+                stop_seconds.append(inst.stop())
+                inst.start()
+                if not haproxy.wait_up(name):
+                    log(f"{server}: {name} not back UP in {START_TIMEOUT}s")
+                time.sleep(2)
         elapsed = time.monotonic() - t0
-        failed = sum((o["failed"] for o in outs), collections.Counter())
-        seen = sum((o["seen"] for o in outs), collections.Counter())
         # HAProxy's side of each failure: status and termination state
-        haproxy_failed = collections.Counter()
-        for line in haproxy.log().splitlines():
-            m = re.search(r" (-?\d+) \d+ - - (\S{4}) ", line)
-            if m and m.groups() != ("200", "----"):
-                haproxy_failed[" ".join(m.groups())] += 1
+        haproxy_failed = collections.Counter(
+            " ".join(LOG_OUTCOME.search(line).groups())
+            for line in failed_log_lines(haproxy.log())
+        )
         return {
-            "ok": sum(o["ok"] for o in outs),
-            "failed": failed,
-            "seen": seen,
+            "ok": result["ok"],
+            "failed": result["failed"],
+            "seen": result["seen"],
             "seconds": elapsed,
             "stop_seconds": stop_seconds,
             "haproxy_failed": haproxy_failed,
         }
     finally:
-        stop.set()
-        for t in threads:
-            t.join(15)
         if haproxy is not None:
             haproxy.stop()
         for inst in instances:

@@ -98,7 +98,6 @@ class HAProxy:
 
     def __init__(self, binary: str, workdir: Path, config: str, port: int, timeout):
         self.port = port
-        self.workdir = workdir
         self.conf = workdir / "haproxy.cfg"
         self.conf.write_text(config)
         self.log_path = workdir / "haproxy.log"
