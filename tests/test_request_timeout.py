@@ -231,18 +231,24 @@ def test_off_by_default(serve_app):
 
 STUCK_APP = """
 import os
+import re
 import time
 
 def app(environ, start_response):
     if environ["PATH_INFO"] == "/stuck":
         time.sleep(60)  # in C: the asynchronous exception waits for it
+    if environ["PATH_INFO"] == "/stuck-holding-the-gil":
+        # A regular expression that backtracks without end, in C and holding the GIL
+        # all along: nothing else in the process runs Python until it is killed.
+        re.match(r"(a|aa)+$", "a" * 64 + "b")
     body = f"ok {os.getpid()}".encode()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
 """
 
 
-def test_a_worker_whose_threads_are_all_stuck_is_replaced(tmp_path):
+@pytest.mark.parametrize("path", ["/stuck", "/stuck-holding-the-gil"])
+def test_a_worker_whose_threads_are_all_stuck_is_replaced(tmp_path, path):
     from test_workers import fetch
 
     (tmp_path / "stuckapp.py").write_text(STUCK_APP)
@@ -258,7 +264,7 @@ def test_a_worker_whose_threads_are_all_stuck_is_replaced(tmp_path):
         c.wait_log("Ready with 2 worker(s)")
         first = c.workers()
         assert len(first) == 2
-        data, took = read_to_close(c.port, "/stuck")
+        data, took = read_to_close(c.port, path)
         assert data.startswith(b"HTTP/1.1 504"), data
         assert took < 2.5, took
         [line] = c.wait_log("has every thread stuck past request_timeout")

@@ -680,3 +680,28 @@ def test_conversions_are_public_in_adjustments():
         "truthy",
     ):
         assert getattr(madj, name) is getattr(maitre.converters, name), name
+
+
+@maitre_only("maitre's own settings, and the engine's deadlines")
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"queue_timeout": 1e19},
+        {"channel_timeout": 1e30},
+        {"keepalive_timeout": 1e25, "request_timeout": 1e25},
+    ],
+    ids=["queue_timeout", "channel_timeout", "keepalive_and_request_timeout"],
+)
+def test_a_duration_longer_than_anyone_means_is_served(serve_app, settings):
+    # Such deadlines once overflowed the engine's clock arithmetic: a panic at start,
+    # or of the I/O loop at the first request.
+    from helpers import get
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    srv = serve_app(app, **settings)
+    for _ in range(2):  # the second finds the loop alive after the first's deadlines
+        response = srv.request(get("/"))
+        assert response.status == 200 and response.body == b"ok"

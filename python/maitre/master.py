@@ -330,16 +330,14 @@ class Master:
         now = time.monotonic()
         serving = [w for w in self.workers.values() if w.stopping_since is None]
         live = any(now - w.last_beat < HEARTBEAT_FRESH for w in self.workers.values())
-        limit = self.adj.max_queued_requests
-
-        def has_room(w: Worker) -> bool:
-            return limit <= 0 or w.slot is None or stats.queue_depth(w.slot) < limit
-
         ready = (
             live
             and self.state is not State.STOPPING
             and self.delay_until is None
-            and any(w.ready and has_room(w) for w in serving)
+            and any(
+                w.ready and (w.slot is None or not stats.queue_full(w.slot))
+                for w in serving
+            )
         )
         listener.set_health(live, ready)
 

@@ -70,10 +70,10 @@ class WorkerStats:
         code = _maitre.RESTART_REASONS.get(reason, 0)
         return _maitre.count_restart(self.map, slot, code)
 
-    def queue_depth(self, slot: int) -> int:
-        """Requests (jobs) waiting for a thread in the worker of ``slot``, as of its
-        I/O loop's last round."""
-        return _maitre.queue_depth(self.map, slot)
+    def queue_full(self, slot: int) -> bool:
+        """Whether the worker of ``slot`` turns requests away: ``max_queued_requests``
+        wait for a thread there, by its own I/O loop's count."""
+        return _maitre.queue_full(self.map, slot)
 
     def all_stuck(self, slot: int | None) -> bool:
         """Whether every thread of the worker counting in ``slot`` is stuck in an

@@ -159,6 +159,9 @@ figures! {
     /// Worker threads still in an application call well after `request_timeout`
     /// interrupted it (blocked in C code): a gauge.
     threads_stuck: u64,
+    /// 1 while `max_queued_requests` requests wait for a thread (requests are answered
+    /// 503 and `/readyz` says so), else 0: what the master's `/readyz` reads.
+    queue_full: u64,
 }
 
 /// Why the loop did not run a request (`requests_shed`, the `reason` label of
@@ -255,6 +258,7 @@ impl StatsBlock {
             &self.threads_busy,
             &self.in_flight,
             &self.threads_stuck,
+            &self.queue_full,
         ] {
             gauge.store(0, Relaxed);
         }

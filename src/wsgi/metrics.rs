@@ -86,13 +86,13 @@ pub fn count_restart(buffer: &Bound<'_, PyAny>, slot: usize, reason: u64) -> PyR
     Ok(block.restarts.fetch_add(1, Relaxed) + 1)
 }
 
-/// Jobs waiting for a thread in the worker of slot `slot`, as of its loop's last round
-/// (`queue_depth`): the master's `/readyz` says 503 while every worker has
-/// `max_queued_requests` waiting.
+/// Whether the worker of slot `slot` turns requests away because `max_queued_requests`
+/// wait for a thread (its loop's own verdict, `queue_full`): the master's `/readyz`
+/// says 503 while every worker does.
 #[pyfunction]
-pub fn queue_depth(buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<u64> {
+pub fn queue_full(buffer: &Bound<'_, PyAny>, slot: usize) -> PyResult<bool> {
     use std::sync::atomic::Ordering::Relaxed;
-    Ok(shared_block(buffer, slot)?.queue_depth.load(Relaxed))
+    Ok(shared_block(buffer, slot)?.queue_full.load(Relaxed) != 0)
 }
 
 /// `_maitre.RESTART_REASONS`: each reason's name to its code (`engine::stats`), so that

@@ -30,7 +30,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metrics::PyMetricsServer>()?;
     m.add_function(pyo3::wrap_pyfunction!(metrics::render_metrics, m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(metrics::count_restart, m)?)?;
-    m.add_function(pyo3::wrap_pyfunction!(metrics::queue_depth, m)?)?;
+    m.add_function(pyo3::wrap_pyfunction!(metrics::queue_full, m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(metrics::release_stats_slot, m)?)?;
     m.add_function(pyo3::wrap_pyfunction!(metrics::threads_stuck, m)?)?;
     m.add("STATS_BLOCK_SIZE", crate::engine::stats::BLOCK_SIZE)?;

@@ -38,8 +38,10 @@ use crate::engine::metrics_listener::MetricsServer;
 use crate::engine::stats::Stats;
 use crate::engine::tls::TlsAcceptor;
 use crate::wsgi::context::{WsgiContext, WsgiOptions};
-use crate::wsgi::settings::{engine_config, observe_settings, tls_acceptor, Settings};
-use crate::wsgi::watchdog::Watch;
+use crate::wsgi::settings::{
+    engine_config, observe_settings, tls_acceptor, Settings, LONGEST_SECONDS,
+};
+use crate::wsgi::watchdog::{Fired, Watch};
 use crate::wsgi::worker::worker_main;
 use crate::wsgi::RequestAbandoned;
 use std::sync::atomic::Ordering::Relaxed;
@@ -257,10 +259,10 @@ impl Engine {
                 "delay must be a number of seconds >= 0, not {delay}"
             )));
         }
-        let delay = Duration::from_secs_f64(delay);
+        let delay = Duration::from_secs_f64(delay.min(LONGEST_SECONDS));
         let timeout = match timeout {
             None => self.cfg.shutdown_timeout,
-            Some(t) if t.is_finite() && t >= 0.0 => Duration::from_secs_f64(t),
+            Some(t) if t.is_finite() && t >= 0.0 => Duration::from_secs_f64(t.min(LONGEST_SECONDS)),
             Some(t) => {
                 return Err(PyValueError::new_err(format!(
                     "timeout must be a number of seconds >= 0, not {t}"
@@ -641,24 +643,54 @@ impl Engine {
 }
 
 /// The `request_timeout` watchdog's thread: looks at the worker threads every tick
-/// until the watch is stopped, and takes the GIL only to interrupt and log a call it
-/// timed out (see `wsgi::watchdog`).
+/// until the watch is stopped (see `wsgi::watchdog`). What needs the GIL (raising
+/// `RequestTimeout`, the stack, the log line) is done by a thread of its own: a call
+/// that never lets go of the GIL (C code that holds it) must not stop the ticks that
+/// count its thread stuck, for the master to replace the worker.
 fn watchdog_main(ctx: Arc<WsgiContext>) {
     let Some(watch) = ctx.watch.as_ref() else {
         return;
     };
-    while watch.wait_tick() {
-        let fired = watch.check(&ctx.observe.stats, &ctx.opts.ident, Instant::now());
-        if fired.is_empty() || crate::wsgi::gil::interpreter_finalizing() {
-            continue;
-        }
-        Python::attach(|py| {
-            for f in fired {
-                let message = watch.raise_in(py, f);
-                crate::wsgi::logging::log(py, &ctx, "error", &message);
+    let (to_raise, fired_rx) = std::sync::mpsc::channel::<Vec<Fired>>();
+    let raiser_ctx = Arc::clone(&ctx);
+    let raiser = std::thread::Builder::new()
+        .name("maitre-watchdog-gil".into())
+        .spawn(move || {
+            for fired in fired_rx {
+                raise_fired(&raiser_ctx, fired);
             }
         });
+    while watch.wait_tick() {
+        let fired = watch.check(&ctx.observe.stats, &ctx.opts.ident, Instant::now());
+        if fired.is_empty() {
+            continue;
+        }
+        if raiser.is_ok() {
+            let _ = to_raise.send(fired);
+        } else {
+            // No thread to spare: raise from here.
+            raise_fired(&ctx, fired);
+        }
     }
+    // The raiser ends once it has done what was sent; not joined, as it may wait for a
+    // GIL a stuck call never gives back.
+}
+
+/// Under the GIL: raises `RequestTimeout` in the threads of calls the watchdog timed
+/// out, and logs each with its stack.
+fn raise_fired(ctx: &WsgiContext, fired: Vec<Fired>) {
+    let Some(watch) = ctx.watch.as_ref() else {
+        return;
+    };
+    if crate::wsgi::gil::interpreter_finalizing() {
+        return;
+    }
+    Python::attach(|py| {
+        for f in fired {
+            let message = watch.raise_in(py, f);
+            crate::wsgi::logging::log(py, ctx, "error", &message);
+        }
+    });
 }
 
 /// The thread running the I/O loop; it records how the loop ended in `finished`.

@@ -24,6 +24,9 @@ use crate::http::proxy::Accept;
 use crate::http::request::Limits;
 use crate::wsgi::observe::Observe;
 
+/// The longest duration a setting in seconds takes: a century.
+pub const LONGEST_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
+
 /// The dict, and the keys read from it so far.
 pub struct Settings<'a, 'py> {
     dict: &'a Bound<'py, PyDict>,
@@ -66,8 +69,16 @@ impl<'a, 'py> Settings<'a, 'py> {
 
     /// A number of seconds, `at_least` if less.
     fn seconds(&self, name: &'static str, at_least: f64) -> PyResult<Duration> {
+        let value = self.get::<f64>(name)?;
+        if value.is_nan() {
+            return Err(PyValueError::new_err(format!(
+                "{name} must be a number of seconds, not {value}"
+            )));
+        }
+        // A longer time than anyone means (or infinity) is this: an `Instant` plus it
+        // must not overflow, which a deadline of 1e19 s would, panicking the loop.
         Ok(Duration::from_secs_f64(
-            self.get::<f64>(name)?.max(at_least),
+            value.clamp(at_least, LONGEST_SECONDS),
         ))
     }
 

@@ -275,8 +275,13 @@ impl Watch {
         let frame = if slot.state.load(Acquire) == f.state {
             let frame = current_frame(py, thread);
             let exc = py.get_type::<RequestTimeout>();
-            // SAFETY: with the GIL held; `thread` is a live worker's identifier.
-            unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(thread as _, exc.as_ptr()) };
+            // Taking the frame may run Python (a collection's `__del__`) and give the
+            // worker the GIL to end this call and begin another: look again, with
+            // nothing that could let go of the GIL in between.
+            if slot.state.load(Acquire) == f.state {
+                // SAFETY: with the GIL held; `thread` is a live worker's identifier.
+                unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(thread as _, exc.as_ptr()) };
+            }
             frame
         } else {
             None

@@ -267,6 +267,18 @@ impl EventLoop {
     /// new one: counted, and said at most once a minute.
     fn evict(&mut self, slot: usize) {
         self.idle.pop_front();
+        if let Some(conn) = self.conns.get_mut(slot) {
+            // Looked at again after the accept: a request that arrived meanwhile is read,
+            // not reset (the newcomer is admitted all the same, one over the limit
+            // until a connection closes).
+            let mut byte = [std::mem::MaybeUninit::uninit()];
+            if matches!(conn.channel.sock.peek(&mut byte), Ok(n) if n > 0) {
+                conn.idle = 0;
+                conn.readable = true;
+                self.again.push(Key::new(slot, conn.channel.id));
+                return;
+            }
+        }
         self.stats.connections_evicted.fetch_add(1, Relaxed);
         if let Some(line) = self.idle.evicted(self.now, self.cfg.connection_limit) {
             self.log(LogLevel::Info, line);

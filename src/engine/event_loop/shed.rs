@@ -132,6 +132,7 @@ impl EventLoop {
             if full != self.queue_was_full {
                 self.queue_was_full = full;
                 self.control.health.set_ready(!full);
+                self.stats.queue_full.store(u64::from(full), Relaxed);
                 if let Some(b) = &mut self.balance {
                     // Under a master: new connections go to a worker with room first.
                     b.set_full(full, self.conns.len());
@@ -139,7 +140,9 @@ impl EventLoop {
             }
         }
         if !self.cfg.queue_timeout.is_zero() {
-            self.shed_at = queued.oldest.map(|t| t + self.cfg.queue_timeout);
+            self.shed_at = queued
+                .oldest
+                .and_then(|t| t.checked_add(self.cfg.queue_timeout));
         }
     }
 
