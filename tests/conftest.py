@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from helpers import (  # noqa: E402
     TARGET,
     RawConnection,
     create_server,
+    find_chromium,
     stop_server,
 )
 
@@ -79,6 +83,34 @@ def access_records():
     finally:
         access.removeHandler(handler)
         access.setLevel(old_level)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A Chromium for the headless-browser tests: found on PATH, or installed with
+    apt-get when root (.ci/run installs it beforehand); else the test is skipped."""
+    found = find_chromium()
+    if found:
+        return found
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.skip("chromium is missing and cannot be installed (no apt-get or root)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for args in (
+        ["install", "-y", "chromium"],
+        ["update"],
+        ["install", "-y", "chromium"],
+    ):
+        subprocess.run(
+            ["apt-get", "-o", "DPkg::Lock::Timeout=300", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=900,
+        )
+        found = find_chromium()
+        if found:
+            return found
+    pytest.skip("chromium could not be installed with apt-get")
 
 
 @pytest.fixture

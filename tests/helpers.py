@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -653,3 +654,31 @@ class Pki:
         for name, value in kw.items():
             setattr(ctx, name, value)
         return ctx
+
+
+def find_chromium() -> str | None:
+    """A headless-capable Chromium on PATH, if any."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def headless(chromium: str, *args, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Runs headless Chromium with ``args`` (a page to dump or to screenshot)."""
+    return subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

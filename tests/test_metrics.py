@@ -10,18 +10,16 @@ from __future__ import annotations
 import mmap
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import HOST, TARGET, maitre_only, wait_for
+from helpers import HOST, TARGET, headless, maitre_only, wait_for
 
 pytestmark = maitre_only("waitress has no stats or metrics")
 
@@ -237,58 +235,6 @@ def test_spills_and_other_paths(metered):
 
 
 # ------------------------------------------------------------------ status page
-
-
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    found = find_chromium()
-    if found:
-        return found
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("chromium is missing and cannot be installed (no apt-get or root)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for args in (
-        ["install", "-y", "chromium"],
-        ["update"],
-        ["install", "-y", "chromium"],
-    ):
-        subprocess.run(
-            ["apt-get", "-o", "DPkg::Lock::Timeout=300", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=900,
-        )
-        found = find_chromium()
-        if found:
-            return found
-    pytest.skip("chromium could not be installed with apt-get")
-
-
-def headless(chromium, *args, timeout=60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def quantile(s: dict, q: float) -> float | None:

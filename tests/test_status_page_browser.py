@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from helpers import HOST, maitre_only
+from helpers import HOST, headless, maitre_only
 
 pytestmark = maitre_only("waitress has no status page")
 
@@ -49,33 +47,6 @@ FRAME = """<!DOCTYPE html><html><body style="margin:0">
   document.getElementById('result').textContent = e.data }})</script>
 </body></html>
 """
-
-
-@pytest.fixture
-def chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
-
-
-def headless(chromium, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def get(port: int, path: str) -> None:
@@ -132,7 +103,9 @@ def test_the_page_fits_desktop_and_phone_widths(serve_app, chromium, width, tmp_
         assert inner == width, (scroll, inner)
         assert fits == "true" and scroll <= inner, (scroll, inner)
         # And unframed, the page itself has what the test looks for.
-        page = headless(chromium, f"--window-size={width},900", "--dump-dom", url)
+        page = headless(
+            chromium, f"--window-size={width},900", "--dump-dom", url, timeout=90
+        )
         assert 'id="p99"' in page.stdout and "last minute" in page.stdout
 
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
