@@ -356,9 +356,11 @@ def test_max_requests_recycles_are_counted_and_leave_no_stale_slot(cluster):
     # Each worker replaced at least once, new one first. Requests one after another
     # go to whichever worker wakes first (the balance evens out connections open at
     # the same time, not these), and a worker past max_requests serves on until its
-    # successor accepts: so request until none of the first ones is left.
+    # successor accepts: so request until none of the first ones is left. (Not until
+    # a moment with exactly two: the requests keep a successor booting most of the
+    # time; `settled` below waits for two once they stop.)
     deadline = time.monotonic() + 20
-    while not (c.workers().isdisjoint(first) and len(c.workers()) == 2):
+    while not c.workers().isdisjoint(first):
         assert time.monotonic() < deadline, c.proc.stderr
         fetch(c.port)
 
