@@ -439,7 +439,10 @@ def test_sd_notify_ready_reloading_stopping(cluster, tmp_path):
         c = cluster("--workers=2", env=dict(os.environ, NOTIFY_SOCKET=path))
         [ready] = _messages(sock, "READY=1")
         # Sent once every worker has said it accepts (logged before READY=1).
+        # The log lines are written before the datagram, but the reader of the
+        # master's stderr may not have taken them yet: wait for them.
         assert len(c.wait_log(" accepting", 2)) == 2
+        c.wait_log("Ready with 2 worker(s)")
         assert c.count("Ready with 2 worker(s)") == 1
         assert "STATUS=serving with 2 worker(s)" in ready
         assert fetch(c.port).status == 200
