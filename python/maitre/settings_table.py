@@ -273,6 +273,17 @@ SETTINGS: tuple[Setting, ...] = (
         engine=True,
     ),
     Setting(
+        "http2",
+        asbool,
+        False,
+        "Serve HTTP/2 beside HTTP/1.1: TLS listeners offer ALPN h2 before "
+        "http/1.1, and cleartext listeners take the HTTP/2 connection preface "
+        "(prior knowledge, h2c) on the same port. Streams run in parallel on the "
+        "thread pool.",
+        "",
+        engine=True,
+    ),
+    Setting(
         "keepalive_timeout",
         asseconds,
         0,

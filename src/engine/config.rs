@@ -50,6 +50,9 @@ pub struct Config {
     /// connection cut) and interrupted (`request_timeout`; zero: no limit). Acted on by
     /// the WSGI layer's watchdog, which alone may touch Python.
     pub request_timeout: Duration,
+    /// Serve HTTP/2 (`http2`): ALPN `h2` on TLS listeners, the prior-knowledge preface
+    /// on cleartext ones.
+    pub http2: bool,
 }
 
 #[cfg(test)]
@@ -83,6 +86,7 @@ impl Config {
             queue_timeout: Duration::ZERO,
             keepalive_timeout: Duration::ZERO,
             request_timeout: Duration::ZERO,
+            http2: false,
         }
     }
 }

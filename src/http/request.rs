@@ -32,6 +32,9 @@ pub struct Limits {
 pub enum Version {
     Http10,
     Http11,
+    /// A request that came on an HTTP/2 stream (`crate::h2`): no head on the wire, its
+    /// fields rebuilt into a [`RequestHead`] so the rest of the server reads it as any.
+    Http2,
 }
 
 /// How the body of a request is delimited (RFC 9112 section 6).
@@ -608,7 +611,7 @@ impl<'b> Fields<'b> {
             BodyKind::Empty
         };
         let keep_alive = match version {
-            Version::Http11 => !self.close,
+            Version::Http11 | Version::Http2 => !self.close,
             Version::Http10 => self.keep_alive && !self.close,
         };
         Ok((body, keep_alive))

@@ -107,6 +107,12 @@ pub fn framing(
             close: !keep_alive,
             keep_alive_header: false,
         },
+        // Frames delimit the body; the stream, not the connection, ends with it.
+        Version::Http2 => Framing {
+            chunked: false,
+            close: false,
+            keep_alive_header: false,
+        },
     }
 }
 
@@ -121,6 +127,7 @@ impl HeadWriter {
         buf.extend_from_slice(match version {
             Version::Http10 => b"HTTP/1.0 ",
             Version::Http11 => b"HTTP/1.1 ",
+            Version::Http2 => b"HTTP/2.0 ",
         });
         buf.extend_from_slice(status);
         buf.extend_from_slice(b"\r\n");

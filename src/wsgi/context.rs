@@ -21,6 +21,7 @@ pub struct Keys {
     pub waitress_disconnected: Py<PyString>,
     pub http10: Py<PyString>,
     pub http11: Py<PyString>,
+    pub http20: Py<PyString>,
     pub empty: Py<PyString>,
 }
 
@@ -149,6 +150,7 @@ impl WsgiContext {
             waitress_disconnected: i("waitress.client_disconnected"),
             http10: i("HTTP/1.0"),
             http11: i("HTTP/1.1"),
+            http20: i("HTTP/2.0"),
             empty: i(""),
         };
         let mut buf = Vec::new();

@@ -254,6 +254,7 @@ pub fn build<'py>(
     let protocol = match head.version {
         Version::Http10 => k.http10.bind(py),
         Version::Http11 => k.http11.bind(py),
+        Version::Http2 => k.http20.bind(py),
     };
     env.set_item(k.server_protocol.bind(py), protocol)?;
 

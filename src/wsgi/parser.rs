@@ -280,6 +280,7 @@ fn version_str(v: Version) -> &'static str {
     match v {
         Version::Http10 => "1.0",
         Version::Http11 => "1.1",
+        Version::Http2 => "2.0",
     }
 }
 

@@ -125,6 +125,7 @@ pub fn engine_config(s: &Settings<'_, '_>) -> PyResult<Config> {
         queue_timeout: s.seconds("queue_timeout", 0.0)?,
         keepalive_timeout: s.seconds("keepalive_timeout", 0.0)?,
         request_timeout: s.seconds("request_timeout", 0.0)?,
+        http2: s.get("http2")?,
     })
 }
 
