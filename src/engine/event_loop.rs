@@ -59,6 +59,7 @@ mod accepting;
 mod answer;
 mod completions;
 mod control;
+mod http2;
 mod idle;
 mod log_limit;
 mod proxy_header;
@@ -133,6 +134,8 @@ enum State {
     /// Our side is shut down; read and discard until the peer closes or the deadline
     /// passes, so that an RST provoked by unread data cannot destroy the last response.
     Lingering { deadline: Instant },
+    /// Speaking HTTP/2 (`http2.rs`): streams are received and run side by side.
+    H2(Box<http2::H2State>),
 }
 
 impl State {
@@ -169,6 +172,9 @@ struct Conn {
     /// The number of its entry in the idle queue (`idle.rs`), 0 for none: it may have
     /// become idle then (an entry is checked before the connection is evicted).
     idle: u64,
+    /// Its first bytes have told HTTP/2 from HTTP/1 (`http2.rs`; set from the start
+    /// when `http2` is off).
+    sniffed: bool,
 }
 
 pub struct EventLoop {
@@ -472,6 +478,10 @@ impl EventLoop {
             .poll
             .registry()
             .deregister(&mut SourceFd(&conn.channel.sock.as_raw_fd()));
+        if let State::H2(h2) = &conn.state {
+            // Workers waiting for room on its streams must not wait any longer.
+            h2.conn.closed();
+        }
         if matches!(conn.state, State::Head { .. }) && !conn.channel.is_closed() {
             // Between requests (an idle timeout): a TLS client is told the end
             // (close_notify) rather than left to guess at a truncation.

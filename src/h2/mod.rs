@@ -28,8 +28,8 @@ pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod hpack;
-pub mod response;
 pub mod request;
+pub mod response;
 pub mod stream;
 
 pub use error::{ErrorCode, H2Error};

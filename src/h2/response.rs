@@ -35,7 +35,9 @@ pub fn is_connection_specific(name: &[u8]) -> bool {
 /// optionally the empty line). Lines that do not parse are skipped: the head was
 /// produced by the server from validated parts.
 pub fn head_fields(head: &[u8]) -> Vec<Field> {
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let mut fields = Vec::with_capacity(8);
     let status = lines
         .next()

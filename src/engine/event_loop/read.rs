@@ -165,7 +165,8 @@ impl EventLoop {
                 State::Head { .. } if !conn.held.is_empty() || conn.channel.over_watermark() => {
                     return
                 }
-                State::Head { .. } | State::Body { .. } => false,
+                // HTTP/2 is always read: WINDOW_UPDATEs and resets come that way.
+                State::Head { .. } | State::Body { .. } | State::H2(_) => false,
                 State::Lingering { .. } => true,
                 State::Busy | State::Closing => return,
             };
