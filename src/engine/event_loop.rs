@@ -478,16 +478,16 @@ impl EventLoop {
             .poll
             .registry()
             .deregister(&mut SourceFd(&conn.channel.sock.as_raw_fd()));
-        if let State::H2(h2) = &conn.state {
-            // Workers waiting for room on its streams must not wait any longer.
-            h2.conn.closed();
-        }
         if matches!(conn.state, State::Head { .. }) && !conn.channel.is_closed() {
             // Between requests (an idle timeout): a TLS client is told the end
             // (close_notify) rather than left to guess at a truncation.
             conn.channel.close_notify();
         }
         conn.channel.mark_closed();
+        if let State::H2(h2) = &conn.state {
+            // Workers waiting for room on its streams must not wait any longer.
+            h2.conn.closed();
+        }
         // Python may still hold the channel (an environ kept in a reference cycle): the
         // client must see the end now, not when the garbage collector runs.
         let _ = conn.channel.sock.shutdown(std::net::Shutdown::Both);

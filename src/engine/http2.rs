@@ -155,6 +155,11 @@ impl H2Conn {
         let _ = self.push(&mut inner);
     }
 
+    /// Whether `stream` is still open in either direction.
+    pub fn is_open(&self, stream: u32) -> bool {
+        self.lock().conn.stream(stream).is_some()
+    }
+
     /// GOAWAY was sent (by [`H2Conn::go_away`]).
     pub fn is_going_away(&self) -> bool {
         self.going_away.load(std::sync::atomic::Ordering::Relaxed)

@@ -32,6 +32,7 @@ use crate::engine::dispatch::{Completion, Job, LogLevel, Request, Requests};
 use crate::engine::http2::{H2Conn, H2Stream};
 use crate::engine::stats::SHED_QUEUE_FULL;
 use crate::h2::conn::{check_preface, Config as H2Config, Event, PrefaceMatch};
+use crate::h2::request::{parse_request, Refusal};
 use crate::h2::ErrorCode;
 use crate::http::request::{BodyKind, RequestHead, Version};
 use crate::http::response::{error_response, unavailable_response};
@@ -79,8 +80,9 @@ impl EventLoop {
     pub(super) fn sniff_h2(&mut self, token: usize, buf: &[u8]) -> Option<bool> {
         let conn = self.conns.get_mut(token)?;
         let h2 = match conn.channel.tls() {
-            Some(tls) if !tls.is_plain() => tls.is_h2(),
-            _ => match check_preface(buf) {
+            // On TLS only ALPN decides (RFC 9113 §3.3): no prior knowledge there.
+            Some(tls) => tls.is_h2(),
+            None => match check_preface(buf) {
                 PrefaceMatch::Http2 => true,
                 PrefaceMatch::Partial => return None,
                 PrefaceMatch::NotHttp2 => false,
@@ -179,10 +181,18 @@ impl EventLoop {
                 let Some(h2) = self.h2_state(token) else {
                     return;
                 };
-                let head = match crate::h2::request::request_head(&fields, end_stream, &limits) {
+                let head = match parse_request(&fields, end_stream, &limits) {
                     Ok(head) => head,
-                    Err(code) => {
-                        h2.conn.reset(stream, code);
+                    // Malformed (§8.1.1): a stream error, as the RFC says.
+                    Err(refusal @ Refusal::Malformed(_)) => {
+                        h2.conn.reset(stream, refusal.code());
+                        return;
+                    }
+                    // Well-formed but over a limit, or CONNECT: answered as on HTTP/1.
+                    Err(refusal) => {
+                        let conn = h2.conn.clone();
+                        let e = refusal.request_error(&limits);
+                        self.h2_refuse(&conn, stream, refusal.status(), e.reason(), e.message());
                         return;
                     }
                 };
@@ -195,11 +205,6 @@ impl EventLoop {
                     BodyKind::Empty => Some(0),
                     BodyKind::Chunked => None,
                 };
-                if expected.is_some_and(|n| n > limits.max_body_size) {
-                    let conn = h2.conn.clone();
-                    self.h2_refuse(&conn, stream, 413, "Request Entity Too Large");
-                    return;
-                }
                 let body = BodyBuffer::new(self.cfg.inbuf_overflow, expected);
                 let Some(h2) = self.h2_state(token) else {
                     return;
@@ -256,13 +261,14 @@ impl EventLoop {
         }
         if inc.got > max {
             h2.incoming.remove(&stream);
-            self.h2_refuse(&conn, stream, 413, "Request Entity Too Large");
+            let message = format!("exceeds max_body of {max}");
+            self.h2_refuse(&conn, stream, 413, "Request Entity Too Large", &message);
             return;
         }
         if let Err(e) = inc.body.extend(bytes) {
             h2.incoming.remove(&stream);
             let msg = format!("cannot store a request body: {e}");
-            self.h2_refuse(&conn, stream, 500, "Internal Server Error");
+            self.h2_refuse(&conn, stream, 500, "Internal Server Error", &msg);
             self.log(LogLevel::Error, msg);
             return;
         }
@@ -282,16 +288,16 @@ impl EventLoop {
             }
             Err(e) => {
                 let msg = format!("cannot store a request body: {e}");
-                self.h2_refuse(&conn, stream, 500, "Internal Server Error");
+                self.h2_refuse(&conn, stream, 500, "Internal Server Error", &msg);
                 self.log(LogLevel::Error, msg);
             }
         }
     }
 
     /// Answers `stream` with an error page of the loop's own.
-    fn h2_refuse(&mut self, conn: &H2Conn, stream: u32, code: u16, reason: &str) {
-        let page = error_response(Version::Http2, code, reason, reason, &self.cfg.ident);
-        if conn.send_response(stream, &page).is_ok() {
+    fn h2_refuse(&mut self, conn: &H2Conn, stream: u32, code: u16, reason: &str, message: &str) {
+        let page = error_response(Version::Http2, code, reason, message, &self.cfg.ident);
+        if conn.send_response(stream, &page).is_ok() && conn.is_open(stream) {
             // The client may still be sending: tell it to stop (§8.1).
             conn.reset(stream, ErrorCode::NO_ERROR);
         }
