@@ -28,9 +28,9 @@ use std::time::Instant;
 use super::{EventLoop, State};
 use crate::engine::body::{Body, BodyBuffer};
 use crate::engine::channel::peer_text;
-use crate::engine::dispatch::{Completion, Job, LogLevel, Request, Requests};
+use crate::engine::dispatch::{is_stream, Completion, Job, LogLevel, Request, Requests};
 use crate::engine::http2::{H2Conn, H2Stream};
-use crate::engine::stats::SHED_QUEUE_FULL;
+use crate::engine::stats::{SHED_CLIENT_GONE, SHED_QUEUE_FULL};
 use crate::h2::conn::{check_preface, Config as H2Config, Event, PrefaceMatch};
 use crate::h2::request::{parse_request, Refusal};
 use crate::h2::ErrorCode;
@@ -227,9 +227,12 @@ impl EventLoop {
                 end_stream,
             } => self.h2_data(token, stream, &bytes, end_stream),
             Event::Trailers { stream, .. } => self.h2_data(token, stream, &[], true),
-            Event::Reset { stream, .. } => {
+            Event::Reset { stream, remote, .. } => {
                 if let Some(h2) = self.h2_state(token) {
                     h2.incoming.remove(&stream);
+                }
+                if remote {
+                    self.h2_withdraw(token, stream);
                 }
             }
             Event::GoAway { .. } | Event::WindowOpened { .. } => {}
@@ -342,6 +345,34 @@ impl EventLoop {
             channel,
             requests: vec![request],
         })));
+    }
+
+    /// A stream the client reset while its request waited for a thread is not run
+    /// (the answer would go nowhere); counted as a departed client's.
+    fn h2_withdraw(&mut self, token: usize, stream: u32) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        let id = conn.channel.id;
+        let job = match self
+            .batch
+            .iter()
+            .position(|Job::Requests(r)| is_stream(r, id, stream))
+        {
+            Some(i) => Some(self.batch.remove(i)),
+            None => self.jobs.withdraw_stream(id, stream),
+        };
+        if job.is_none() {
+            return;
+        }
+        if let Some(h2) = self.h2_state(token) {
+            h2.running = h2.running.saturating_sub(1);
+        }
+        let _ = self
+            .stats
+            .in_flight
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        self.stats.requests_shed[SHED_CLIENT_GONE].fetch_add(1, Relaxed);
     }
 
     /// A 503 on `stream`, counted under `reason` (the connection goes on).
