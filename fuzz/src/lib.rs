@@ -1083,11 +1083,15 @@ pub fn check_hpack_decode(data: &[u8]) {
 //   arbitrary bytes in random read sizes, as the engine would (keeping what was not
 //   used): it never panics; what it leaves unread is less than one frame; live streams
 //   never pass SETTINGS_MAX_CONCURRENT_STREAMS; after a connection error every call
-//   fails the same way; and everything it sends is well-formed frames.
+//   fails the same way and the connection names a cause; `send_data` takes what
+//   `send_window` said; and everything it sends is well-formed frames. Request field
+//   lists go through `h2::request::request_head` as the engine would, a refusal
+//   resetting the stream.
 
 use _maitre::h2::conn::{
     Config as H2Config, Connection as H2Connection, Event as H2Event, PREFACE,
 };
+use _maitre::h2::request::request_head as h2_request_head;
 
 pub fn check_h2_conn(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
@@ -1137,17 +1141,31 @@ pub fn check_h2_conn(data: &[u8]) {
                     assert_eq!(e, first, "a different error after the first");
                 }
                 failed = Some(e);
+                assert!(conn.cause().is_some_and(|c| !c.is_empty()));
+                assert!(conn.is_going_away());
             }
+        }
+        if failed.is_none() {
+            assert_eq!(conn.cause(), None);
         }
         assert!(conn.open_streams() <= max_streams);
         // Act as the application: take every body byte at once, answer some requests.
         for event in events {
             match event {
                 H2Event::Data { stream, bytes, .. } => conn.release(stream, bytes.len() as u32),
-                H2Event::RequestHeaders { stream, .. } if stream % 3 == 0 => {
-                    conn.send_headers(stream, [(&b":status"[..], &b"200"[..])], false);
-                    conn.send_data(stream, b"body", true);
-                }
+                H2Event::RequestHeaders {
+                    stream,
+                    fields,
+                    end_stream,
+                } => match h2_request_head(&fields, end_stream, &head_limits(selector)) {
+                    Err(code) => conn.reset_stream(stream, code),
+                    Ok(_) if stream % 3 == 0 => {
+                        conn.send_headers(stream, [(&b":status"[..], &b"200"[..])], false);
+                        let window = conn.send_window(stream) as usize;
+                        assert_eq!(conn.send_data(stream, b"body", true), window.min(4));
+                    }
+                    Ok(_) => {}
+                },
                 _ => {}
             }
         }
