@@ -11,7 +11,8 @@
 //!   whole connection (§5.4).
 //! - [`stream`]: stream states (§5.1) and flow-control windows (§6.9).
 //! - [`conn`]: the server side of a connection: the preface, the SETTINGS exchange, PING,
-//!   field blocks across CONTINUATION under a cap, stream states and flow control, as
+//!   field blocks across CONTINUATION under a cap, stream states and flow control, and
+//!   the flood limits (rapid reset, SETTINGS, PING, empty frames, unread answers), as
 //!   events for the engine and bytes to send.
 //! - [`request`]: the request rules of §8.1–8.3 (pseudo-headers, connection-specific
 //!   fields, field syntax, content-length against DATA), turning a stream's field list
@@ -21,8 +22,8 @@
 //! frame's payload (frames), the caller's header-list limit (HPACK) or the header-block
 //! cap (connection), or loop without consuming input.
 //!
-//! Not here yet: the flood counters (resets, SETTINGS, PING, empty frames), and the
-//! engine that drives [`conn::Connection`] from its loop.
+//! Not here: the engine that drives [`conn::Connection`] from its loop, its timers (idle,
+//! SETTINGS ACK), and the WSGI side of a request (`crate::engine`, `crate::wsgi`).
 
 pub mod conn;
 pub mod error;
