@@ -128,6 +128,7 @@ impl EventLoop {
         };
         let mut events = std::mem::take(&mut h2.events);
         let result = h2.conn.receive(input, &mut events);
+        let cause = result.as_ref().err().and(h2.conn.cause());
         for event in events.drain(..) {
             self.h2_event(token, event);
         }
@@ -151,9 +152,10 @@ impl EventLoop {
                     LogLevel::Info
                 };
                 let msg = format!(
-                    "HTTP/2 connection from {} ended: {}",
+                    "HTTP/2 connection from {} ended with GOAWAY {}{}",
                     peer_text(&conn.channel.peer),
-                    code.name().unwrap_or("error")
+                    code.name().unwrap_or("error"),
+                    cause.map(|c| format!(": {c}")).unwrap_or_default()
                 );
                 conn.state = State::Closing;
                 self.log(level, msg);
