@@ -22,9 +22,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::Instant;
 
+use super::h2_state::{H2State, Incoming};
 use super::{EventLoop, State};
 use crate::engine::body::{Body, BodyBuffer};
 use crate::engine::channel::peer_text;
@@ -46,32 +46,6 @@ const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 4 << 20;
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 const MAX_STREAMS: u32 = 100;
-
-/// A request whose body is still arriving.
-struct Incoming {
-    head: RequestHead,
-    body: BodyBuffer,
-    received: Instant,
-    /// Body bytes so far, and what its Content-Length says there will be.
-    got: u64,
-    expected: Option<u64>,
-}
-
-/// The loop's side of an HTTP/2 connection.
-pub(super) struct H2State {
-    pub(super) conn: Arc<H2Conn>,
-    incoming: HashMap<u32, Incoming>,
-    /// Streams a worker has, or that wait for one.
-    pub(super) running: usize,
-    events: Vec<Event>,
-}
-
-impl H2State {
-    /// Whether nothing is under way: no stream open, running or being received.
-    pub(super) fn quiet(&self) -> bool {
-        self.running == 0 && self.incoming.is_empty() && self.conn.open_streams() == 0
-    }
-}
 
 impl EventLoop {
     /// At the first bytes of a connection with `http2` on: switches it to HTTP/2 when
