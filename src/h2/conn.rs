@@ -1,7 +1,8 @@
 //! The server side of one HTTP/2 connection as a state machine (RFC 9113 §3.4, §5, §6):
 //! bytes from the client in, [`Event`]s and bytes to send out. No socket, no timer: the
 //! engine feeds [`Connection::receive`], forwards the events, and writes what
-//! [`Connection::take_output`] hands it.
+//! [`Connection::take_output`] hands it. The request rules (§8.1–8.3) are
+//! `super::request`'s.
 //!
 //! Steps of [`Connection::receive`]:
 //! 1. the client preface, matched byte by byte (§3.4; [`check_preface`] lets a cleartext
@@ -13,31 +14,8 @@
 //!    (CVE-2024-27316), then HPACK-decoded within `max_header_list_size`;
 //! 4. stream states (§5.1), SETTINGS and its ACK (§6.5.3), PING answers (§6.7), flow
 //!    control in both directions with overflow detection (§6.9), RST_STREAM and GOAWAY;
-//! 5. flood limits (§10.5): budgets of frames that cost the server without doing it any
-//!    good, each ending the connection with GOAWAY ENHANCE_YOUR_CALM when spent.
-//!
-//! The flood budgets count frames, not time: no clock here, the same input always gives
-//! the same verdict, and a client cannot buy credit by waiting. Each is a token bucket
-//! refilled by frames that are worth their cost, so a busy honest client never runs dry:
-//! - rapid reset (CVE-2023-44487): a stream the client resets before we ended our
-//!   response, or one we refuse (past SETTINGS_MAX_CONCURRENT_STREAMS, or after our
-//!   GOAWAY), spends from [`RAPID_RESET_BURST`]; each response we end gives one back.
-//!   Every reset stream may have started the application for nothing, so resets can
-//!   outrun completed responses by the burst only, whatever the pace.
-//! - SETTINGS and PING floods (CVE-2019-9512, CVE-2019-9515): each one the client sends
-//!   (not an ACK) spends from [`CONTROL_BURST`]; a request, trailers or a DATA frame
-//!   with payload gives one back.
-//! - empty frames (CVE-2019-9518) and other stream errors: DATA without payload or
-//!   END_STREAM, HEADERS or CONTINUATION without fragment or END_HEADERS, and frames
-//!   whose decoding fails as a stream error (a zero WINDOW_UPDATE increment, a bad
-//!   PRIORITY) spend from [`EMPTY_FRAMES_BURST`], refilled as [`CONTROL_BURST`].
-//! - queued answers: the SETTINGS ACKs, PING ACKs and RST_STREAMs queued in reply to the
-//!   client and not yet taken by [`Connection::take_output`] are at most
-//!   [`MAX_QUEUED_ANSWERS`]. This bounds memory only if the engine stops reading from a
-//!   client while output it took is still unwritten: a client that sends without
-//!   reading must not make the server buffer without end.
-//!
-//! [`Connection::cause`] names the limit (or rule) a failed connection broke, for the log.
+//! 5. flood limits (§10.5, `super::flood`), each ending the connection with GOAWAY
+//!    ENHANCE_YOUR_CALM; [`Connection::cause`] names the limit or rule a client broke.
 //!
 //! What must hold:
 //! - Every connection error queues a GOAWAY naming the last client stream and ends the
@@ -49,141 +27,18 @@
 //! - Memory held is bounded: one partial field block (the cap), the HPACK table (our
 //!   SETTINGS_HEADER_TABLE_SIZE), and one entry per live stream, at most
 //!   SETTINGS_MAX_CONCURRENT_STREAMS (a stream past it is refused with REFUSED_STREAM).
-//!
-//! Request field rules (§8.1–8.3) are `super::request`'s; timers are the engine's.
 
 use std::collections::HashMap;
 
-use super::error::{ErrorCode, H2Error};
+use super::error::{ErrorCode, Failure, H2Error};
+use super::flood::Floods;
 use super::frame::{self, setting, Decoded, Frame, DEFAULT_MAX_FRAME_SIZE, MAX_WINDOW_SIZE};
 use super::hpack::{self, HeaderField};
 use super::stream::{Stream, Window};
 
-/// The client connection preface (§3.4).
-pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// The default initial window of streams and of the connection (§6.9.2).
-pub const DEFAULT_WINDOW: u32 = 65_535;
-
-/// Streams reset by the client before our response ended, or refused, beyond the
-/// responses we ended (rapid reset). A browser cancels some requests (navigation,
-/// prefetch), each after others completed; the attack resets every stream it opens.
-pub const RAPID_RESET_BURST: u32 = 200;
-
-/// SETTINGS and PING frames from the client beyond the requests and DATA it sends. A
-/// client sends one SETTINGS per change and a PING now and then (liveness, RTT); a
-/// keep-alive PING on an otherwise idle connection spends it slowly, and the engine's
-/// idle timeout ends such a connection long before.
-pub const CONTROL_BURST: u32 = 1000;
-
-/// Empty DATA/HEADERS/CONTINUATION frames and stream-level frame errors beyond the
-/// requests and DATA the client sends: a client has no reason to send any.
-pub const EMPTY_FRAMES_BURST: u32 = 1000;
-
-/// Answers (SETTINGS ACK, PING ACK, RST_STREAM) queued and not yet taken by
-/// [`Connection::take_output`]: what a client that sends without reading can pile up.
-pub const MAX_QUEUED_ANSWERS: usize = 1000;
-
-/// A connection error and why, for the log.
-#[derive(Clone, Copy, Debug)]
-struct Failure {
-    code: ErrorCode,
-    cause: &'static str,
-}
-
-fn failure(code: ErrorCode, cause: &'static str) -> Failure {
-    Failure { code, cause }
-}
-
-fn protocol_error(cause: &'static str) -> Failure {
-    failure(ErrorCode::PROTOCOL_ERROR, cause)
-}
-
-/// A token bucket counted in frames (see the module's header).
-#[derive(Clone, Copy, Debug)]
-struct Budget {
-    left: u32,
-    burst: u32,
-}
-
-impl Budget {
-    fn new(burst: u32) -> Budget {
-        Budget { left: burst, burst }
-    }
-
-    /// Spends one token: Err, a connection error ENHANCE_YOUR_CALM, when none is left.
-    fn spend(&mut self, cause: &'static str) -> Result<(), Failure> {
-        match self.left.checked_sub(1) {
-            Some(left) => {
-                self.left = left;
-                Ok(())
-            }
-            None => Err(failure(ErrorCode::ENHANCE_YOUR_CALM, cause)),
-        }
-    }
-
-    fn refill(&mut self) {
-        self.left = (self.left + 1).min(self.burst);
-    }
-}
-
-/// What the first bytes of a connection say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrefaceMatch {
-    /// The whole preface is there.
-    Http2,
-    /// Every byte so far matches the preface: wait for more.
-    Partial,
-    /// A byte differs: not HTTP/2 prior knowledge (an HTTP/1 request, or garbage).
-    NotHttp2,
-}
-
-/// Compares the start of a connection with the preface, so an HTTP/1 request is told
-/// apart at its first byte that differs (for "GET", the very first).
-pub fn check_preface(buf: &[u8]) -> PrefaceMatch {
-    let n = buf.len().min(PREFACE.len());
-    if buf[..n] != PREFACE[..n] {
-        PrefaceMatch::NotHttp2
-    } else if n == PREFACE.len() {
-        PrefaceMatch::Http2
-    } else {
-        PrefaceMatch::Partial
-    }
-}
-
-/// The server's settings and limits for one connection.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise and enforce.
-    pub max_concurrent_streams: u32,
-    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: what a client may send per stream
-    /// before the application has read it.
-    pub initial_window_size: u32,
-    /// The connection-level receive window (opened with a WINDOW_UPDATE at the start).
-    pub connection_window: u32,
-    /// SETTINGS_MAX_FRAME_SIZE we advertise and enforce.
-    pub max_frame_size: u32,
-    /// SETTINGS_HEADER_TABLE_SIZE we advertise: the HPACK decoder's table limit.
-    pub header_table_size: u32,
-    /// SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce when decoding.
-    pub max_header_list_size: u32,
-    /// The most bytes of one compressed field block (HEADERS + CONTINUATION) we take.
-    pub max_request_header_size: usize,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            max_concurrent_streams: 100,
-            initial_window_size: DEFAULT_WINDOW,
-            connection_window: DEFAULT_WINDOW,
-            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
-            header_table_size: 4096,
-            max_header_list_size: 262_144,
-            max_request_header_size: 262_144,
-        }
-    }
-}
+pub use super::config::{Config, DEFAULT_WINDOW};
+pub use super::flood::{CONTROL_BURST, EMPTY_FRAMES_BURST, MAX_QUEUED_ANSWERS, RAPID_RESET_BURST};
+pub use super::preface::{check_preface, PrefaceMatch, PREFACE};
 
 /// What the client did, for the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,38 +121,17 @@ pub struct Connection {
     output: Vec<u8>,
     /// Why the connection failed (set with `Phase::Failed`).
     cause: Option<&'static str>,
-    resets: Budget,
-    control: Budget,
-    empty_frames: Budget,
-    /// Answers in `output` since the engine last took it.
-    queued_answers: usize,
+    floods: Floods,
 }
 
 impl Connection {
     /// A connection whose SETTINGS (and connection WINDOW_UPDATE) are already queued.
     /// `config.max_frame_size` is brought into 16,384..=2^24-1 and the windows to at
     /// most 2^31-1 (§6.5.2).
-    pub fn new(mut config: Config) -> Connection {
-        config.max_frame_size = config
-            .max_frame_size
-            .clamp(DEFAULT_MAX_FRAME_SIZE, frame::MAX_MAX_FRAME_SIZE);
-        config.initial_window_size = config.initial_window_size.min(MAX_WINDOW_SIZE);
-        config.connection_window = config.connection_window.min(MAX_WINDOW_SIZE);
+    pub fn new(config: Config) -> Connection {
+        let config = config.within_bounds();
         let mut output = Vec::new();
-        frame::encode_settings(
-            &mut output,
-            &[
-                (setting::ENABLE_PUSH, 0),
-                (
-                    setting::MAX_CONCURRENT_STREAMS,
-                    config.max_concurrent_streams,
-                ),
-                (setting::INITIAL_WINDOW_SIZE, config.initial_window_size),
-                (setting::MAX_FRAME_SIZE, config.max_frame_size),
-                (setting::HEADER_TABLE_SIZE, config.header_table_size),
-                (setting::MAX_HEADER_LIST_SIZE, config.max_header_list_size),
-            ],
-        );
+        frame::encode_settings(&mut output, &config.advertised());
         let mut recv_window = Window::new(DEFAULT_WINDOW);
         if config.connection_window > DEFAULT_WINDOW {
             let delta = config.connection_window - DEFAULT_WINDOW;
@@ -325,17 +159,14 @@ impl Connection {
             going_away: false,
             output,
             cause: None,
-            resets: Budget::new(RAPID_RESET_BURST),
-            control: Budget::new(CONTROL_BURST),
-            empty_frames: Budget::new(EMPTY_FRAMES_BURST),
-            queued_answers: 0,
+            floods: Floods::new(),
         }
     }
 
     /// The bytes to send, emptied. Take them only as fast as they are written (see
     /// [`MAX_QUEUED_ANSWERS`]).
     pub fn take_output(&mut self) -> Vec<u8> {
-        self.queued_answers = 0;
+        self.floods.output_taken();
         std::mem::take(&mut self.output)
     }
 
@@ -368,12 +199,11 @@ impl Connection {
     /// the stream's and the connection's send windows; 0 when the stream is gone or our
     /// side of it is ended.
     pub fn send_window(&self, stream: u32) -> u32 {
-        match self.streams.get(&stream) {
-            Some(s) if s.local_open() => {
-                s.send_window.available().min(self.send_window.available())
-            }
-            _ => 0,
-        }
+        let conn = self.send_window.available();
+        self.streams
+            .get(&stream)
+            .filter(|s| s.local_open())
+            .map_or(0, |s| s.send_window.available().min(conn))
     }
 
     /// The number of live streams.
@@ -394,7 +224,7 @@ impl Connection {
         if let Phase::Preface(matched) = self.phase {
             let n = (PREFACE.len() - matched).min(buf.len());
             if buf[..n] != PREFACE[matched..matched + n] {
-                return Err(self.fail(protocol_error("bad connection preface")));
+                return Err(self.fail(Failure::protocol("bad connection preface")));
             }
             used = n;
             self.phase = if matched + n == PREFACE.len() {
@@ -419,7 +249,7 @@ impl Connection {
                         } else {
                             "malformed frame"
                         };
-                        return Err(self.fail(failure(code, cause)));
+                        return Err(self.fail(Failure::new(code, cause)));
                     }
                     H2Error::Stream { stream_id, code } => {
                         let kind = frame::FrameHeader::parse(&buf[used..]).map(|h| h.kind);
@@ -440,16 +270,14 @@ impl Connection {
 
     /// Queues GOAWAY and ends the connection (§5.4.1).
     fn fail(&mut self, failure: Failure) -> H2Error {
+        if let Phase::Failed(first) = self.phase {
+            return first;
+        }
         let error = H2Error::Connection(failure.code);
-        if !matches!(self.phase, Phase::Failed(_)) {
-            frame::encode_goaway(&mut self.output, self.last_stream, failure.code, b"");
-            self.phase = Phase::Failed(error);
-            self.cause = Some(failure.cause);
-        }
-        match self.phase {
-            Phase::Failed(first) => first,
-            _ => error,
-        }
+        frame::encode_goaway(&mut self.output, self.last_stream, failure.code, b"");
+        self.phase = Phase::Failed(error);
+        self.cause = Some(failure.cause);
+        error
     }
 
     /// A frame the decoder refused as a stream error (§5.4.2).
@@ -462,30 +290,14 @@ impl Connection {
     ) -> Result<(), Failure> {
         if self.pending.is_some() {
             // Only CONTINUATION may follow an unfinished field block.
-            return Err(protocol_error("frame inside a field block"));
+            return Err(Failure::protocol("frame inside a field block"));
         }
         if kind == Some(frame::kind::WINDOW_UPDATE) && self.is_idle(stream) {
             // §5.1: a WINDOW_UPDATE (here with a zero increment) on an idle stream.
-            return Err(protocol_error("WINDOW_UPDATE on an idle stream"));
+            return Err(Failure::protocol("WINDOW_UPDATE on an idle stream"));
         }
-        self.empty_frames.spend("stream errors flood")?;
+        self.floods.stream_error()?;
         self.reset(stream, code, events)
-    }
-
-    /// Counts an answer about to be queued in reply to the client: Err instead when
-    /// [`MAX_QUEUED_ANSWERS`] are queued already.
-    fn answered(&mut self, cause: &'static str) -> Result<(), Failure> {
-        self.queued_answers += 1;
-        if self.queued_answers > MAX_QUEUED_ANSWERS {
-            return Err(failure(ErrorCode::ENHANCE_YOUR_CALM, cause));
-        }
-        Ok(())
-    }
-
-    /// A frame worth its cost: the control and empty-frame budgets get one back.
-    fn useful(&mut self) {
-        self.control.refill();
-        self.empty_frames.refill();
     }
 
     /// Resets a stream after a stream error (§5.4.2); an event tells the engine when the
@@ -496,7 +308,7 @@ impl Connection {
         code: ErrorCode,
         events: &mut Vec<Event>,
     ) -> Result<(), Failure> {
-        self.answered("stream errors flood")?;
+        self.floods.answer("stream errors flood")?;
         frame::encode_rst_stream(&mut self.output, stream, code);
         if let Some(s) = self.streams.remove(&stream) {
             // Whatever the application had not read is released with the stream.
@@ -514,7 +326,7 @@ impl Connection {
         if matches!(self.phase, Phase::FirstSettings) {
             // §3.4: the preface's SETTINGS comes first.
             if !matches!(frame, Frame::Settings { ack: false, .. }) {
-                return Err(protocol_error("first frame is not SETTINGS"));
+                return Err(Failure::protocol("first frame is not SETTINGS"));
             }
             self.phase = Phase::Frames;
         }
@@ -522,7 +334,7 @@ impl Connection {
             // §6.10: nothing but this stream's CONTINUATION until END_HEADERS.
             match frame {
                 Frame::Continuation { stream_id, .. } if stream_id == pending.stream => {}
-                _ => return Err(protocol_error("frame inside a field block")),
+                _ => return Err(Failure::protocol("frame inside a field block")),
             }
         }
         match frame {
@@ -541,10 +353,10 @@ impl Connection {
             } => {
                 if stream_id % 2 == 0 {
                     // §5.1.1: clients use odd ids
-                    return Err(protocol_error("HEADERS on an even stream id"));
+                    return Err(Failure::protocol("HEADERS on an even stream id"));
                 }
                 if fragment.is_empty() && !end_headers {
-                    self.empty_frames.spend("empty frames flood")?;
+                    self.floods.empty_frame()?;
                 }
                 self.pending = Some(PendingBlock {
                     stream: stream_id,
@@ -564,10 +376,10 @@ impl Connection {
             } => {
                 if self.pending.is_none() {
                     // §6.10: no block to continue
-                    return Err(protocol_error("CONTINUATION without HEADERS"));
+                    return Err(Failure::protocol("CONTINUATION without HEADERS"));
                 }
                 if fragment.is_empty() && !end_headers {
-                    self.empty_frames.spend("empty frames flood")?;
+                    self.floods.empty_frame()?;
                 }
                 self.append_fragment(fragment)?;
                 if end_headers {
@@ -578,7 +390,8 @@ impl Connection {
             Frame::Priority { .. } | Frame::Unknown { .. } => Ok(()),
             Frame::RstStream { stream_id, code } => {
                 if self.is_idle(stream_id) {
-                    return Err(protocol_error("RST_STREAM on an idle stream")); // §6.4
+                    return Err(Failure::protocol("RST_STREAM on an idle stream"));
+                    // §6.4
                 }
                 if let Some(s) = self.streams.remove(&stream_id) {
                     self.release_connection(s.unreleased);
@@ -589,7 +402,7 @@ impl Connection {
                     });
                     if s.local_open() {
                         // Reset before our response ended: the work was for nothing.
-                        self.resets.spend("rapid reset")?;
+                        self.floods.client_reset()?;
                     }
                 }
                 Ok(())
@@ -602,8 +415,7 @@ impl Connection {
                 Ok(())
             }
             Frame::Settings { ack: false, .. } => {
-                self.control.spend("SETTINGS flood")?;
-                self.answered("SETTINGS flood")?;
+                self.floods.settings()?;
                 for (id, value) in frame.settings() {
                     self.apply_peer_setting(id, value, events)?;
                 }
@@ -612,8 +424,7 @@ impl Connection {
             }
             Frame::Ping { ack, data } => {
                 if !ack {
-                    self.control.spend("PING flood")?;
-                    self.answered("PING flood")?;
+                    self.floods.ping()?;
                     frame::encode_ping_ack(&mut self.output, data);
                 }
                 Ok(())
@@ -650,15 +461,15 @@ impl Connection {
         events: &mut Vec<Event>,
     ) -> Result<(), Failure> {
         if self.is_idle(stream) {
-            return Err(protocol_error("DATA on an idle stream")); // §5.1
+            return Err(Failure::protocol("DATA on an idle stream")); // §5.1
         }
         if data.is_empty() && !end_stream {
             // Padding alone carries nothing either (and is given back at once).
-            self.empty_frames.spend("empty frames flood")?;
+            self.floods.empty_frame()?;
         }
         // §6.9: DATA counts against the connection window whatever the stream's state.
         if self.recv_window.consume(flow_len).is_err() {
-            return Err(failure(
+            return Err(Failure::new(
                 ErrorCode::FLOW_CONTROL_ERROR,
                 "DATA past the connection window",
             ));
@@ -687,7 +498,7 @@ impl Connection {
         self.release_padding(stream, padding);
         if !data.is_empty() {
             // Body bytes for a live stream (not DATA after a reset, say).
-            self.useful();
+            self.floods.useful();
         }
         if !data.is_empty() || end_stream {
             events.push(Event::Data {
@@ -704,7 +515,7 @@ impl Connection {
         if pending.block.len() + fragment.len() > self.config.max_request_header_size {
             // CVE-2024-27316: cut the block as soon as it passes the cap. A partial block
             // cannot be decoded, so the HPACK context is lost: the connection ends.
-            return Err(failure(
+            return Err(Failure::new(
                 ErrorCode::ENHANCE_YOUR_CALM,
                 "field block past max_request_header_size",
             ));
@@ -737,12 +548,12 @@ impl Connection {
                 } else {
                     "HPACK decoding error"
                 };
-                failure(e.h2_error().code(), cause)
+                Failure::new(e.h2_error().code(), cause)
             })?;
         if dependency == Some(stream) {
             // §5.3.1 (RFC 7540): a stream cannot depend on itself.
             self.last_stream = self.last_stream.max(stream);
-            self.empty_frames.spend("stream errors flood")?;
+            self.floods.stream_error()?;
             return self.reset(stream, ErrorCode::PROTOCOL_ERROR, events);
         }
         if let Some(s) = self.streams.get_mut(&stream) {
@@ -756,7 +567,7 @@ impl Connection {
                 self.streams.remove(&stream);
             }
             events.push(Event::Trailers { stream, fields });
-            self.useful();
+            self.floods.useful();
             return Ok(());
         }
         if stream <= self.last_stream {
@@ -768,7 +579,7 @@ impl Connection {
         if self.going_away || self.streams.len() >= self.config.max_concurrent_streams as usize {
             // §5.1.2: past our limit; or after our GOAWAY (§6.8). The client may retry it,
             // but a client that keeps opening streams past the limit is flooding.
-            self.resets.spend("refused streams flood")?;
+            self.floods.refused()?;
             return self.reset(stream, ErrorCode::REFUSED_STREAM, events);
         }
         let recv = if self.settings_acked {
@@ -785,7 +596,7 @@ impl Connection {
             fields,
             end_stream,
         });
-        self.useful();
+        self.floods.useful();
         Ok(())
     }
 
@@ -799,7 +610,7 @@ impl Connection {
         for s in self.streams.values_mut() {
             s.recv_window
                 .grow(delta)
-                .map_err(|_| failure(ErrorCode::FLOW_CONTROL_ERROR, "window overflow"))?;
+                .map_err(|_| Failure::new(ErrorCode::FLOW_CONTROL_ERROR, "window overflow"))?;
         }
         Ok(())
     }
@@ -816,9 +627,9 @@ impl Connection {
                 let delta = i64::from(value) - i64::from(self.peer.initial_window_size);
                 self.peer.initial_window_size = value;
                 for s in self.streams.values_mut() {
-                    s.send_window
-                        .grow(delta)
-                        .map_err(|_| failure(ErrorCode::FLOW_CONTROL_ERROR, "window overflow"))?;
+                    s.send_window.grow(delta).map_err(|_| {
+                        Failure::new(ErrorCode::FLOW_CONTROL_ERROR, "window overflow")
+                    })?;
                 }
                 if delta > 0 {
                     events.push(Event::WindowOpened { stream: 0 });
@@ -843,12 +654,12 @@ impl Connection {
         if stream == 0 {
             self.send_window
                 .grow(i64::from(increment))
-                .map_err(|_| failure(ErrorCode::FLOW_CONTROL_ERROR, "window overflow"))?; // §6.9.1: past 2^31-1
+                .map_err(|_| Failure::new(ErrorCode::FLOW_CONTROL_ERROR, "window overflow"))?; // §6.9.1: past 2^31-1
             events.push(Event::WindowOpened { stream: 0 });
             return Ok(());
         }
         if self.is_idle(stream) {
-            return Err(protocol_error("WINDOW_UPDATE on an idle stream")); // §5.1
+            return Err(Failure::protocol("WINDOW_UPDATE on an idle stream")); // §5.1
         }
         let Some(s) = self.streams.get_mut(&stream) else {
             return Ok(()); // closed: may cross our RST_STREAM or END_STREAM (§6.9)
@@ -962,7 +773,7 @@ impl Connection {
         if let Some(s) = self.streams.get_mut(&stream) {
             if s.local_open() {
                 // A response ended: worth a reset the client may make later.
-                self.resets.refill();
+                self.floods.response_ended();
             }
             if s.close_local() {
                 self.streams.remove(&stream);
@@ -1657,7 +1468,10 @@ mod tests {
             .flat_map(|_| raw(kind::PING, 0, 0, b"pingpong"))
             .collect();
         let r = c.receive(&pings, &mut events);
-        assert!(c.control.left > 0, "the queue, not the budget, ended it");
+        assert!(
+            c.floods.control_left() > 0,
+            "the queue, not the budget, ended it"
+        );
         let out = frames(&c.take_output());
         assert_eq!(
             out.iter().filter(|f| f.0 == kind::PING).count(),
