@@ -32,7 +32,7 @@ use crate::engine::dispatch::{is_stream, Completion, Job, LogLevel, Request, Req
 use crate::engine::http2::{H2Conn, H2Stream};
 use crate::engine::stats::{SHED_CLIENT_GONE, SHED_QUEUE_FULL};
 use crate::h2::conn::{check_preface, Config as H2Config, Event, PrefaceMatch};
-use crate::h2::request::{parse_request, Refusal};
+use crate::h2::request::{check_trailers, parse_request, Refusal};
 use crate::h2::ErrorCode;
 use crate::http::request::{BodyKind, RequestHead, Version};
 use crate::http::response::{error_response, unavailable_response};
@@ -182,7 +182,12 @@ impl EventLoop {
                     BodyKind::Empty => Some(0),
                     BodyKind::Chunked => None,
                 };
-                let body = BodyBuffer::new(self.cfg.inbuf_overflow, expected);
+                // Bodies of one connection arrive side by side: each new one may keep
+                // less in memory before it spills to a file, so that a hundred streams
+                // cost a few times `inbuf_overflow`, not a hundred times.
+                let receiving = self.h2_state(token).map_or(0, |h2| h2.incoming.len());
+                let overflow = self.cfg.inbuf_overflow / (1 + receiving);
+                let body = BodyBuffer::new(overflow, expected);
                 let Some(h2) = self.h2_state(token) else {
                     return;
                 };
@@ -202,7 +207,16 @@ impl EventLoop {
                 bytes,
                 end_stream,
             } => self.h2_data(token, stream, &bytes, end_stream),
-            Event::Trailers { stream, .. } => self.h2_data(token, stream, &[], true),
+            Event::Trailers { stream, fields } => match check_trailers(&fields) {
+                // Trailers end the request; the WSGI environ has no place for them.
+                Ok(()) => self.h2_data(token, stream, &[], true),
+                Err(refusal) => {
+                    if let Some(h2) = self.h2_state(token) {
+                        h2.incoming.remove(&stream);
+                        h2.conn.reset(stream, refusal.code());
+                    }
+                }
+            },
             Event::Reset { stream, remote, .. } => {
                 if let Some(h2) = self.h2_state(token) {
                     h2.incoming.remove(&stream);
@@ -210,6 +224,16 @@ impl EventLoop {
                 if remote {
                     self.h2_withdraw(token, stream);
                 }
+            }
+            Event::HeadersTooLarge { stream, .. } => {
+                let Some(h2) = self.h2_state(token) else {
+                    return;
+                };
+                let conn = h2.conn.clone();
+                let max = self.cfg.limits.max_header_size;
+                let message = format!("exceeds max_header of {max}");
+                let reason = "Request Header Fields Too Large";
+                self.h2_refuse(&conn, stream, 431, reason, &message);
             }
             Event::GoAway { .. } | Event::WindowOpened { .. } => {}
         }
