@@ -927,6 +927,7 @@ pub fn check_proxy_header(data: &[u8]) {
 //   it decodes, encoded by `h2::hpack::Encoder`, decodes again to the same fields.
 
 use _maitre::h2::frame::{self as h2frame, Frame, FRAME_HEADER_LEN};
+use _maitre::h2::hpack::decoder::Decoded as HpackDecoded;
 use _maitre::h2::hpack::{Decoder as HpackDecoder, Encoder as HpackEncoder, HeaderField, Indexing};
 use _maitre::h2::H2Error;
 
@@ -1042,6 +1043,8 @@ pub fn check_hpack_decode(data: &[u8]) {
     let mut encoder = HpackEncoder::new(table_size);
     encoder.set_huffman(selector & 0x20 == 0);
     let mut checker = HpackDecoder::new(table_size);
+    // The same blocks through `decode_past_limit`, which goes on past the limit.
+    let mut lenient = HpackDecoder::new(table_size);
     let mut rest = rest;
     while !rest.is_empty() {
         let block = next_block(&mut rest);
@@ -1054,6 +1057,14 @@ pub fn check_hpack_decode(data: &[u8]) {
         );
         let table = decoder.table();
         assert!(table.size() <= table.max_size() && table.max_size() <= table_size);
+        let mut kept = Vec::new();
+        let past = lenient.decode_past_limit(block, limit, &mut kept);
+        assert!(list_size(&kept) <= limit, "kept past the limit");
+        if let Ok(size) = result {
+            // Within the limit both agree, and the two tables stay alike.
+            assert_eq!(past, Ok(HpackDecoded::Whole(size)));
+            assert_eq!(kept, fields);
+        }
         let Ok(size) = result else {
             return;
         };

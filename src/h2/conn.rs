@@ -33,49 +33,13 @@ use std::collections::HashMap;
 use super::error::{ErrorCode, Failure, H2Error};
 use super::flood::Floods;
 use super::frame::{self, setting, Decoded, Frame, DEFAULT_MAX_FRAME_SIZE, MAX_WINDOW_SIZE};
-use super::hpack::{self, HeaderField};
+use super::hpack;
 use super::stream::{Stream, Window};
 
 pub use super::config::{Config, DEFAULT_WINDOW};
+pub use super::event::Event;
 pub use super::flood::{CONTROL_BURST, EMPTY_FRAMES_BURST, MAX_QUEUED_ANSWERS, RAPID_RESET_BURST};
 pub use super::preface::{check_preface, PrefaceMatch, PREFACE};
-
-/// What the client did, for the engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A new request's field list, not yet checked against §8.1–8.3: give it to
-    /// `super::request::request_head`.
-    RequestHeaders {
-        stream: u32,
-        fields: Vec<HeaderField>,
-        end_stream: bool,
-    },
-    /// Trailers: a second field block, which ends the request.
-    Trailers {
-        stream: u32,
-        fields: Vec<HeaderField>,
-    },
-    /// Request body bytes (padding removed). Call [`Connection::release`] as the
-    /// application takes them, so the client's window opens again.
-    Data {
-        stream: u32,
-        bytes: Vec<u8>,
-        end_stream: bool,
-    },
-    /// The stream is gone: reset by the client (`remote`), or by us after a stream error.
-    Reset {
-        stream: u32,
-        code: ErrorCode,
-        remote: bool,
-    },
-    /// The client is going away; streams above `last_stream_id` were not processed.
-    GoAway {
-        last_stream_id: u32,
-        code: ErrorCode,
-    },
-    /// The client's windows grew: output waiting on `stream` (0: any) may go on.
-    WindowOpened { stream: u32 },
-}
 
 /// A field block being assembled across CONTINUATION frames.
 struct PendingBlock {
@@ -536,20 +500,17 @@ impl Connection {
             block,
         } = self.pending.take().expect("a field block is open");
         let mut fields = Vec::new();
-        self.decoder
-            .decode(
+        // A list past max_header_list_size is decoded to the end all the same (the
+        // table stays in step) and costs only its stream: 431 (§10.5.1).
+        let decoded = self
+            .decoder
+            .decode_past_limit(
                 &block,
                 self.config.max_header_list_size as usize,
                 &mut fields,
             )
-            .map_err(|e| {
-                let cause = if e == hpack::HpackError::HeaderListTooLarge {
-                    "header list past max_header_list_size"
-                } else {
-                    "HPACK decoding error"
-                };
-                Failure::new(e.h2_error().code(), cause)
-            })?;
+            .map_err(|e| Failure::new(e.h2_error().code(), "HPACK decoding error"))?;
+        let too_large = decoded == hpack::decoder::Decoded::PastLimit;
         if dependency == Some(stream) {
             // §5.3.1 (RFC 7540): a stream cannot depend on itself.
             self.last_stream = self.last_stream.max(stream);
@@ -562,6 +523,10 @@ impl Connection {
                 return self.reset(stream, ErrorCode::STREAM_CLOSED, events);
             } else if !end_stream {
                 return self.reset(stream, ErrorCode::PROTOCOL_ERROR, events);
+            }
+            if too_large {
+                self.floods.stream_error()?;
+                return self.reset(stream, ErrorCode::ENHANCE_YOUR_CALM, events);
             }
             if s.close_remote() {
                 self.streams.remove(&stream);
@@ -591,6 +556,11 @@ impl Connection {
             stream,
             Stream::new(end_stream, recv, self.peer.initial_window_size),
         );
+        if too_large {
+            self.floods.stream_error()?;
+            events.push(Event::HeadersTooLarge { stream, end_stream });
+            return Ok(());
+        }
         events.push(Event::RequestHeaders {
             stream,
             fields,
@@ -1225,6 +1195,54 @@ mod tests {
         input.extend(raw(kind::SETTINGS, 0, 0, &[0, 4, 0, 1, 0, 0]));
         let (r, _, _) = feed(&mut c, &input);
         assert_eq!(r, Err(H2Error::Connection(ErrorCode::FLOW_CONTROL_ERROR)));
+    }
+
+    #[test]
+    fn a_header_list_past_the_limit_costs_its_stream_and_keeps_the_table_in_step() {
+        let mut c = started(Config {
+            max_header_list_size: 1000,
+            ..Config::default()
+        });
+        // One encoder for both blocks: the second refers to what the first indexed.
+        let mut enc = hpack::Encoder::default();
+        let big = "b".repeat(2000);
+        let mut first = Vec::new();
+        let fields = GET.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+        enc.encode(fields.chain([(&b"x-big"[..], big.as_bytes())]), &mut first);
+        let input = raw(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &first,
+        );
+        let (r, events, out) = feed(&mut c, &input);
+        assert!(r.is_ok());
+        assert_eq!(
+            events,
+            [Event::HeadersTooLarge {
+                stream: 1,
+                end_stream: true
+            }]
+        );
+        assert_eq!(goaway_code(&out), None);
+        // The next request decodes against the same table: the connection goes on.
+        let mut second = Vec::new();
+        enc.encode(
+            GET.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            &mut second,
+        );
+        let input = raw(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            3,
+            &second,
+        );
+        let (r, events, _) = feed(&mut c, &input);
+        assert!(r.is_ok());
+        assert!(
+            matches!(&events[..], [Event::RequestHeaders { stream: 3, fields, .. }] if fields.len() == GET.len()),
+            "{events:?}"
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod event;
 pub mod flood;
 pub mod frame;
 pub mod hpack;

@@ -19,6 +19,15 @@ use super::table::{entry_size, lookup, DynamicTable, ENTRY_OVERHEAD};
 /// The SETTINGS_HEADER_TABLE_SIZE both ends start with (RFC 9113 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
 
+/// How a field block decoded by [`Decoder::decode_past_limit`] came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// Every field, whose header-list size is this.
+    Whole(usize),
+    /// The header list passed the limit: fields from there on were dropped.
+    PastLimit,
+}
+
 /// One decoded field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderField {
@@ -88,21 +97,51 @@ impl Decoder {
         if self.poisoned {
             return Err(HpackError::Poisoned);
         }
-        let result = self.decode_block(block, max_list_size, out);
+        let result = match self.decode_block(block, max_list_size, false, out) {
+            Ok(Decoded::Whole(total)) => Ok(total),
+            Ok(Decoded::PastLimit) => Err(HpackError::HeaderListTooLarge),
+            Err(e) => Err(e),
+        };
         if result.is_err() {
             self.poisoned = true;
         }
         result
     }
 
+    /// As [`Decoder::decode`], but a header list past `max_list_size` does not end the
+    /// decoding: the rest of the block is decoded for the dynamic table's sake (the
+    /// compression context stays in step with the peer's, so the connection can go
+    /// on), its fields are dropped rather than kept, and the answer is
+    /// [`Decoded::PastLimit`] (a server answers 431 on that stream, RFC 9113 §10.5.1).
+    /// Memory stays bounded: a literal costs at most its bytes in the block, and a
+    /// reference to a table entry costs nothing once past the limit.
+    pub fn decode_past_limit(
+        &mut self,
+        block: &[u8],
+        max_list_size: usize,
+        out: &mut Vec<HeaderField>,
+    ) -> Result<Decoded, HpackError> {
+        if self.poisoned {
+            return Err(HpackError::Poisoned);
+        }
+        let result = self.decode_block(block, max_list_size, true, out);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Decodes `block`; past `limit`, fails (`lenient` off) or goes on dropping fields.
     fn decode_block(
         &mut self,
         block: &[u8],
         limit: usize,
+        lenient: bool,
         out: &mut Vec<HeaderField>,
-    ) -> Result<usize, HpackError> {
+    ) -> Result<Decoded, HpackError> {
         let mut pos = 0;
         let mut total = 0usize;
+        let mut past = false;
         let mut fields_seen = false;
         while pos < block.len() {
             let first = block[pos];
@@ -113,12 +152,19 @@ impl Decoder {
                 // §6.1 indexed field.
                 let index = decode_int(block, &mut pos, 7)?;
                 let (name, value) = self.get(index)?;
-                total = admit(total, entry_size(name, value), limit)?;
-                out.push(HeaderField {
-                    name: name.to_vec(),
-                    value: value.to_vec(),
-                    sensitive: false,
-                });
+                match admit(total, entry_size(name, value), limit) {
+                    Ok(t) if !past => {
+                        total = t;
+                        out.push(HeaderField {
+                            name: name.to_vec(),
+                            value: value.to_vec(),
+                            sensitive: false,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) if lenient => past = true,
+                    Err(e) => return Err(e),
+                }
             } else if first & 0xe0 == 0x20 {
                 // §6.3 dynamic table size update.
                 if fields_seen {
@@ -140,32 +186,55 @@ impl Decoder {
                     (4, false, first & 0x10 != 0)
                 };
                 let index = decode_int(block, &mut pos, prefix)?;
-                // Room left for the name and value of this field.
-                let room = limit
-                    .checked_sub(total + ENTRY_OVERHEAD)
-                    .ok_or(HpackError::HeaderListTooLarge)?;
+                // Room left for the name and value of this field. When lenient, a
+                // literal is decoded whatever the limit says (`admit` judges the field
+                // after), bounded by what the block holds: a Huffman code takes at
+                // least 5 bits a byte.
+                let in_block = block.len().saturating_mul(2);
+                let room = if lenient {
+                    in_block
+                } else {
+                    limit
+                        .checked_sub(total + ENTRY_OVERHEAD)
+                        .ok_or(HpackError::HeaderListTooLarge)?
+                };
                 let name = if index == 0 {
                     decode_string(block, &mut pos, room)?
                 } else {
                     self.get(index)?.0.to_vec()
                 };
-                let room = room
-                    .checked_sub(name.len())
-                    .ok_or(HpackError::HeaderListTooLarge)?;
+                let room = if lenient {
+                    in_block
+                } else {
+                    room.checked_sub(name.len())
+                        .ok_or(HpackError::HeaderListTooLarge)?
+                };
                 let value = decode_string(block, &mut pos, room)?;
-                total = admit(total, entry_size(&name, &value), limit)?;
+                let admitted = admit(total, entry_size(&name, &value), limit);
                 if indexing {
                     self.table.insert(&name, &value);
                 }
-                out.push(HeaderField {
-                    name,
-                    value,
-                    sensitive,
-                });
+                match admitted {
+                    Ok(t) if !past => {
+                        total = t;
+                        out.push(HeaderField {
+                            name,
+                            value,
+                            sensitive,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) if lenient => past = true,
+                    Err(e) => return Err(e),
+                }
             }
             fields_seen = true;
         }
-        Ok(total)
+        Ok(if past {
+            Decoded::PastLimit
+        } else {
+            Decoded::Whole(total)
+        })
     }
 
     fn get(&self, index: u64) -> Result<(&[u8], &[u8]), HpackError> {
@@ -191,6 +260,34 @@ mod tests {
     fn decode(d: &mut Decoder, block: &[u8], limit: usize) -> Result<Vec<HeaderField>, HpackError> {
         let mut out = Vec::new();
         d.decode(block, limit, &mut out).map(|_| out)
+    }
+
+    #[test]
+    fn past_the_limit_the_block_is_still_decoded_for_the_table() {
+        let mut enc = crate::h2::hpack::Encoder::default();
+        let mut d = Decoder::new(4096);
+        let big = vec![b'v'; 300];
+        let mut block = Vec::new();
+        enc.encode(
+            [(&b"a"[..], &b"1"[..]), (b"x-big", &big), (b"b", b"2")],
+            &mut block,
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            d.decode_past_limit(&block, 100, &mut out),
+            Ok(Decoded::PastLimit)
+        );
+        assert_eq!(out.len(), 1, "fields past the limit are dropped");
+        // Both encoder and decoder indexed x-big: a reference to it decodes.
+        let mut block = Vec::new();
+        enc.encode([(&b"x-big"[..], &big[..])], &mut block);
+        assert!(block.len() < 4, "a reference to the table entry");
+        let mut out = Vec::new();
+        assert_eq!(
+            d.decode_past_limit(&block, 4096, &mut out),
+            Ok(Decoded::Whole(32 + 5 + 300))
+        );
+        assert_eq!(out[0].value, big);
     }
 
     #[test]
