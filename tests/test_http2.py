@@ -25,12 +25,23 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from helpers import HOST, IDENT, Cluster, RawConnection, get, maitre_only, wait_for
+from helpers import (
+    HOST,
+    IDENT,
+    Cluster,
+    RawConnection,
+    ServerProcess,
+    free_port,
+    get,
+    maitre_only,
+    wait_for,
+)
 
 pytest.importorskip("h2")
 pytest.importorskip("trustme")
@@ -278,6 +289,36 @@ def test_cli_flag_http2():
         kw, _ = Adjustments.parse_args(argv)
         adj = Adjustments(**{k: v for k, v in kw.items() if k not in ("help", "call")})
         assert adj.http2 is expected, argv
+
+
+@pytest.mark.parametrize("flag", [True, False], ids=["--http2", "default"])
+def test_maitre_serve_http2_flag(flag):
+    """``maitre-serve --http2`` answers the preface on its cleartext port; without
+    the flag the same bytes get no HTTP/2 frames."""
+    script = Path(sys.executable).with_name("maitre-serve")
+    if not script.exists():
+        pytest.skip(f"no console script at {script}")
+    port = free_port()
+    argv = [str(script), f"--listen={HOST}:{port}", "h2client:app"]
+    if flag:
+        argv.insert(1, "--http2")
+    proc = ServerProcess(argv, cwd=TESTS, timeout=20)
+    try:
+        proc.wait_for_line("Serving on")
+        if flag:
+            with H2Client(port) as c:
+                env = json.loads(c.get("/environ").body)
+            assert env["SERVER_PROTOCOL"] == "HTTP/2.0"
+        else:
+            with RawConnection(port) as conn:
+                conn.send(PREFACE + settings_frame())
+                data = conn.read_until_close()
+            assert data == b"" or re.match(rb"HTTP/1\.[01] 400 ", data), data[:100]
+        with RawConnection(port) as conn:
+            assert conn.request(get("/")).body == b"Hello, world!\n"
+        assert proc.stop() == 0
+    finally:
+        proc.kill()
 
 
 # -- the WSGI mapping -------------------------------------------------------------
