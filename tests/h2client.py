@@ -141,8 +141,9 @@ def app(environ, start_response):
     wsgi.file_wrapper of that file; ``/write``: the body through write();
     ``/raise-after``: a chunk, then an exception; ``/raise-before``: an exception
     before start_response; ``/sleep?ms=``: sleeps, answers the path and query;
-    ``/gate``: waits for GATE (at most 10 s); ``/hop``: connection-specific headers
-    beside X-Kept; ``/mixed``: header names in mixed case."""
+    ``/gate``: waits for GATE (at most 10 s); ``/hop``: Proxy-Connection beside
+    X-Kept (``?h=NAME``: and the header NAME); ``/mixed``: header names in mixed
+    case."""
     path = environ["PATH_INFO"]
     if path.startswith("/environ"):
         body = json.dumps(
@@ -233,18 +234,15 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Length", "4")])
         return [b"gate"]
     if path == "/hop":
-        start_response(
-            "200 OK",
-            [
-                ("Content-Length", "3"),
-                ("Connection", "keep-alive"),
-                ("Keep-Alive", "timeout=5"),
-                ("Transfer-Encoding", "identity"),
-                ("Upgrade", "h2c"),
-                ("Proxy-Connection", "keep-alive"),
-                ("X-Kept", "yes"),
-            ],
-        )
+        headers = [
+            ("Content-Length", "3"),
+            ("Proxy-Connection", "keep-alive"),
+            ("X-Kept", "yes"),
+        ]
+        also = _qs(environ, "h")
+        if also:  # a hop-by-hop header PEP 3333 forbids: start_response refuses it
+            headers.append((also, "x"))
+        start_response("200 OK", headers)
         return [b"hop"]
     if path == "/mixed":
         start_response(

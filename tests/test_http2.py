@@ -376,16 +376,40 @@ def test_environ_over_tls_has_https_scheme(h2served, pki):
 
 
 def test_connection_specific_response_headers_are_dropped(h2served):
+    """Proxy-Connection, which start_response lets through, is dropped (RFC 9113
+    §8.2.2), and so is whatever the server itself would say about the connection
+    on HTTP/1 (Connection, Keep-Alive, Transfer-Encoding)."""
     served = h2served()
     with RawH2(served.port) as conn:
         conn.handshake()
         conn.request(1, "/hop")
         out = conn.stream_outcome(1)
+        conn.request(3, "/stream?n=2&ms=0")  # no Content-Length: chunked on HTTP/1
+        streamed = conn.stream_outcome(3)
     assert out["status"] == 200, out
-    names = [k for k, _ in out["fields"]]
-    assert not HOP_BY_HOP & set(names), out["fields"]
+    names = {k for k, _ in out["fields"]} | {k for k, _ in streamed["fields"]}
+    assert not HOP_BY_HOP & names, (out["fields"], streamed["fields"])
     assert ("x-kept", "yes") in out["fields"]
     assert bytes(out["data"]) == b"hop"
+    assert bytes(streamed["data"]) == b"chunk 0\nchunk 1\n"
+
+
+@pytest.mark.parametrize(
+    "name", ["Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade"]
+)
+def test_hop_by_hop_header_from_the_app_gets_500_as_on_http11(h2served, name):
+    """PEP 3333 forbids the app these headers: start_response refuses them, so the
+    client gets the server's 500, as on HTTP/1.1, and that 500 carries no
+    connection-specific field either (its HTTP/1 form says Connection: close)."""
+    served = h2served()
+    with RawH2(served.port) as conn:
+        conn.handshake()
+        conn.request(1, f"/hop?h={name}")
+        out = conn.stream_outcome(1)
+        hello_on(conn, 3)
+    assert out["status"] == 500, out
+    assert not HOP_BY_HOP & {k for k, _ in out["fields"]}, out["fields"]
+    assert served.request(get(f"/hop?h={name}")).status == 500
 
 
 def test_response_header_names_are_lowercase_with_date_and_server(h2served):
@@ -1041,17 +1065,27 @@ def test_stalled_prefaces_are_closed_after_channel_timeout(h2proc):
 
 
 def test_sigterm_sends_goaway_and_finishes_the_stream_in_flight(h2proc):
+    """Raw frames: the h2 package stops reading frames once it has a GOAWAY, but
+    streams up to the GOAWAY's last stream id go on (RFC 9113 §6.8)."""
     srv = h2proc()
-    with H2Client(srv.port) as c:
-        c.handshake()
-        sid = c.request("/sleep?ms=1000")
+    with RawH2(srv.port) as conn:
+        conn.handshake()
+        conn.request(1, "/sleep?ms=1000")
         time.sleep(0.3)  # the app is sleeping now
         os.kill(srv.pid, signal.SIGTERM)
-        st = c.response(sid, timeout=10)
-        c.wait(lambda: c.goaway is not None or c.closed, 5, what="the GOAWAY")
-    assert (st.status, st.reset, st.body) == (200, None, b"/sleep?ms=1000")
-    assert c.goaway is not None, "no GOAWAY before the connection closed"
-    assert c.goaway.error_code == NO_ERROR, c.goaway
+        out = conn.stream_outcome(1, timeout=10)
+        goaways = [f for f in conn.frames if f.type == GOAWAY]
+        if not goaways:
+            conn.ending(5)
+            goaways = [f for f in conn.frames if f.type == GOAWAY]
+    assert (out["status"], out["reset"], bytes(out["data"])) == (
+        200,
+        None,
+        b"/sleep?ms=1000",
+    ), out
+    assert goaways, f"no GOAWAY before the connection closed: {conn.frames}"
+    assert goaways[0].error_code == NO_ERROR, goaways
+    assert goaways[-1].last_stream_id >= 1, goaways
     assert srv.wait_exit(15) == 0, srv.proc.stderr
 
 
