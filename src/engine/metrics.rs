@@ -140,6 +140,12 @@ const SERIES: &[Series] = &[
         |s| s.connections_evicted,
     ),
     (
+        "maitre_http2_connections_total",
+        "counter",
+        "Connections that spoke HTTP/2 (ALPN h2, or the cleartext preface).",
+        |s| s.http2_connections,
+    ),
+    (
         "maitre_requests_timed_out_total",
         "counter",
         "Application calls that outran request_timeout.",

@@ -162,6 +162,8 @@ figures! {
     /// 1 while `max_queued_requests` requests wait for a thread (requests are answered
     /// 503 and `/readyz` says so), else 0: what the master's `/readyz` reads.
     queue_full: u64,
+    /// Connections that spoke HTTP/2 (`http2`: ALPN h2, or the h2c preface).
+    http2_connections: u64,
 }
 
 /// Why the loop did not run a request (`requests_shed`, the `reason` label of

@@ -230,6 +230,7 @@ pub fn stats_dict<'py>(
     d.set_item("Accept Errors", s.accept_errors)?;
     d.set_item("Body Spills", s.body_spills)?;
     d.set_item("Connections Evicted", s.connections_evicted)?;
+    d.set_item("HTTP/2 Connections", s.http2_connections)?;
     d.set_item("Process ID", s.pid)?;
     d.set_item("Requests Timed Out", s.requests_timed_out)?;
     d.set_item("Threads Stuck", s.threads_stuck)?;

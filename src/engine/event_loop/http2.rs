@@ -110,6 +110,7 @@ impl EventLoop {
             events: Vec::new(),
         }));
         conn.received = self.now;
+        self.stats.http2_connections.fetch_add(1, Relaxed);
         if self.draining.is_some() {
             self.h2_go_away(token);
         }

@@ -63,6 +63,14 @@ impl EventLoop {
                 if input.len() == pos {
                     return pos;
                 }
+                if let State::Head { started, .. } = &mut conn.state {
+                    // A partial preface must arrive whole within channel_timeout, as a
+                    // request head must (`timers`).
+                    if started.is_none() {
+                        *started = Some(self.now);
+                        conn.received = self.now;
+                    }
+                }
                 match self.sniff_h2(token, &input[pos..]) {
                     None => return pos,
                     Some(_) => continue,

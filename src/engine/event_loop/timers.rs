@@ -135,7 +135,14 @@ impl EventLoop {
                 // GOAWAY); with streams, the connection's plain inactivity.
                 State::H2(ref h2) => {
                     let quiet = now.duration_since(c.last_activity);
-                    if h2.quiet() {
+                    if c.fresh && h2.quiet() {
+                        // No request yet (a preface or SETTINGS that stalled): judged
+                        // every tick, as a request head is.
+                        if quiet > timeout {
+                            h2_idle.push(token);
+                        }
+                        false
+                    } else if h2.quiet() {
                         let limit = if keepalive.is_zero() {
                             timeout
                         } else {
