@@ -1083,11 +1083,15 @@ pub fn check_hpack_decode(data: &[u8]) {
 //   arbitrary bytes in random read sizes, as the engine would (keeping what was not
 //   used): it never panics; what it leaves unread is less than one frame; live streams
 //   never pass SETTINGS_MAX_CONCURRENT_STREAMS; after a connection error every call
-//   fails the same way; and everything it sends is well-formed frames.
+//   fails the same way and the connection names a cause; `send_data` takes what
+//   `send_window` said; and everything it sends is well-formed frames. Request field
+//   lists go through `h2::request::request_head` as the engine would, a refusal
+//   resetting the stream.
 
 use _maitre::h2::conn::{
     Config as H2Config, Connection as H2Connection, Event as H2Event, PREFACE,
 };
+use _maitre::h2::request::request_head as h2_request_head;
 
 pub fn check_h2_conn(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
@@ -1137,17 +1141,31 @@ pub fn check_h2_conn(data: &[u8]) {
                     assert_eq!(e, first, "a different error after the first");
                 }
                 failed = Some(e);
+                assert!(conn.cause().is_some_and(|c| !c.is_empty()));
+                assert!(conn.is_going_away());
             }
+        }
+        if failed.is_none() {
+            assert_eq!(conn.cause(), None);
         }
         assert!(conn.open_streams() <= max_streams);
         // Act as the application: take every body byte at once, answer some requests.
         for event in events {
             match event {
                 H2Event::Data { stream, bytes, .. } => conn.release(stream, bytes.len() as u32),
-                H2Event::RequestHeaders { stream, .. } if stream % 3 == 0 => {
-                    conn.send_headers(stream, [(&b":status"[..], &b"200"[..])], false);
-                    conn.send_data(stream, b"body", true);
-                }
+                H2Event::RequestHeaders {
+                    stream,
+                    fields,
+                    end_stream,
+                } => match h2_request_head(&fields, end_stream, &head_limits(selector)) {
+                    Err(code) => conn.reset_stream(stream, code),
+                    Ok(_) if stream % 3 == 0 => {
+                        conn.send_headers(stream, [(&b":status"[..], &b"200"[..])], false);
+                        let window = conn.send_window(stream) as usize;
+                        assert_eq!(conn.send_data(stream, b"body", true), window.min(4));
+                    }
+                    Ok(_) => {}
+                },
                 _ => {}
             }
         }
@@ -1160,5 +1178,225 @@ pub fn check_h2_conn(data: &[u8]) {
             Ok(h2frame::Decoded::Complete(_, used)) => sent = &sent[used..],
             other => panic!("the connection sent {other:?}"),
         }
+    }
+}
+
+// ------------------------------------------------------------- HTTP/2 request rules
+//
+// - [`check_h2_request`]: `h2::request::parse_request` over field lists built from the
+//   input never panics and agrees with `request_head`; an accepted head keeps every
+//   rule of RFC 9113 §8.2–8.3 and the limits; its bytes, with `HTTP/1.x` for
+//   `HTTP/2.0`, are accepted by `parse_head` as the same head (method, target, fields,
+//   body framing); and `BodyCheck` accepts a body exactly when it matches the head.
+
+use _maitre::h2::request::{parse_request, request_head, BodyCheck, Refusal};
+
+/// Names a field list is mostly built from: the ones the rules single out.
+const H2_NAMES: &[&[u8]] = &[
+    b":method",
+    b":scheme",
+    b":path",
+    b":authority",
+    b":status",
+    b":protocol",
+    b"host",
+    b"cookie",
+    b"content-length",
+    b"content-type",
+    b"te",
+    b"connection",
+    b"transfer-encoding",
+    b"upgrade",
+    b"keep-alive",
+    b"proxy-connection",
+    b"x_forwarded_for",
+    b"user-agent",
+    b"accept",
+    b"X-Upper",
+    b"",
+    b"expect",
+];
+
+/// Values a field list is mostly built from.
+const H2_VALUES: &[&[u8]] = &[
+    b"GET",
+    b"POST",
+    b"CONNECT",
+    b"OPTIONS",
+    b"get",
+    b"http",
+    b"https",
+    b"/",
+    b"*",
+    b"/a?b=c",
+    b"",
+    b"example.org",
+    b"user@example.org",
+    b"0",
+    b"5",
+    b"10",
+    b"5, 5",
+    b"trailers",
+    b"gzip",
+    b" x",
+    b"x\t",
+    b"a\0b",
+    b"a b",
+    b"100-continue",
+];
+
+/// One name or value: from `dict` (a byte below 0x80), or raw (0x80 | length, then
+/// that many bytes).
+fn h2_item<'a>(data: &mut &'a [u8], dict: &[&'a [u8]]) -> Vec<u8> {
+    let Some((&k, rest)) = data.split_first() else {
+        return Vec::new();
+    };
+    *data = rest;
+    if k & 0x80 == 0 {
+        return dict[usize::from(k) % dict.len()].to_vec();
+    }
+    let n = usize::from(k & 0x3f).min(data.len());
+    let (raw, rest) = data.split_at(n);
+    *data = rest;
+    raw.to_vec()
+}
+
+/// The request rules property set. `data[0]`: END_STREAM on the HEADERS (bit 0), the
+/// limits (the rest, as `head_limits`); then fields, a name and a value each.
+pub fn check_h2_request(data: &[u8]) {
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return;
+    };
+    let end_stream = selector & 1 == 1;
+    let limits = head_limits(selector >> 1);
+    let mut fields = Vec::new();
+    while !rest.is_empty() {
+        let name = h2_item(&mut rest, H2_NAMES);
+        let value = h2_item(&mut rest, H2_VALUES);
+        fields.push(HeaderField {
+            name,
+            value,
+            sensitive: false,
+        });
+    }
+    let result = parse_request(&fields, end_stream, &limits);
+    let code = request_head(&fields, end_stream, &limits).map(|h| h.buf);
+    match (&result, &code) {
+        (Ok(a), Ok(b)) => assert_eq!(&a.buf, b),
+        (Err(r), Err(c)) => assert_eq!(r.code(), *c),
+        _ => panic!("parse_request and request_head disagree"),
+    }
+    let head = match result {
+        Ok(head) => head,
+        Err(Refusal::Malformed(m) | Refusal::TooLarge(m)) => {
+            assert!(!m.is_empty());
+            return;
+        }
+        Err(_) => return,
+    };
+    // The head's own rules.
+    assert_eq!(head.version, Version::Http2);
+    assert!(head.keep_alive && !head.expect_continue);
+    assert!(head.buf.len() <= limits.max_header_size);
+    assert!(head.headers.len() <= limits.max_fields);
+    assert!(head.buf.ends_with(b"\r\n\r\n"));
+    let line = [head.method(), b" ", head.target(), b" HTTP/2.0\r\n"].concat();
+    assert!(head.buf.starts_with(&line));
+    assert!(head
+        .method()
+        .iter()
+        .all(|&b| is_tchar(b) && !b.is_ascii_lowercase()));
+    assert!(head.method() != b"CONNECT");
+    let target = head.target();
+    assert!(target.starts_with(b"/") || (target == b"*" && head.method() == b"OPTIONS"));
+    let mut count = std::collections::HashMap::new();
+    for h in &head.headers {
+        let (name, value) = (head.header_name(h), head.header_value(h));
+        assert!(!name.is_empty());
+        assert!(name
+            .iter()
+            .all(|&b| is_tchar(b) && b != b'_' && !b.is_ascii_uppercase()));
+        assert!(value
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)));
+        assert!(!value.starts_with(b" ") && !value.starts_with(b"\t"));
+        assert!(!value.ends_with(b" ") && !value.ends_with(b"\t"));
+        assert!(!matches!(
+            name,
+            b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
+        ));
+        if name == b"te" {
+            assert!(value.eq_ignore_ascii_case(b"trailers"));
+        }
+        *count.entry(name.to_vec()).or_insert(0usize) += 1;
+    }
+    for once in [&b"host"[..], b"content-length", b"content-type", b"cookie"] {
+        assert!(count.get(once).copied().unwrap_or(0) <= 1, "{once:?} twice");
+    }
+    let declared = head
+        .header(b"content-length")
+        .map(|v| std::str::from_utf8(v).unwrap().parse::<u64>().unwrap());
+    match head.body {
+        BodyKind::Empty => {
+            assert!(declared.unwrap_or(0) == 0 && (declared.is_some() || end_stream))
+        }
+        BodyKind::Length(n) => {
+            assert!(declared == Some(n) && n > 0 && n <= limits.max_body_size && !end_stream)
+        }
+        BodyKind::Chunked => assert!(declared.is_none() && !end_stream),
+    }
+
+    // The same bytes as an HTTP/1 head: parse_head reads them the same way. HTTP/1.1
+    // needs a Host; without one, HTTP/1.0.
+    let mut h1 = head.buf.clone();
+    let at = head.target.end + " HTTP/".len();
+    let minor = if count.contains_key(&b"host"[..]) {
+        b'1'
+    } else {
+        b'0'
+    };
+    h1[at..at + 3].copy_from_slice(&[b'1', b'.', minor]);
+    match parse_head(&h1, &limits) {
+        Ok(Some((again, used))) => {
+            assert_eq!(used, h1.len());
+            assert_eq!(
+                (again.method, again.target),
+                (head.method.clone(), head.target.clone())
+            );
+            assert_eq!(again.headers, head.headers);
+            if head.body != BodyKind::Chunked {
+                assert_eq!(again.body, head.body);
+            }
+        }
+        other => panic!("parse_head refuses an accepted HTTP/2 head: {other:?}"),
+    }
+
+    // DATA sizes from the selector and the input length: BodyCheck accepts exactly a
+    // body that matches the head.
+    let mut body = BodyCheck::new(&head, &limits);
+    let sizes = [data.len() % 7, usize::from(selector) % 5, 0];
+    let mut total = 0u64;
+    let mut ok = true;
+    for (i, &n) in sizes.iter().enumerate() {
+        total += n as u64;
+        let last = i == sizes.len() - 1;
+        let expect = match head.body {
+            BodyKind::Empty => total == 0,
+            BodyKind::Length(d) => total <= d && (!last || total == d),
+            BodyKind::Chunked => total <= limits.max_body_size,
+        };
+        assert_eq!(
+            body.data(n, last).is_ok(),
+            expect,
+            "{:?} after {total}",
+            head.body
+        );
+        if !expect {
+            ok = false;
+            break;
+        }
+    }
+    if ok {
+        assert_eq!(body.received(), total);
     }
 }

@@ -53,3 +53,8 @@ fn hpack_decode_inputs() {
 fn h2_conn_inputs() {
     assert!(replay("h2_conn", maitre_fuzz::check_h2_conn) > 0);
 }
+
+#[test]
+fn h2_request_inputs() {
+    assert!(replay("h2_request", maitre_fuzz::check_h2_request) > 0);
+}

@@ -321,6 +321,15 @@ pub struct Queued {
     pub look_at: Option<Instant>,
 }
 
+/// Whether `r` is the request of HTTP/2 stream `stream` of connection `id`.
+pub fn is_stream(r: &Requests, id: u64, stream: u32) -> bool {
+    r.channel.id == id
+        && r.requests
+            .first()
+            .and_then(|q| q.h2.as_ref())
+            .is_some_and(|s| s.id == stream)
+}
+
 pub struct JobQueue {
     inner: Mutex<Inner>,
     ready: Condvar,
@@ -427,6 +436,19 @@ impl JobQueue {
             .jobs
             .iter()
             .position(|(_, Job::Requests(r))| r.channel.id == id)?;
+        let job = inner.jobs.remove(at).map(|(_, job)| job);
+        self.backlog.store(inner.backlog(), Relaxed);
+        job
+    }
+
+    /// Takes back the job of HTTP/2 stream `stream` of connection `id`, if it is still
+    /// waiting for a worker (its client reset it: nothing would read the answer).
+    pub fn withdraw_stream(&self, id: u64, stream: u32) -> Option<Job> {
+        let mut inner = self.lock();
+        let at = inner
+            .jobs
+            .iter()
+            .position(|(_, Job::Requests(r))| is_stream(r, id, stream))?;
         let job = inner.jobs.remove(at).map(|(_, job)| job);
         self.backlog.store(inner.backlog(), Relaxed);
         job

@@ -59,6 +59,7 @@ mod accepting;
 mod answer;
 mod completions;
 mod control;
+mod h2_state;
 mod http2;
 mod idle;
 mod log_limit;
@@ -135,7 +136,7 @@ enum State {
     /// passes, so that an RST provoked by unread data cannot destroy the last response.
     Lingering { deadline: Instant },
     /// Speaking HTTP/2 (`http2.rs`): streams are received and run side by side.
-    H2(Box<http2::H2State>),
+    H2(Box<h2_state::H2State>),
 }
 
 impl State {

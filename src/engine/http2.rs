@@ -160,6 +160,11 @@ impl H2Conn {
         self.lock().conn.stream(stream).is_some()
     }
 
+    /// Why the connection failed, when the client broke a rule or a limit (for the log).
+    pub fn cause(&self) -> Option<&'static str> {
+        self.lock().conn.cause()
+    }
+
     /// GOAWAY was sent (by [`H2Conn::go_away`]).
     pub fn is_going_away(&self) -> bool {
         self.going_away.load(std::sync::atomic::Ordering::Relaxed)

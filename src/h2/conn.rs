@@ -1,7 +1,8 @@
 //! The server side of one HTTP/2 connection as a state machine (RFC 9113 §3.4, §5, §6):
 //! bytes from the client in, [`Event`]s and bytes to send out. No socket, no timer: the
 //! engine feeds [`Connection::receive`], forwards the events, and writes what
-//! [`Connection::take_output`] hands it.
+//! [`Connection::take_output`] hands it. The request rules (§8.1–8.3) are
+//! `super::request`'s.
 //!
 //! Steps of [`Connection::receive`]:
 //! 1. the client preface, matched byte by byte (§3.4; [`check_preface`] lets a cleartext
@@ -12,96 +13,38 @@
 //!    `max_request_header_size` bytes, refused at the first frame passing it
 //!    (CVE-2024-27316), then HPACK-decoded within `max_header_list_size`;
 //! 4. stream states (§5.1), SETTINGS and its ACK (§6.5.3), PING answers (§6.7), flow
-//!    control in both directions with overflow detection (§6.9), RST_STREAM and GOAWAY.
+//!    control in both directions with overflow detection (§6.9), RST_STREAM and GOAWAY;
+//! 5. flood limits (§10.5, `super::flood`), each ending the connection with GOAWAY
+//!    ENHANCE_YOUR_CALM; [`Connection::cause`] names the limit or rule a client broke.
 //!
 //! What must hold:
 //! - Every connection error queues a GOAWAY naming the last client stream and ends the
 //!   connection: later calls return the same error. Every stream error queues an
-//!   RST_STREAM and reports [`Event::Reset`]; the connection goes on.
+//!   RST_STREAM and reports [`Event::Reset`]; the connection goes on, unless a flood
+//!   limit is passed.
 //! - A field block is always HPACK-decoded, even for a stream being refused or reset,
 //!   so the compression context stays in step with the client's.
 //! - Memory held is bounded: one partial field block (the cap), the HPACK table (our
 //!   SETTINGS_HEADER_TABLE_SIZE), and one entry per live stream, at most
 //!   SETTINGS_MAX_CONCURRENT_STREAMS (a stream past it is refused with REFUSED_STREAM).
-//!
-//! Not here yet: request field rules (§8.2–8.3, pseudo-headers), rate limits on resets,
-//! SETTINGS/PING/empty frames (the floods of the issue), timers; see `super` for scope.
 
 use std::collections::HashMap;
 
-use super::error::{ErrorCode, H2Error};
+use super::error::{ErrorCode, Failure, H2Error};
+use super::flood::Floods;
 use super::frame::{self, setting, Decoded, Frame, DEFAULT_MAX_FRAME_SIZE, MAX_WINDOW_SIZE};
 use super::hpack::{self, HeaderField};
 use super::stream::{Stream, Window};
 
-/// The client connection preface (§3.4).
-pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// The default initial window of streams and of the connection (§6.9.2).
-pub const DEFAULT_WINDOW: u32 = 65_535;
-
-/// What the first bytes of a connection say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrefaceMatch {
-    /// The whole preface is there.
-    Http2,
-    /// Every byte so far matches the preface: wait for more.
-    Partial,
-    /// A byte differs: not HTTP/2 prior knowledge (an HTTP/1 request, or garbage).
-    NotHttp2,
-}
-
-/// Compares the start of a connection with the preface, so an HTTP/1 request is told
-/// apart at its first byte that differs (for "GET", the very first).
-pub fn check_preface(buf: &[u8]) -> PrefaceMatch {
-    let n = buf.len().min(PREFACE.len());
-    if buf[..n] != PREFACE[..n] {
-        PrefaceMatch::NotHttp2
-    } else if n == PREFACE.len() {
-        PrefaceMatch::Http2
-    } else {
-        PrefaceMatch::Partial
-    }
-}
-
-/// The server's settings and limits for one connection.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise and enforce.
-    pub max_concurrent_streams: u32,
-    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: what a client may send per stream
-    /// before the application has read it.
-    pub initial_window_size: u32,
-    /// The connection-level receive window (opened with a WINDOW_UPDATE at the start).
-    pub connection_window: u32,
-    /// SETTINGS_MAX_FRAME_SIZE we advertise and enforce.
-    pub max_frame_size: u32,
-    /// SETTINGS_HEADER_TABLE_SIZE we advertise: the HPACK decoder's table limit.
-    pub header_table_size: u32,
-    /// SETTINGS_MAX_HEADER_LIST_SIZE we advertise and enforce when decoding.
-    pub max_header_list_size: u32,
-    /// The most bytes of one compressed field block (HEADERS + CONTINUATION) we take.
-    pub max_request_header_size: usize,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            max_concurrent_streams: 100,
-            initial_window_size: DEFAULT_WINDOW,
-            connection_window: DEFAULT_WINDOW,
-            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
-            header_table_size: 4096,
-            max_header_list_size: 262_144,
-            max_request_header_size: 262_144,
-        }
-    }
-}
+pub use super::config::{Config, DEFAULT_WINDOW};
+pub use super::flood::{CONTROL_BURST, EMPTY_FRAMES_BURST, MAX_QUEUED_ANSWERS, RAPID_RESET_BURST};
+pub use super::preface::{check_preface, PrefaceMatch, PREFACE};
 
 /// What the client did, for the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A new request's field list (not yet checked against §8.2–8.3).
+    /// A new request's field list, not yet checked against §8.1–8.3: give it to
+    /// `super::request::request_head`.
     RequestHeaders {
         stream: u32,
         fields: Vec<HeaderField>,
@@ -176,33 +119,19 @@ pub struct Connection {
     /// We sent GOAWAY: no new stream is accepted.
     going_away: bool,
     output: Vec<u8>,
+    /// Why the connection failed (set with `Phase::Failed`).
+    cause: Option<&'static str>,
+    floods: Floods,
 }
 
 impl Connection {
     /// A connection whose SETTINGS (and connection WINDOW_UPDATE) are already queued.
     /// `config.max_frame_size` is brought into 16,384..=2^24-1 and the windows to at
     /// most 2^31-1 (§6.5.2).
-    pub fn new(mut config: Config) -> Connection {
-        config.max_frame_size = config
-            .max_frame_size
-            .clamp(DEFAULT_MAX_FRAME_SIZE, frame::MAX_MAX_FRAME_SIZE);
-        config.initial_window_size = config.initial_window_size.min(MAX_WINDOW_SIZE);
-        config.connection_window = config.connection_window.min(MAX_WINDOW_SIZE);
+    pub fn new(config: Config) -> Connection {
+        let config = config.within_bounds();
         let mut output = Vec::new();
-        frame::encode_settings(
-            &mut output,
-            &[
-                (setting::ENABLE_PUSH, 0),
-                (
-                    setting::MAX_CONCURRENT_STREAMS,
-                    config.max_concurrent_streams,
-                ),
-                (setting::INITIAL_WINDOW_SIZE, config.initial_window_size),
-                (setting::MAX_FRAME_SIZE, config.max_frame_size),
-                (setting::HEADER_TABLE_SIZE, config.header_table_size),
-                (setting::MAX_HEADER_LIST_SIZE, config.max_header_list_size),
-            ],
-        );
+        frame::encode_settings(&mut output, &config.advertised());
         let mut recv_window = Window::new(DEFAULT_WINDOW);
         if config.connection_window > DEFAULT_WINDOW {
             let delta = config.connection_window - DEFAULT_WINDOW;
@@ -229,12 +158,52 @@ impl Connection {
             settings_acked: false,
             going_away: false,
             output,
+            cause: None,
+            floods: Floods::new(),
         }
     }
 
-    /// The bytes to send, emptied.
+    /// The bytes to send, emptied. Take them only as fast as they are written (see
+    /// [`MAX_QUEUED_ANSWERS`]).
     pub fn take_output(&mut self) -> Vec<u8> {
+        self.floods.output_taken();
         std::mem::take(&mut self.output)
+    }
+
+    /// Whether there are bytes to send that [`Connection::take_output`] has not taken.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Why the connection failed, once it has: the flood limit or protocol rule the
+    /// client broke ("rapid reset", "PING flood", "field block past
+    /// max_request_header_size", ...), a short text for the engine's log. None while
+    /// the connection is fine, and after a graceful [`Connection::go_away`].
+    pub fn cause(&self) -> Option<&'static str> {
+        self.cause
+    }
+
+    /// Whether we sent GOAWAY: after [`Connection::go_away`] or a connection error. No
+    /// new stream is accepted.
+    pub fn is_going_away(&self) -> bool {
+        self.going_away || matches!(self.phase, Phase::Failed(_))
+    }
+
+    /// The highest stream id the client opened (what our GOAWAY names as the last one
+    /// processed).
+    pub fn last_stream_id(&self) -> u32 {
+        self.last_stream
+    }
+
+    /// How many bytes [`Connection::send_data`] would take on `stream` now: the least of
+    /// the stream's and the connection's send windows; 0 when the stream is gone or our
+    /// side of it is ended.
+    pub fn send_window(&self, stream: u32) -> u32 {
+        let conn = self.send_window.available();
+        self.streams
+            .get(&stream)
+            .filter(|s| s.local_open())
+            .map_or(0, |s| s.send_window.available().min(conn))
     }
 
     /// The number of live streams.
@@ -255,7 +224,7 @@ impl Connection {
         if let Phase::Preface(matched) = self.phase {
             let n = (PREFACE.len() - matched).min(buf.len());
             if buf[..n] != PREFACE[matched..matched + n] {
-                return Err(self.fail(ErrorCode::PROTOCOL_ERROR));
+                return Err(self.fail(Failure::protocol("bad connection preface")));
             }
             used = n;
             self.phase = if matched + n == PREFACE.len() {
@@ -274,38 +243,72 @@ impl Connection {
                 Ok(Decoded::Partial) => return Ok(used),
                 Ok(Decoded::Complete(frame, n)) => (frame, n),
                 Err(e) => match e.error {
-                    H2Error::Connection(code) => return Err(self.fail(code)),
+                    H2Error::Connection(code) => {
+                        let cause = if code == ErrorCode::FRAME_SIZE_ERROR {
+                            "frame of a wrong size"
+                        } else {
+                            "malformed frame"
+                        };
+                        return Err(self.fail(Failure::new(code, cause)));
+                    }
                     H2Error::Stream { stream_id, code } => {
-                        if self.pending.is_some() {
-                            // Only CONTINUATION may follow an unfinished field block.
-                            return Err(self.fail(ErrorCode::PROTOCOL_ERROR));
+                        let kind = frame::FrameHeader::parse(&buf[used..]).map(|h| h.kind);
+                        if let Err(f) = self.on_stream_error(stream_id, code, kind, events) {
+                            return Err(self.fail(f));
                         }
-                        self.reset(stream_id, code, events);
                         used += e.consumed;
                         continue;
                     }
                 },
             };
             used += n;
-            if let Err(code) = self.on_frame(frame, events) {
-                return Err(self.fail(code));
+            if let Err(f) = self.on_frame(frame, events) {
+                return Err(self.fail(f));
             }
         }
     }
 
     /// Queues GOAWAY and ends the connection (§5.4.1).
-    fn fail(&mut self, code: ErrorCode) -> H2Error {
-        let error = H2Error::Connection(code);
-        if !matches!(self.phase, Phase::Failed(_)) {
-            frame::encode_goaway(&mut self.output, self.last_stream, code, b"");
-            self.phase = Phase::Failed(error);
+    fn fail(&mut self, failure: Failure) -> H2Error {
+        if let Phase::Failed(first) = self.phase {
+            return first;
         }
+        let error = H2Error::Connection(failure.code);
+        frame::encode_goaway(&mut self.output, self.last_stream, failure.code, b"");
+        self.phase = Phase::Failed(error);
+        self.cause = Some(failure.cause);
         error
+    }
+
+    /// A frame the decoder refused as a stream error (§5.4.2).
+    fn on_stream_error(
+        &mut self,
+        stream: u32,
+        code: ErrorCode,
+        kind: Option<u8>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Failure> {
+        if self.pending.is_some() {
+            // Only CONTINUATION may follow an unfinished field block.
+            return Err(Failure::protocol("frame inside a field block"));
+        }
+        if kind == Some(frame::kind::WINDOW_UPDATE) && self.is_idle(stream) {
+            // §5.1: a WINDOW_UPDATE (here with a zero increment) on an idle stream.
+            return Err(Failure::protocol("WINDOW_UPDATE on an idle stream"));
+        }
+        self.floods.stream_error()?;
+        self.reset(stream, code, events)
     }
 
     /// Resets a stream after a stream error (§5.4.2); an event tells the engine when the
     /// stream was one it knew.
-    fn reset(&mut self, stream: u32, code: ErrorCode, events: &mut Vec<Event>) {
+    fn reset(
+        &mut self,
+        stream: u32,
+        code: ErrorCode,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Failure> {
+        self.floods.answer("stream errors flood")?;
         frame::encode_rst_stream(&mut self.output, stream, code);
         if let Some(s) = self.streams.remove(&stream) {
             // Whatever the application had not read is released with the stream.
@@ -316,13 +319,14 @@ impl Connection {
                 remote: false,
             });
         }
+        Ok(())
     }
 
-    fn on_frame(&mut self, frame: Frame<'_>, events: &mut Vec<Event>) -> Result<(), ErrorCode> {
+    fn on_frame(&mut self, frame: Frame<'_>, events: &mut Vec<Event>) -> Result<(), Failure> {
         if matches!(self.phase, Phase::FirstSettings) {
             // §3.4: the preface's SETTINGS comes first.
             if !matches!(frame, Frame::Settings { ack: false, .. }) {
-                return Err(ErrorCode::PROTOCOL_ERROR);
+                return Err(Failure::protocol("first frame is not SETTINGS"));
             }
             self.phase = Phase::Frames;
         }
@@ -330,7 +334,7 @@ impl Connection {
             // §6.10: nothing but this stream's CONTINUATION until END_HEADERS.
             match frame {
                 Frame::Continuation { stream_id, .. } if stream_id == pending.stream => {}
-                _ => return Err(ErrorCode::PROTOCOL_ERROR),
+                _ => return Err(Failure::protocol("frame inside a field block")),
             }
         }
         match frame {
@@ -348,7 +352,11 @@ impl Connection {
                 priority,
             } => {
                 if stream_id % 2 == 0 {
-                    return Err(ErrorCode::PROTOCOL_ERROR); // §5.1.1: clients use odd ids
+                    // §5.1.1: clients use odd ids
+                    return Err(Failure::protocol("HEADERS on an even stream id"));
+                }
+                if fragment.is_empty() && !end_headers {
+                    self.floods.empty_frame()?;
                 }
                 self.pending = Some(PendingBlock {
                     stream: stream_id,
@@ -367,7 +375,11 @@ impl Connection {
                 ..
             } => {
                 if self.pending.is_none() {
-                    return Err(ErrorCode::PROTOCOL_ERROR); // §6.10: no block to continue
+                    // §6.10: no block to continue
+                    return Err(Failure::protocol("CONTINUATION without HEADERS"));
+                }
+                if fragment.is_empty() && !end_headers {
+                    self.floods.empty_frame()?;
                 }
                 self.append_fragment(fragment)?;
                 if end_headers {
@@ -378,7 +390,8 @@ impl Connection {
             Frame::Priority { .. } | Frame::Unknown { .. } => Ok(()),
             Frame::RstStream { stream_id, code } => {
                 if self.is_idle(stream_id) {
-                    return Err(ErrorCode::PROTOCOL_ERROR); // §6.4
+                    return Err(Failure::protocol("RST_STREAM on an idle stream"));
+                    // §6.4
                 }
                 if let Some(s) = self.streams.remove(&stream_id) {
                     self.release_connection(s.unreleased);
@@ -387,6 +400,10 @@ impl Connection {
                         code,
                         remote: true,
                     });
+                    if s.local_open() {
+                        // Reset before our response ended: the work was for nothing.
+                        self.floods.client_reset()?;
+                    }
                 }
                 Ok(())
             }
@@ -398,6 +415,7 @@ impl Connection {
                 Ok(())
             }
             Frame::Settings { ack: false, .. } => {
+                self.floods.settings()?;
                 for (id, value) in frame.settings() {
                     self.apply_peer_setting(id, value, events)?;
                 }
@@ -406,6 +424,7 @@ impl Connection {
             }
             Frame::Ping { ack, data } => {
                 if !ack {
+                    self.floods.ping()?;
                     frame::encode_ping_ack(&mut self.output, data);
                 }
                 Ok(())
@@ -440,31 +459,35 @@ impl Connection {
         end_stream: bool,
         flow_len: u32,
         events: &mut Vec<Event>,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), Failure> {
         if self.is_idle(stream) {
-            return Err(ErrorCode::PROTOCOL_ERROR); // §5.1: DATA on an idle stream
+            return Err(Failure::protocol("DATA on an idle stream")); // §5.1
+        }
+        if data.is_empty() && !end_stream {
+            // Padding alone carries nothing either (and is given back at once).
+            self.floods.empty_frame()?;
         }
         // §6.9: DATA counts against the connection window whatever the stream's state.
         if self.recv_window.consume(flow_len).is_err() {
-            return Err(ErrorCode::FLOW_CONTROL_ERROR);
+            return Err(Failure::new(
+                ErrorCode::FLOW_CONTROL_ERROR,
+                "DATA past the connection window",
+            ));
         }
         self.unreleased += flow_len;
         let padding = flow_len - data.len() as u32;
         let Some(s) = self.streams.get_mut(&stream) else {
             // Closed: nothing reaches the application, so the bytes are released now.
             self.release_connection(flow_len);
-            self.reset(stream, ErrorCode::STREAM_CLOSED, events);
-            return Ok(());
+            return self.reset(stream, ErrorCode::STREAM_CLOSED, events);
         };
         if !s.remote_open() {
             self.release_connection(flow_len);
-            self.reset(stream, ErrorCode::STREAM_CLOSED, events);
-            return Ok(());
+            return self.reset(stream, ErrorCode::STREAM_CLOSED, events);
         }
         if s.recv_window.consume(flow_len).is_err() {
             self.release_connection(flow_len);
-            self.reset(stream, ErrorCode::FLOW_CONTROL_ERROR, events);
-            return Ok(());
+            return self.reset(stream, ErrorCode::FLOW_CONTROL_ERROR, events);
         }
         s.unreleased += data.len() as u32;
         let closed = end_stream && s.close_remote();
@@ -473,6 +496,10 @@ impl Connection {
         }
         // Padding never reaches the application: give it back at once.
         self.release_padding(stream, padding);
+        if !data.is_empty() {
+            // Body bytes for a live stream (not DATA after a reset, say).
+            self.floods.useful();
+        }
         if !data.is_empty() || end_stream {
             events.push(Event::Data {
                 stream,
@@ -483,12 +510,15 @@ impl Connection {
         Ok(())
     }
 
-    fn append_fragment(&mut self, fragment: &[u8]) -> Result<(), ErrorCode> {
+    fn append_fragment(&mut self, fragment: &[u8]) -> Result<(), Failure> {
         let pending = self.pending.as_mut().expect("a field block is open");
         if pending.block.len() + fragment.len() > self.config.max_request_header_size {
             // CVE-2024-27316: cut the block as soon as it passes the cap. A partial block
             // cannot be decoded, so the HPACK context is lost: the connection ends.
-            return Err(ErrorCode::ENHANCE_YOUR_CALM);
+            return Err(Failure::new(
+                ErrorCode::ENHANCE_YOUR_CALM,
+                "field block past max_request_header_size",
+            ));
         }
         pending.block.extend_from_slice(fragment);
         Ok(())
@@ -499,7 +529,7 @@ impl Connection {
         &mut self,
         dependency: Option<u32>,
         events: &mut Vec<Event>,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), Failure> {
         let PendingBlock {
             stream,
             end_stream,
@@ -512,38 +542,45 @@ impl Connection {
                 self.config.max_header_list_size as usize,
                 &mut fields,
             )
-            .map_err(|e| e.h2_error().code())?;
+            .map_err(|e| {
+                let cause = if e == hpack::HpackError::HeaderListTooLarge {
+                    "header list past max_header_list_size"
+                } else {
+                    "HPACK decoding error"
+                };
+                Failure::new(e.h2_error().code(), cause)
+            })?;
         if dependency == Some(stream) {
             // §5.3.1 (RFC 7540): a stream cannot depend on itself.
             self.last_stream = self.last_stream.max(stream);
-            self.reset(stream, ErrorCode::PROTOCOL_ERROR, events);
-            return Ok(());
+            self.floods.stream_error()?;
+            return self.reset(stream, ErrorCode::PROTOCOL_ERROR, events);
         }
         if let Some(s) = self.streams.get_mut(&stream) {
             // A second block on a live stream: trailers, which must end the stream (§8.1).
             if !s.remote_open() {
-                self.reset(stream, ErrorCode::STREAM_CLOSED, events);
+                return self.reset(stream, ErrorCode::STREAM_CLOSED, events);
             } else if !end_stream {
-                self.reset(stream, ErrorCode::PROTOCOL_ERROR, events);
-            } else {
-                if s.close_remote() {
-                    self.streams.remove(&stream);
-                }
-                events.push(Event::Trailers { stream, fields });
+                return self.reset(stream, ErrorCode::PROTOCOL_ERROR, events);
             }
+            if s.close_remote() {
+                self.streams.remove(&stream);
+            }
+            events.push(Event::Trailers { stream, fields });
+            self.floods.useful();
             return Ok(());
         }
         if stream <= self.last_stream {
             // §5.1: HEADERS on a closed stream. A stream error rather than a connection
             // one: the client may have sent it before our RST_STREAM reached it.
-            self.reset(stream, ErrorCode::STREAM_CLOSED, events);
-            return Ok(());
+            return self.reset(stream, ErrorCode::STREAM_CLOSED, events);
         }
         self.last_stream = stream;
         if self.going_away || self.streams.len() >= self.config.max_concurrent_streams as usize {
-            // §5.1.2: past our limit; or after our GOAWAY (§6.8). The client may retry it.
-            self.reset(stream, ErrorCode::REFUSED_STREAM, events);
-            return Ok(());
+            // §5.1.2: past our limit; or after our GOAWAY (§6.8). The client may retry it,
+            // but a client that keeps opening streams past the limit is flooding.
+            self.floods.refused()?;
+            return self.reset(stream, ErrorCode::REFUSED_STREAM, events);
         }
         let recv = if self.settings_acked {
             self.config.initial_window_size
@@ -559,20 +596,21 @@ impl Connection {
             fields,
             end_stream,
         });
+        self.floods.useful();
         Ok(())
     }
 
     /// Our SETTINGS were acknowledged: the HPACK table limit is ours (a smaller one must
     /// be announced by the client's next block, RFC 7541 §4.2), and live streams move to
     /// our initial window (§6.9.2).
-    fn apply_our_settings(&mut self) -> Result<(), ErrorCode> {
+    fn apply_our_settings(&mut self) -> Result<(), Failure> {
         self.decoder
             .set_max_table_size(self.config.header_table_size as usize);
         let delta = i64::from(self.config.initial_window_size) - i64::from(DEFAULT_WINDOW);
         for s in self.streams.values_mut() {
             s.recv_window
                 .grow(delta)
-                .map_err(|_| ErrorCode::FLOW_CONTROL_ERROR)?;
+                .map_err(|_| Failure::new(ErrorCode::FLOW_CONTROL_ERROR, "window overflow"))?;
         }
         Ok(())
     }
@@ -582,16 +620,16 @@ impl Connection {
         id: u16,
         value: u32,
         events: &mut Vec<Event>,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), Failure> {
         match id {
             setting::INITIAL_WINDOW_SIZE => {
                 // §6.9.2: every stream's send window moves by the difference.
                 let delta = i64::from(value) - i64::from(self.peer.initial_window_size);
                 self.peer.initial_window_size = value;
                 for s in self.streams.values_mut() {
-                    s.send_window
-                        .grow(delta)
-                        .map_err(|_| ErrorCode::FLOW_CONTROL_ERROR)?;
+                    s.send_window.grow(delta).map_err(|_| {
+                        Failure::new(ErrorCode::FLOW_CONTROL_ERROR, "window overflow")
+                    })?;
                 }
                 if delta > 0 {
                     events.push(Event::WindowOpened { stream: 0 });
@@ -612,23 +650,22 @@ impl Connection {
         stream: u32,
         increment: u32,
         events: &mut Vec<Event>,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), Failure> {
         if stream == 0 {
             self.send_window
                 .grow(i64::from(increment))
-                .map_err(|_| ErrorCode::FLOW_CONTROL_ERROR)?; // §6.9.1: past 2^31-1
+                .map_err(|_| Failure::new(ErrorCode::FLOW_CONTROL_ERROR, "window overflow"))?; // §6.9.1: past 2^31-1
             events.push(Event::WindowOpened { stream: 0 });
             return Ok(());
         }
         if self.is_idle(stream) {
-            return Err(ErrorCode::PROTOCOL_ERROR); // §5.1: WINDOW_UPDATE on an idle stream
+            return Err(Failure::protocol("WINDOW_UPDATE on an idle stream")); // §5.1
         }
         let Some(s) = self.streams.get_mut(&stream) else {
             return Ok(()); // closed: may cross our RST_STREAM or END_STREAM (§6.9)
         };
         if s.send_window.grow(i64::from(increment)).is_err() {
-            self.reset(stream, ErrorCode::FLOW_CONTROL_ERROR, events);
-            return Ok(());
+            return self.reset(stream, ErrorCode::FLOW_CONTROL_ERROR, events);
         }
         events.push(Event::WindowOpened { stream });
         Ok(())
@@ -734,6 +771,10 @@ impl Connection {
 
     fn end_local(&mut self, stream: u32) {
         if let Some(s) = self.streams.get_mut(&stream) {
+            if s.local_open() {
+                // A response ended: worth a reset the client may make later.
+                self.floods.response_ended();
+            }
             if s.close_local() {
                 self.streams.remove(&stream);
             }
@@ -1264,5 +1305,379 @@ mod tests {
         let out = frames(&c.take_output());
         assert_eq!((out[0].1, out[0].3.len()), (flag::END_STREAM, 90));
         assert_eq!(c.open_streams(), 0, "both sides ended");
+    }
+
+    /// Feeds `input` and takes the output, as the engine does after each read.
+    fn feed_ok(c: &mut Connection, input: &[u8]) {
+        let (r, _, _) = feed(c, input);
+        assert_eq!(r, Ok(input.len()), "cause: {:?}", c.cause());
+    }
+
+    fn assert_calm(c: &Connection, r: Result<usize, H2Error>, out: &[Sent], cause: &str) {
+        assert_eq!(r, Err(H2Error::Connection(ErrorCode::ENHANCE_YOUR_CALM)));
+        assert_eq!(goaway_code(out), Some(ErrorCode::ENHANCE_YOUR_CALM));
+        assert_eq!(c.cause(), Some(cause));
+        assert!(c.is_going_away());
+    }
+
+    #[test]
+    fn rapid_reset_is_cut_past_the_budget() {
+        let mut c = started(Config::default());
+        let cancel = |stream: u32| {
+            let mut input = raw(kind::HEADERS, flag::END_HEADERS, stream, &block(GET));
+            input.extend(raw(kind::RST_STREAM, 0, stream, &[0, 0, 0, 8]));
+            input
+        };
+        for i in 0..RAPID_RESET_BURST {
+            feed_ok(&mut c, &cancel(2 * i + 1));
+        }
+        let (r, events, out) = feed(&mut c, &cancel(2 * RAPID_RESET_BURST + 1));
+        assert_calm(&c, r, &out, "rapid reset");
+        assert_eq!(c.last_stream_id(), 2 * RAPID_RESET_BURST + 1);
+        assert!(matches!(
+            events.last(),
+            Some(Event::Reset { remote: true, .. })
+        ));
+        // All in one read, as the attack sends them: the same verdict.
+        let mut c = started(Config::default());
+        let input: Vec<u8> = (0..=RAPID_RESET_BURST)
+            .flat_map(|i| cancel(2 * i + 1))
+            .collect();
+        let (r, _, out) = feed(&mut c, &input);
+        assert_calm(&c, r, &out, "rapid reset");
+    }
+
+    #[test]
+    fn resets_alongside_answered_requests_are_fine() {
+        let mut c = started(Config::default());
+        let mut stream = 1;
+        for _ in 0..4 * RAPID_RESET_BURST {
+            // One request answered, one cancelled: a browser's pattern at its worst.
+            feed_ok(
+                &mut c,
+                &raw(
+                    kind::HEADERS,
+                    flag::END_HEADERS | flag::END_STREAM,
+                    stream,
+                    &block(GET),
+                ),
+            );
+            c.send_headers(stream, [(&b":status"[..], &b"200"[..])], true);
+            let mut input = raw(kind::HEADERS, flag::END_HEADERS, stream + 2, &block(GET));
+            input.extend(raw(kind::RST_STREAM, 0, stream + 2, &[0, 0, 0, 8]));
+            feed_ok(&mut c, &input);
+            stream += 4;
+        }
+        // A reset after our response ended (an upload the client stops) costs nothing.
+        for _ in 0..2 * RAPID_RESET_BURST {
+            feed_ok(
+                &mut c,
+                &raw(kind::HEADERS, flag::END_HEADERS, stream, &block(GET)),
+            );
+            c.send_headers(stream, [(&b":status"[..], &b"413"[..])], true);
+            feed_ok(&mut c, &raw(kind::RST_STREAM, 0, stream, &[0, 0, 0, 8]));
+            stream += 2;
+        }
+        assert_eq!(c.cause(), None);
+        assert_eq!(c.open_streams(), 0);
+    }
+
+    #[test]
+    fn refused_streams_share_the_reset_budget() {
+        let mut c = started(Config {
+            max_concurrent_streams: 1,
+            ..Config::default()
+        });
+        feed_ok(
+            &mut c,
+            &raw(kind::HEADERS, flag::END_HEADERS, 1, &block(GET)),
+        );
+        for i in 0..RAPID_RESET_BURST {
+            let (r, _, out) = feed(
+                &mut c,
+                &raw(kind::HEADERS, flag::END_HEADERS, 2 * i + 3, &block(GET)),
+            );
+            assert!(r.is_ok());
+            assert_eq!(rst(&out), [(2 * i + 3, ErrorCode::REFUSED_STREAM)]);
+        }
+        let (r, _, out) = feed(
+            &mut c,
+            &raw(
+                kind::HEADERS,
+                flag::END_HEADERS,
+                2 * RAPID_RESET_BURST + 3,
+                &block(GET),
+            ),
+        );
+        assert_calm(&c, r, &out, "refused streams flood");
+    }
+
+    #[test]
+    fn ping_flood() {
+        let mut c = started(Config::default());
+        let ping = raw(kind::PING, 0, 0, b"pingpong");
+        // The preface's SETTINGS spent one already.
+        for _ in 1..CONTROL_BURST {
+            let (r, _, out) = feed(&mut c, &ping);
+            assert!(r.is_ok());
+            assert_eq!((out[0].0, out[0].1), (kind::PING, flag::ACK));
+        }
+        let (r, _, out) = feed(&mut c, &ping);
+        assert_calm(&c, r, &out, "PING flood");
+        // PING ACKs from the client are not answered and cost nothing.
+        let mut c = started(Config::default());
+        let acks: Vec<u8> = (0..2 * CONTROL_BURST)
+            .flat_map(|_| raw(kind::PING, flag::ACK, 0, b"pingpong"))
+            .collect();
+        feed_ok(&mut c, &acks);
+    }
+
+    #[test]
+    fn pings_are_refilled_by_requests_and_data() {
+        let mut c = started(Config::default());
+        let ping = raw(kind::PING, 0, 0, b"pingpong");
+        feed_ok(
+            &mut c,
+            &raw(kind::HEADERS, flag::END_HEADERS, 1, &block(GET)),
+        );
+        for _ in 0..3 * CONTROL_BURST {
+            let mut input = ping.clone();
+            input.extend(raw(kind::DATA, 0, 1, b"x"));
+            feed_ok(&mut c, &input);
+            c.release(1, 1);
+        }
+        assert_eq!(c.cause(), None);
+    }
+
+    #[test]
+    fn unread_answers_are_bounded() {
+        // Budget to spare (refilled by DATA), but the engine never takes the output: the
+        // PING ACKs queued are bounded all the same.
+        let mut c = started(Config::default());
+        let mut input = raw(kind::HEADERS, flag::END_HEADERS, 1, &block(GET));
+        for _ in 0..CONTROL_BURST / 2 {
+            input.extend(raw(kind::PING, 0, 0, b"pingpong"));
+        }
+        for _ in 0..CONTROL_BURST {
+            input.extend(raw(kind::DATA, 0, 1, b"x"));
+        }
+        let mut events = Vec::new();
+        assert_eq!(c.receive(&input, &mut events), Ok(input.len()));
+        assert!(c.has_output());
+        let pings: Vec<u8> = (0..MAX_QUEUED_ANSWERS)
+            .flat_map(|_| raw(kind::PING, 0, 0, b"pingpong"))
+            .collect();
+        let r = c.receive(&pings, &mut events);
+        assert!(
+            c.floods.control_left() > 0,
+            "the queue, not the budget, ended it"
+        );
+        let out = frames(&c.take_output());
+        assert_eq!(
+            out.iter().filter(|f| f.0 == kind::PING).count(),
+            MAX_QUEUED_ANSWERS
+        );
+        assert_calm(&c, r, &out, "PING flood");
+        assert!(!c.has_output());
+
+        // RST_STREAMs answered to DATA on a closed stream count too.
+        let mut c = started(Config::default());
+        let mut input = raw(kind::HEADERS, flag::END_HEADERS, 1, &block(GET));
+        input.extend(raw(kind::RST_STREAM, 0, 1, &[0, 0, 0, 8]));
+        for _ in 0..=MAX_QUEUED_ANSWERS {
+            input.extend(raw(kind::DATA, 0, 1, b"late"));
+        }
+        let (r, _, out) = feed(&mut c, &input);
+        assert_calm(&c, r, &out, "stream errors flood");
+    }
+
+    #[test]
+    fn settings_flood() {
+        let mut c = started(Config::default());
+        let settings = raw(kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 10]);
+        // The preface's SETTINGS spent one already.
+        for _ in 1..CONTROL_BURST {
+            let (r, _, out) = feed(&mut c, &settings);
+            assert!(r.is_ok());
+            assert_eq!((out[0].0, out[0].1), (kind::SETTINGS, flag::ACK));
+        }
+        let (r, _, out) = feed(&mut c, &settings);
+        assert_calm(&c, r, &out, "SETTINGS flood");
+    }
+
+    #[test]
+    fn empty_frames_flood() {
+        // DATA without payload nor END_STREAM.
+        let mut c = started(Config::default());
+        feed_ok(
+            &mut c,
+            &raw(kind::HEADERS, flag::END_HEADERS, 1, &block(GET)),
+        );
+        let empty: Vec<u8> = (0..EMPTY_FRAMES_BURST)
+            .flat_map(|_| raw(kind::DATA, 0, 1, b""))
+            .collect();
+        feed_ok(&mut c, &empty);
+        let (r, _, out) = feed(&mut c, &raw(kind::DATA, 0, 1, b""));
+        assert_calm(&c, r, &out, "empty frames flood");
+
+        // Padding alone is no payload either.
+        let mut c = started(Config::default());
+        feed_ok(
+            &mut c,
+            &raw(kind::HEADERS, flag::END_HEADERS, 1, &block(GET)),
+        );
+        let padded: Vec<u8> = (0..=EMPTY_FRAMES_BURST)
+            .flat_map(|_| raw(kind::DATA, flag::PADDED, 1, &[3, 0, 0, 0]))
+            .collect();
+        let (r, _, out) = feed(&mut c, &padded);
+        assert_calm(&c, r, &out, "empty frames flood");
+
+        // CONTINUATION without fragment nor END_HEADERS: the header-block cap, counted
+        // in bytes, never sees them.
+        let mut c = started(Config::default());
+        let mut input = raw(kind::HEADERS, 0, 1, &block(GET)[..1]);
+        for _ in 0..=EMPTY_FRAMES_BURST {
+            input.extend(raw(kind::CONTINUATION, 0, 1, b""));
+        }
+        let (r, _, out) = feed(&mut c, &input);
+        assert_calm(&c, r, &out, "empty frames flood");
+
+        // An empty DATA with END_STREAM ends a body: not counted.
+        let mut c = started(Config::default());
+        for i in 0..2 * EMPTY_FRAMES_BURST {
+            let mut input = raw(kind::HEADERS, flag::END_HEADERS, 2 * i + 1, &block(GET));
+            input.extend(raw(kind::DATA, flag::END_STREAM, 2 * i + 1, b""));
+            feed_ok(&mut c, &input);
+            c.send_headers(2 * i + 1, [(&b":status"[..], &b"204"[..])], true);
+        }
+        assert_eq!(c.cause(), None);
+    }
+
+    #[test]
+    fn zero_window_increments() {
+        let zero = |stream: u32| raw(kind::WINDOW_UPDATE, 0, stream, &[0, 0, 0, 0]);
+        // On the connection: a connection error (§6.9).
+        let mut c = started(Config::default());
+        let (r, _, out) = feed(&mut c, &zero(0));
+        assert_eq!(r, Err(H2Error::Connection(ErrorCode::PROTOCOL_ERROR)));
+        assert_eq!(goaway_code(&out), Some(ErrorCode::PROTOCOL_ERROR));
+        // On an idle stream: a connection error (§5.1), never an RST_STREAM (§6.4).
+        let mut c = started(Config::default());
+        let (r, _, out) = feed(&mut c, &zero(5));
+        assert_eq!(r, Err(H2Error::Connection(ErrorCode::PROTOCOL_ERROR)));
+        assert!(rst(&out).is_empty());
+        assert_eq!(c.cause(), Some("WINDOW_UPDATE on an idle stream"));
+        // On a live stream: a stream error (§6.9), counted against the budget.
+        let mut c = started(Config::default());
+        feed_ok(
+            &mut c,
+            &raw(kind::HEADERS, flag::END_HEADERS, 1, &block(GET)),
+        );
+        let (r, events, out) = feed(&mut c, &zero(1));
+        assert!(r.is_ok());
+        assert_eq!(rst(&out), [(1, ErrorCode::PROTOCOL_ERROR)]);
+        assert!(matches!(
+            events[0],
+            Event::Reset {
+                stream: 1,
+                remote: false,
+                ..
+            }
+        ));
+        // On the now closed stream, again and again.
+        for _ in 1..EMPTY_FRAMES_BURST {
+            feed_ok(&mut c, &zero(1));
+        }
+        let (r, _, out) = feed(&mut c, &zero(1));
+        assert_calm(&c, r, &out, "stream errors flood");
+    }
+
+    #[test]
+    fn causes_of_other_connection_errors() {
+        let mut c = Connection::new(Config::default());
+        assert_eq!(c.cause(), None);
+        assert!(c.receive(b"GET / HTTP/1.1\r\n", &mut Vec::new()).is_err());
+        assert_eq!(c.cause(), Some("bad connection preface"));
+
+        let mut c = started(Config {
+            max_request_header_size: 100,
+            ..Config::default()
+        });
+        let mut input = raw(kind::HEADERS, 0, 1, &[0x82; 60]);
+        input.extend(raw(kind::CONTINUATION, 0, 1, &[0x82; 60]));
+        let (r, _, _) = feed(&mut c, &input);
+        assert_eq!(r, Err(H2Error::Connection(ErrorCode::ENHANCE_YOUR_CALM)));
+        assert_eq!(c.cause(), Some("field block past max_request_header_size"));
+
+        let mut c = started(Config::default());
+        let inc = (MAX_WINDOW_SIZE - 65_535 + 1).to_be_bytes();
+        let (r, _, _) = feed(&mut c, &raw(kind::WINDOW_UPDATE, 0, 0, &inc));
+        assert_eq!(r, Err(H2Error::Connection(ErrorCode::FLOW_CONTROL_ERROR)));
+        assert_eq!(c.cause(), Some("window overflow"));
+        // The first error sticks, with its cause.
+        let (r, _, _) = feed(&mut c, &raw(kind::PING, 0, 0, b"pingpong"));
+        assert_eq!(r, Err(H2Error::Connection(ErrorCode::FLOW_CONTROL_ERROR)));
+        assert_eq!(c.cause(), Some("window overflow"));
+
+        let mut c = started(Config::default());
+        let (r, _, _) = feed(&mut c, &raw(kind::DATA, 0, 3, b"x"));
+        assert!(r.is_err());
+        assert_eq!(c.cause(), Some("DATA on an idle stream"));
+    }
+
+    #[test]
+    fn graceful_stop_queries() {
+        let mut c = started(Config::default());
+        assert!(!c.has_output() && !c.is_going_away());
+        assert_eq!(c.last_stream_id(), 0);
+        feed_ok(
+            &mut c,
+            &raw(
+                kind::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                5,
+                &block(GET),
+            ),
+        );
+        assert_eq!(c.last_stream_id(), 5);
+        c.go_away(ErrorCode::NO_ERROR);
+        assert!(c.is_going_away() && c.has_output());
+        assert_eq!(c.cause(), None, "a graceful GOAWAY has no cause");
+        c.take_output();
+        assert!(!c.has_output());
+    }
+
+    #[test]
+    fn send_window_is_the_least_of_both() {
+        let mut c = started(Config::default());
+        let mut input = raw(kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 100]);
+        input.extend(raw(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &block(GET),
+        ));
+        input.extend(raw(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            3,
+            &block(GET),
+        ));
+        feed_ok(&mut c, &input);
+        assert_eq!(c.send_window(1), 100);
+        assert_eq!(c.send_window(7), 0, "no such stream");
+        c.send_headers(1, [(&b":status"[..], &b"200"[..])], false);
+        assert_eq!(c.send_data(1, &[0; 30], false), 30);
+        assert_eq!(c.send_window(1), 70);
+        // The stream's window grows past the connection's: the connection's counts.
+        feed_ok(
+            &mut c,
+            &raw(kind::WINDOW_UPDATE, 0, 1, &1_000_000u32.to_be_bytes()),
+        );
+        assert_eq!(c.send_window(1), 65_535 - 30);
+        assert_eq!(c.send_data(1, &[0; 10], true), 10);
+        assert_eq!(c.send_window(1), 0, "our side is ended");
+        c.reset_stream(3, ErrorCode::CANCEL);
+        assert_eq!(c.send_window(3), 0, "gone");
     }
 }

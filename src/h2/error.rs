@@ -94,3 +94,21 @@ impl fmt::Display for H2Error {
 }
 
 impl std::error::Error for H2Error {}
+
+/// A connection error and why it happened: the code for the GOAWAY, and a short text for
+/// the engine's log (`conn::Connection::cause`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub code: ErrorCode,
+    pub cause: &'static str,
+}
+
+impl Failure {
+    pub(crate) fn new(code: ErrorCode, cause: &'static str) -> Failure {
+        Failure { code, cause }
+    }
+
+    pub(crate) fn protocol(cause: &'static str) -> Failure {
+        Failure::new(ErrorCode::PROTOCOL_ERROR, cause)
+    }
+}

@@ -397,9 +397,11 @@ fn build(
             b"host" if authority.is_some() => {}
             b"cookie" if !cookie_done => {
                 cookie_done = true;
+                // Empty crumbs are left out: joined, they would leave a "; " at an end
+                // of the value, which no HTTP/1 field value has.
                 let crumbs: Vec<&[u8]> = fields
                     .iter()
-                    .filter(|f| f.name == b"cookie")
+                    .filter(|f| f.name == b"cookie" && !f.value.is_empty())
                     .map(|f| &f.value[..])
                     .collect();
                 headers.push(line(&mut buf, name, &crumbs));
@@ -652,6 +654,13 @@ mod tests {
             .buf
             .starts_with(b"POST /form HTTP/2.0\r\nhost: example.org\r\n"));
         assert!(head.buf.ends_with(b"\r\n\r\n"));
+        let head = accepted(
+            &with(&[("cookie", ""), ("cookie", "a=1"), ("cookie", "")]),
+            true,
+        );
+        assert_eq!(head.header(b"cookie"), Some(&b"a=1"[..]));
+        let head = accepted(&with(&[("cookie", "")]), true);
+        assert_eq!(head.header(b"cookie"), Some(&b""[..]));
     }
 
     #[test]

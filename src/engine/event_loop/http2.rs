@@ -22,15 +22,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::Instant;
 
+use super::h2_state::{H2State, Incoming};
 use super::{EventLoop, State};
 use crate::engine::body::{Body, BodyBuffer};
 use crate::engine::channel::peer_text;
-use crate::engine::dispatch::{Completion, Job, LogLevel, Request, Requests};
+use crate::engine::dispatch::{is_stream, Completion, Job, LogLevel, Request, Requests};
 use crate::engine::http2::{H2Conn, H2Stream};
-use crate::engine::stats::SHED_QUEUE_FULL;
+use crate::engine::stats::{SHED_CLIENT_GONE, SHED_QUEUE_FULL};
 use crate::h2::conn::{check_preface, Config as H2Config, Event, PrefaceMatch};
 use crate::h2::request::{parse_request, Refusal};
 use crate::h2::ErrorCode;
@@ -46,32 +46,6 @@ const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 4 << 20;
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 const MAX_STREAMS: u32 = 100;
-
-/// A request whose body is still arriving.
-struct Incoming {
-    head: RequestHead,
-    body: BodyBuffer,
-    received: Instant,
-    /// Body bytes so far, and what its Content-Length says there will be.
-    got: u64,
-    expected: Option<u64>,
-}
-
-/// The loop's side of an HTTP/2 connection.
-pub(super) struct H2State {
-    pub(super) conn: Arc<H2Conn>,
-    incoming: HashMap<u32, Incoming>,
-    /// Streams a worker has, or that wait for one.
-    pub(super) running: usize,
-    events: Vec<Event>,
-}
-
-impl H2State {
-    /// Whether nothing is under way: no stream open, running or being received.
-    pub(super) fn quiet(&self) -> bool {
-        self.running == 0 && self.incoming.is_empty() && self.conn.open_streams() == 0
-    }
-}
 
 impl EventLoop {
     /// At the first bytes of a connection with `http2` on: switches it to HTTP/2 when
@@ -128,6 +102,7 @@ impl EventLoop {
         };
         let mut events = std::mem::take(&mut h2.events);
         let result = h2.conn.receive(input, &mut events);
+        let cause = result.as_ref().err().and(h2.conn.cause());
         for event in events.drain(..) {
             self.h2_event(token, event);
         }
@@ -151,9 +126,10 @@ impl EventLoop {
                     LogLevel::Info
                 };
                 let msg = format!(
-                    "HTTP/2 connection from {} ended: {}",
+                    "HTTP/2 connection from {} ended with GOAWAY {}{}",
                     peer_text(&conn.channel.peer),
-                    code.name().unwrap_or("error")
+                    code.name().unwrap_or("error"),
+                    cause.map(|c| format!(": {c}")).unwrap_or_default()
                 );
                 conn.state = State::Closing;
                 self.log(level, msg);
@@ -227,9 +203,12 @@ impl EventLoop {
                 end_stream,
             } => self.h2_data(token, stream, &bytes, end_stream),
             Event::Trailers { stream, .. } => self.h2_data(token, stream, &[], true),
-            Event::Reset { stream, .. } => {
+            Event::Reset { stream, remote, .. } => {
                 if let Some(h2) = self.h2_state(token) {
                     h2.incoming.remove(&stream);
+                }
+                if remote {
+                    self.h2_withdraw(token, stream);
                 }
             }
             Event::GoAway { .. } | Event::WindowOpened { .. } => {}
@@ -342,6 +321,34 @@ impl EventLoop {
             channel,
             requests: vec![request],
         })));
+    }
+
+    /// A stream the client reset while its request waited for a thread is not run
+    /// (the answer would go nowhere); counted as a departed client's.
+    fn h2_withdraw(&mut self, token: usize, stream: u32) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        let id = conn.channel.id;
+        let job = match self
+            .batch
+            .iter()
+            .position(|Job::Requests(r)| is_stream(r, id, stream))
+        {
+            Some(i) => Some(self.batch.remove(i)),
+            None => self.jobs.withdraw_stream(id, stream),
+        };
+        if job.is_none() {
+            return;
+        }
+        if let Some(h2) = self.h2_state(token) {
+            h2.running = h2.running.saturating_sub(1);
+        }
+        let _ = self
+            .stats
+            .in_flight
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        self.stats.requests_shed[SHED_CLIENT_GONE].fetch_add(1, Relaxed);
     }
 
     /// A 503 on `stream`, counted under `reason` (the connection goes on).
