@@ -349,6 +349,29 @@ def test_environ_from_pseudo_headers_and_fields(h2served):
     assert env["SCRIPT_NAME"] == ""
 
 
+def test_host_field_beside_authority_is_dropped_and_request_uri_is_the_path(h2served):
+    """RFC 9113 §8.3.1: :authority wins over a host field; REQUEST_URI is :path as
+    sent. (Raw frames: the h2 package refuses to send the two disagreeing.)"""
+    served = h2served()
+    with RawH2(served.port) as conn:
+        conn.handshake()
+        fields = request_fields("/environ/a%2Fb?q=%41", authority="a.test")
+        conn.send(conn.headers(1, fields + [("host", "b.test")]))
+        out = conn.stream_outcome(1, timeout=5)
+    assert out["status"] == 200, out
+    env = json.loads(bytes(out["data"]))
+    assert env["HTTP_HOST"] == "a.test"
+    assert env["REQUEST_URI"] == "/environ/a%2Fb?q=%41"
+    assert env["QUERY_STRING"] == "q=%41"
+
+
+def test_content_length_is_the_length_received_without_the_field(h2served):
+    served = h2served()
+    with H2Client(served.port) as c:
+        st = c.get("/environ", method="POST", body=b"12345")
+    assert json.loads(st.body)["CONTENT_LENGTH"] == "5"
+
+
 def test_environ_of_a_post_with_a_body(h2served):
     served = h2served()
     with H2Client(served.port) as c:
@@ -688,6 +711,58 @@ def test_content_length_disagreeing_with_data(h2served, declared, sent):
     time.sleep(0.3)  # an app call still reading would record now
     for want, got, error in h2client.RECORDED:
         assert got is None or got == int(want), (want, got, error)
+
+
+def test_body_past_max_request_body_size_gets_413_on_its_stream(h2served):
+    served = h2served(max_request_body_size=1000)
+    with H2Client(served.port) as c:
+        for headers in ([("content-length", "5000")], []):
+            st = c.get("/upload", method="POST", headers=headers, body=b"u" * 5000)
+            assert st.status == 413, (headers, st)
+        ok = c.get("/upload", method="POST", body=b"u" * 1000)
+        assert ok.body.decode() == f"1000 {hashlib.sha256(b'u' * 1000).hexdigest()}"
+
+
+def test_too_many_header_fields_get_431_on_its_stream(h2served):
+    served = h2served(max_request_headers=5)
+    with H2Client(served.port) as c:
+        many = [(f"x-h{i}", "v") for i in range(10)]
+        assert c.get("/", headers=many).status == 431
+        assert c.get("/").status == 200
+
+
+def test_decoded_fields_past_max_request_header_size_get_431(h2served):
+    """A small block can name a big field of the dynamic table twice: the decoded
+    fields pass max_request_header_size though the block does not. As on HTTP/1.1
+    (and as docs/http2.md says): 431 on that stream, the connection goes on."""
+    served = h2served(max_request_header_size=4000)
+    with RawH2(served.port) as conn:
+        conn.handshake()
+        plain = b"".join(literal(k.encode(), v.encode()) for k, v in request_fields())
+        big = literal(b"x-big", b"b" * 2500, indexing=True)  # enters the table
+        conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, plain + big))
+        first = conn.stream_outcome(1, timeout=5)
+        assert first["status"] == 200, first
+        twice = hpack_int(62, 7, 0x80) * 2  # the x-big field, twice
+        conn.send(frame(HEADERS, END_STREAM | END_HEADERS, 3, plain + twice))
+        out = conn.stream_outcome(3, timeout=5)
+        assert out["goaway"] is None and not out["closed"], (
+            f"the connection ended (GOAWAY {error_name(out['goaway'])}) instead of "
+            f"a 431 on the stream"
+        )
+        assert out["status"] == 431, out
+        hello_on(conn, 5)
+
+
+def test_connect_gets_501(h2served):
+    served = h2served()
+    with RawH2(served.port) as conn:
+        conn.handshake()
+        fields = [(":method", "CONNECT"), (":authority", "example.test:443")]
+        conn.send(conn.headers(1, fields))
+        out = conn.stream_outcome(1, timeout=5)
+        assert out["status"] == 501, out
+        hello_on(conn, 3)
 
 
 def test_window_update_overflowing_the_connection_window(h2served):
@@ -1086,6 +1161,29 @@ def test_sigterm_sends_goaway_and_finishes_the_stream_in_flight(h2proc):
     assert goaways, f"no GOAWAY before the connection closed: {conn.frames}"
     assert goaways[0].error_code == NO_ERROR, goaways
     assert goaways[-1].last_stream_id >= 1, goaways
+    assert srv.wait_exit(15) == 0, srv.proc.stderr
+
+
+def test_graceful_stop_tells_idle_connections_and_takes_no_new_stream(h2proc):
+    """An idle HTTP/2 connection gets a GOAWAY too; a stream opened after it (past
+    its last stream id) is not run."""
+    srv = h2proc()
+    with RawH2(srv.port) as idle, RawH2(srv.port) as busy:
+        idle.handshake()
+        busy.handshake()
+        hello_on(idle, 1)
+        busy.request(1, "/sleep?ms=1500")
+        time.sleep(0.3)
+        os.kill(srv.pid, signal.SIGTERM)
+        goaway = idle.read_until(lambda f: f.type == GOAWAY, what="a GOAWAY")
+        assert (goaway.error_code, goaway.last_stream_id) == (NO_ERROR, 1), goaway
+        f = busy.read_until(lambda f: f.type == GOAWAY, what="a GOAWAY")
+        assert f.last_stream_id == 1, f
+        busy.request(3, "/")  # after the GOAWAY: not taken
+        out = busy.stream_outcome(1, timeout=10)
+        assert (out["status"], bytes(out["data"])) == (200, b"/sleep?ms=1500"), out
+        late = busy.stream_outcome(3, timeout=5)
+        assert late["status"] is None, f"a stream after the GOAWAY was run: {late}"
     assert srv.wait_exit(15) == 0, srv.proc.stderr
 
 
