@@ -1,0 +1,488 @@
+"""HTTP/2: maitre beside granian (``--http 2``) under h2load, and maitre over HTTP/1.1.
+
+    python3 bench/h2.py                        # hello, flask: 3 rounds of 5 s (~5 min)
+    DURATION=3 ROUNDS=1 python3 bench/h2.py    # a quick look
+    APPS=hello RUNS=maitre:h2c,granian:h2c python3 bench/h2.py
+
+A measurement, not a test: it never fails on a number. For each app of bench/apps.py
+named in APPS (default ``hello,flask``), each run of RUNS (``SERVER:PROTOCOL``, by
+default all of these):
+
+- ``maitre:h2c``, ``granian:h2c``: HTTP/2 over cleartext TCP with prior knowledge
+  (``h2load http://...``, which sends the connection preface straight away);
+- ``maitre:h2``, ``granian:h2``: HTTP/2 over TLS, ALPN h2 (``h2load https://...``);
+- ``maitre:h1``, ``maitre:h1tls``: HTTP/1.1 (``h2load --h1``), over cleartext and
+  over TLS, with maitre's ``http2`` off: what the same load costs without HTTP/2.
+
+Every run starts the server afresh with bench/run_server.py (env ``HTTP2=1`` for the
+HTTP/2 runs: maitre ``http2``, granian ``--http 2``; ``TLS_CERT``/``TLS_KEY`` for the
+TLS ones; THREADS application threads, default 4; granian ``--workers 1``) on a new
+port of 127.0.0.1, pinned to CPU SERVER_CPU (``taskset``; its processes inherit it).
+One request with curl (``--http2-prior-knowledge``, ``--http2`` or ``--http1.1``) must
+answer 200, the app's exact body, and the HTTP version asked for, or the server
+``fails`` that run with the reason and is not timed. Then, pinned to CPU CLIENT_CPU:
+
+    h2load -t1 -cCONNECTIONS -mSTREAMS -DDURATION URL            # HTTP/2
+    h2load -t1 -c(CONNECTIONS*STREAMS) -m1 -DDURATION --h1 URL   # HTTP/1.1
+
+so HTTP/1.1 has as many requests in flight as HTTP/2 (one per connection, no
+pipelining). Just before and after h2load the server's CPU time (``utime`` +
+``stime`` of ``/proc/PID/stat``, summed over the server and its descendants) and the
+client core's line of ``/proc/stat`` are read: that gives the server's CPU seconds
+per 1,000 requests and how busy h2load's core was (near 100 %: the client is the
+limit, and CPU per request is the figure that compares the servers). h2load must
+report the protocol it was asked for (``Application protocol:``), and its failed,
+errored and timed-out requests and non-2xx answers are counted as errors.
+
+Rounds alternate the order of the runs. Printed: per app and run, the median round
+(by requests/s) with its CPU per 1,000 requests, errors and client busy share; then
+maitre/granian for each protocol (requests/s, and CPU per request: below 1 is maitre
+cheaper) and maitre's HTTP/2 against its HTTP/1.1. Rows go to
+bench/results/h2-<time>.tsv, the report to .txt beside it, and each failed run's
+h2load output and server log to .logs/.
+
+Installs what is missing: h2load (Debian's ``nghttp2-client``) and curl with apt-get,
+and into the venv of VENV (default bench/.venv, as run.sh): granian, trustme (the
+throwaway ECDSA P-256 certificate, made at run time), Flask, and maitre built from
+this checkout in the release profile when it is not installed there (INSTALL=1:
+always). Everything listens on 127.0.0.1 only; every process is stopped by its PID,
+and every wait is bounded.
+
+Environment: APPS, RUNS, DURATION [5], ROUNDS [3], CONNECTIONS [10], STREAMS [10],
+THREADS [4], SERVER_CPU [0], CLIENT_CPU [1], VENV, INSTALL [0].
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+HOST = "127.0.0.1"
+
+ALL_RUNS = "maitre:h2c,granian:h2c,maitre:h2,granian:h2,maitre:h1,maitre:h1tls"
+APPS = os.environ.get("APPS", "hello,flask").split(",")
+RUNS = [r.split(":") for r in os.environ.get("RUNS", ALL_RUNS).split(",")]
+DURATION = int(os.environ.get("DURATION") or 5)
+ROUNDS = int(os.environ.get("ROUNDS") or 3)
+CONNECTIONS = int(os.environ.get("CONNECTIONS") or 10)
+STREAMS = int(os.environ.get("STREAMS") or 10)
+THREADS = int(os.environ.get("THREADS") or 4)
+SERVER_CPU = os.environ.get("SERVER_CPU") or "0"
+CLIENT_CPU = os.environ.get("CLIENT_CPU") or "1"
+VENV = Path(os.environ.get("VENV") or BENCH / ".venv")
+INSTALL = os.environ.get("INSTALL") == "1"
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+#: protocol -> (URL scheme, HTTP/2?, curl's flag, the version curl must report,
+#: h2load's "Application protocol")
+PROTOCOLS = {
+    "h2c": ("http", True, "--http2-prior-knowledge", "2", "h2c"),
+    "h2": ("https", True, "--http2", "2", "h2"),
+    "h1": ("http", False, "--http1.1", "1.1", "http/1.1"),
+    "h1tls": ("https", False, "--http1.1", "1.1", "http/1.1"),
+}
+#: the body each app answers (apps.py's hello and Flask's route both say this)
+BODY = b"Hello, world!"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- installing ------------------------------------------------------------------
+
+
+def vpy() -> str:
+    return str(VENV / "bin" / "python")
+
+
+def installed(module: str) -> bool:
+    probe = [vpy(), "-c", f"import {module}"]
+    return subprocess.run(probe, capture_output=True, cwd="/").returncode == 0
+
+
+def apt_install(command: str, package: str) -> None:
+    if shutil.which(command):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit(f"{command} is missing; install {package} (needs root and apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for args in (["install", "-y", "-q", package], ["update", "-q"]):
+        subprocess.run(["apt-get", *args], env=env, stdin=subprocess.DEVNULL)
+        if shutil.which(command):
+            return
+    sys.exit(f"{command} is missing and apt-get could not install {package}")
+
+
+def install() -> None:
+    apt_install("h2load", "nghttp2-client")
+    apt_install("curl", "curl")
+    apt_install("taskset", "util-linux")
+    if not Path(vpy()).exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [vpy(), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    servers = {server for server, _ in RUNS}
+    wanted = {"trustme": "trustme", "flask": "flask"}
+    if "granian" in servers:
+        wanted["granian"] = "granian"
+    missing = [spec for module, spec in wanted.items() if not installed(module)]
+    if missing:
+        subprocess.run([*pip, *missing], check=True)
+    if "maitre" in servers and (INSTALL or not installed("maitre")):
+        log("building maitre from this checkout (release profile)")
+        subprocess.run([*pip, "--force-reinstall", "--no-deps", str(ROOT)], check=True)
+
+
+def version(module: str) -> str:
+    code = f"from importlib.metadata import version; print(version({module!r}))"
+    out = subprocess.run([vpy(), "-c", code], capture_output=True, text=True, cwd="/")
+    return out.stdout.strip() or "?"
+
+
+def make_certificate(workdir: Path) -> tuple[Path, Path]:
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    code = (
+        "import sys, trustme\n"
+        "c = trustme.CA().issue_cert('localhost', '127.0.0.1')\n"
+        "c.cert_chain_pems[0].write_to_path(sys.argv[1])\n"
+        "c.private_key_pem.write_to_path(sys.argv[2])\n"
+    )
+    subprocess.run([vpy(), "-c", code, str(cert), str(key)], check=True, cwd="/")
+    return cert, key
+
+
+# -- processes and their CPU time ------------------------------------------------------
+
+
+def descendants(pid: int) -> list:
+    """PID and every process under it (granian's workers, maitre's if any)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of PID and its descendants."""
+    ticks = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited: its time is gone with it
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / TICKS
+
+
+def core_times(cpu: str) -> tuple[int, int]:
+    """(busy, total) jiffies of one CPU from /proc/stat (busy: not idle nor iowait)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                values = [int(v) for v in line.split()[1:]]
+                total = sum(values[:8])  # guest time is already in user
+                return total - values[3] - values[4], total
+    return 0, 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, server, app, protocol, workdir: Path, cert):
+        self.port = free_port()
+        self.logpath = workdir / f"{server}-{app}-{protocol}-{self.port}.log"
+        scheme, http2 = PROTOCOLS[protocol][:2]
+        env = dict(os.environ, THREADS=str(THREADS))
+        for name in ("HTTP2", "TLS_CERT", "TLS_KEY", "WORKERS"):
+            env.pop(name, None)
+        if http2:
+            env["HTTP2"] = "1"
+        if scheme == "https":
+            env.update(TLS_CERT=str(cert[0]), TLS_KEY=str(cert[1]))
+        argv = [vpy(), str(BENCH / "run_server.py"), server, str(self.port), app]
+        with open(self.logpath, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", SERVER_CPU, *argv],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_listening(self) -> str | None:
+        """None once it accepts connections, else why not."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return f"exited at start ({self.proc.returncode})"
+            try:
+                socket.create_connection((HOST, self.port), timeout=1).close()
+                return None
+            except OSError:
+                time.sleep(0.05)
+        return f"not listening after {START_TIMEOUT:.0f} s"
+
+    def stop(self) -> None:
+        """TERM to the server and its descendants, KILL what is left after 5 s."""
+        pids = descendants(self.proc.pid)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for p in pids:
+                try:
+                    os.kill(p, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while time.monotonic() < deadline:
+                self.proc.poll()
+                if not any(Path(f"/proc/{p}").exists() for p in pids):
+                    return
+                time.sleep(0.05)
+        self.proc.wait(STOP_TIMEOUT)
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.logpath.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+# -- one run ---------------------------------------------------------------------
+
+
+def check(url: str, protocol: str) -> str | None:
+    """One request with curl: None when it answers 200, BODY, and the HTTP version
+    PROTOCOL asks for; else what was wrong."""
+    flag, want = PROTOCOLS[protocol][2:4]
+    argv = ["curl", "-sSk", flag, "--max-time", "10", "-o", "-"]
+    argv += ["-w", "\n%{http_code} %{http_version}", url]
+    out = subprocess.run(argv, capture_output=True, timeout=20)
+    if out.returncode != 0:
+        return f"curl {flag}: {out.stderr.decode(errors='replace').strip()}"
+    body, _, status = out.stdout.rpartition(b"\n")
+    if status.decode() != f"200 {want}":
+        return f"curl {flag}: status and version {status.decode()!r}, not '200 {want}'"
+    if body != BODY:
+        return f"curl {flag}: body {body[:60]!r}, not {BODY!r}"
+    return None
+
+
+def h2load_argv(url: str, protocol: str) -> list:
+    argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-D{DURATION}"]
+    if PROTOCOLS[protocol][1]:
+        return [*argv, f"-c{CONNECTIONS}", f"-m{STREAMS}", url]
+    return [*argv, f"-c{CONNECTIONS * STREAMS}", "-m1", "--h1", url]
+
+
+def parse_h2load(text: str) -> dict:
+    found = {}
+    m = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", text)
+    if m:
+        found["seconds"], found["rps"] = float(m[1]), float(m[2])
+    m = re.search(
+        r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+        r"(\d+) failed, (\d+) errored, (\d+) timeout",
+        text,
+    )
+    if m:
+        found["done"], found["succeeded"] = int(m[2]), int(m[3])
+        found["errors"] = int(m[4]) + int(m[5]) + int(m[6])
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if m:
+        found["non2xx"] = int(m[2]) + int(m[3]) + int(m[4])
+    m = re.search(r"Application protocol: (\S+)", text)
+    found["protocol"] = m[1] if m else None
+    return found
+
+
+def run(server, app, protocol, workdir: Path, cert) -> dict:
+    """One timed run: a dict with rps, cpu_per_1k, busy, errors; or 'fails'."""
+    row = {"server": server, "app": app, "protocol": protocol}
+    proc = Server(server, app, protocol, workdir, cert)
+    try:
+        reason = proc.wait_listening()
+        url = f"{PROTOCOLS[protocol][0]}://{HOST}:{proc.port}/"
+        if reason is None:
+            reason = check(url, protocol)
+        if reason is not None:
+            row["fails"] = reason
+            row["detail"] = proc.log_tail()
+            return row
+        busy0, total0 = core_times(CLIENT_CPU)
+        cpu0 = cpu_seconds(proc.proc.pid)
+        try:
+            out = subprocess.run(
+                h2load_argv(url, protocol),
+                capture_output=True,
+                text=True,
+                timeout=DURATION + 60,
+            )
+            text = out.stdout + out.stderr
+        except subprocess.TimeoutExpired as exc:
+            text = f"h2load did not finish in {DURATION + 60} s\n{exc.stdout or ''}"
+        cpu1 = cpu_seconds(proc.proc.pid)
+        busy1, total1 = core_times(CLIENT_CPU)
+        found = parse_h2load(text)
+        if found.get("protocol") != PROTOCOLS[protocol][4] or not found.get("done"):
+            row["fails"] = (
+                f"h2load: protocol {found.get('protocol')}, "
+                f"{found.get('succeeded', 0)} requests succeeded"
+            )
+            row["detail"] = text.strip()[-3000:] + "\n-- server log --\n"
+            row["detail"] += proc.log_tail()
+            return row
+        row.update(
+            rps=round(found["rps"], 1),
+            requests=found["done"],
+            errors=found["errors"] + found.get("non2xx", 0),
+            cpu_s=round(cpu1 - cpu0, 2),
+            cpu_per_1k=round((cpu1 - cpu0) / found["done"] * 1000, 5),
+            busy=round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
+        )
+        return row
+    finally:
+        proc.stop()
+
+
+# -- the report ------------------------------------------------------------------
+
+
+def median_rows(rows):
+    """(app, server, protocol) -> the median round by req/s, or a failed row."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["app"], r["server"], r["protocol"]), []).append(r)
+    table = {}
+    for key, rs in groups.items():
+        ok = sorted((r for r in rs if "fails" not in r), key=lambda r: r["rps"])
+        table[key] = ok[len(ok) // 2] if ok else rs[0]
+        if ok:
+            table[key] = dict(table[key], errors=sum(r["errors"] for r in ok))
+    return table
+
+
+def ratio(a, b, fmt="{:.2f}x"):
+    return fmt.format(a / b) if a and b else "n/a"
+
+
+def report(table) -> list:
+    lines = [
+        f"{'app':6} {'server':8} {'protocol':9} {'req/s':>9} {'CPU s/1k req':>13} "
+        f"{'client busy':>12} {'errors':>7}"
+    ]
+    for app in APPS:
+        for server, protocol in RUNS:
+            r = table.get((app, server, protocol))
+            if r is None:
+                continue
+            head = f"{app:6} {server:8} {protocol:9}"
+            if "fails" in r:
+                lines.append(f"{head} fails: {r['fails']}")
+                continue
+            lines.append(
+                f"{head} {r['rps']:9.0f} {r['cpu_per_1k']:13.4f} "
+                f"{r['busy']:11.0f}% {r['errors']:7d}"
+            )
+    lines += ["", "ratios (req/s: above 1 is maitre faster; CPU/req: below 1 is "
+              "maitre cheaper)"]  # fmt: skip
+    for app in APPS:
+        pairs = [
+            ("maitre/granian", ("maitre", p), ("granian", p)) for p in ("h2c", "h2")
+        ]
+        pairs += [
+            (f"maitre {h2}/{h1}", ("maitre", h2), ("maitre", h1))
+            for h2, h1 in (("h2c", "h1"), ("h2", "h1tls"))
+        ]
+        for title, (s1, p1), (s2, p2) in pairs:
+            if title.startswith("maitre/"):
+                title += f" {p1}"
+            mine = table.get((app, s1, p1)) or {}
+            other = table.get((app, s2, p2)) or {}
+            lines.append(
+                f"{app:6} {title:22} req/s {ratio(mine.get('rps'), other.get('rps'))}"
+                f"  CPU/req {ratio(mine.get('cpu_per_1k'), other.get('cpu_per_1k'))}"
+            )
+    return lines
+
+
+def main() -> int:
+    install()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    h2load = subprocess.run(["h2load", "--version"], capture_output=True, text=True)
+    header = [
+        f"maitre {version('maitre')} ({commit or '?'}), granian {version('granian')}, "
+        f"{h2load.stdout.strip()}, {os.cpu_count()} CPUs",
+        f"{ROUNDS} round(s) of {DURATION} s, median shown; server on CPU {SERVER_CPU} "
+        f"({THREADS} threads), h2load -t1 on CPU {CLIENT_CPU}: HTTP/2 -c{CONNECTIONS} "
+        f"-m{STREAMS}, HTTP/1.1 --h1 -c{CONNECTIONS * STREAMS} -m1",
+    ]
+    for line in header:
+        log(line)
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    prefix = results / f"h2-{time.strftime('%Y%m%d-%H%M%S')}"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="maitre-h2-") as tmp:
+        workdir = Path(tmp)
+        cert = make_certificate(workdir)
+        for round_no in range(1, ROUNDS + 1):
+            for app in APPS:
+                shift = (round_no - 1) % len(RUNS)
+                for server, protocol in RUNS[shift:] + RUNS[:shift]:
+                    row = run(server, app, protocol, workdir, cert)
+                    row["round"] = round_no
+                    rows.append(row)
+                    if "fails" in row:
+                        log(f"{app} {server} {protocol}: fails: {row['fails']}")
+                        logs = Path(f"{prefix}.logs")
+                        logs.mkdir(exist_ok=True)
+                        name = f"{app}-{server}-{protocol}-{round_no}.txt"
+                        (logs / name).write_text(row["detail"] + "\n")
+                    else:
+                        log(
+                            f"{app} {server} {protocol} round {round_no}: "
+                            f"{row['rps']:.0f} req/s, "
+                            f"{row['cpu_per_1k']:.4f} s CPU/1k req"
+                        )
+    fields = ["app", "round", "server", "protocol", "rps", "requests", "errors"]
+    fields += ["cpu_s", "cpu_per_1k", "busy", "fails"]
+    with open(f"{prefix}.tsv", "w", newline="") as f:
+        writer = csv.DictWriter(
+            f, fields, delimiter="\t", extrasaction="ignore", restval=""
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [*header, "", *report(median_rows(rows)), "", f"(rows: {prefix}.tsv)"]
+    Path(f"{prefix}.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
