@@ -296,6 +296,19 @@ def h2load_argv(url: str, protocol: str) -> list:
     return [*argv, f"-c{CONNECTIONS * STREAMS}", "-m1", "--h1", url]
 
 
+def probe(url: str, protocol: str) -> str:
+    """h2load's output for 100 requests on one connection (bounded)."""
+    argv = ["h2load", "-n100", "-c1", "-m1", "-T10", "-N10", url]
+    if not PROTOCOLS[protocol][1]:
+        argv.insert(-1, "--h1")
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "did not finish in 60 s"
+    text = out.stdout + out.stderr
+    return "\n".join(x for x in text.splitlines() if not x.startswith("progress:"))
+
+
 def parse_h2load(text: str) -> dict:
     found = {}
     m = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", text)
@@ -326,9 +339,12 @@ def run(server, app, protocol, workdir: Path, cert) -> dict:
         url = f"{PROTOCOLS[protocol][0]}://{HOST}:{proc.port}/"
         if reason is None:
             reason = check(url, protocol)
+            if reason is not None:
+                # what h2load itself says of it, for the log: a few requests
+                reason += "; h2load -n100: " + probe(url, protocol).strip()[-3000:]
         if reason is not None:
-            row["fails"] = reason
-            row["detail"] = proc.log_tail()
+            row["fails"] = reason.split("; h2load", 1)[0]
+            row["detail"] = f"{reason}\n-- server log --\n{proc.log_tail()}"
             return row
         busy0, total0 = core_times(CLIENT_CPU)
         cpu0 = cpu_seconds(proc.proc.pid)
