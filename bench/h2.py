@@ -30,12 +30,14 @@ pipelining). Just before and after h2load the server's CPU time (``utime`` +
 ``stime`` of ``/proc/PID/stat``, summed over the server and its descendants) and the
 client core's line of ``/proc/stat`` are read: that gives the server's CPU seconds
 per 1,000 requests and how busy h2load's core was (near 100 %: the client is the
-limit, and CPU per request is the figure that compares the servers). h2load must
+limit, and CPU per request is the figure that compares the servers); h2load's own
+CPU time over the run's wall time says how much of that core it had (less than the
+core's busy share: other processes ran there too). h2load must
 report the protocol it was asked for (``Application protocol:``), and its failed,
 errored and timed-out requests and non-2xx answers are counted as errors.
 
 Rounds alternate the order of the runs. Printed: per app and run, the median round
-(by requests/s) with its CPU per 1,000 requests, errors and client busy share; then
+(by requests/s) with its CPU per 1,000 requests, errors and client shares; then
 maitre/granian for each protocol (requests/s, and CPU per request: below 1 is maitre
 cheaper) and maitre's HTTP/2 against its HTTP/1.1. Rows go to
 bench/results/h2-<time>.tsv, the report to .txt beside it, and each failed run's
@@ -57,6 +59,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -206,6 +209,18 @@ def core_times(cpu: str) -> tuple[int, int]:
     return 0, 0
 
 
+def children_cpu() -> float:
+    """User + system seconds of this process's children that have been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15-minute load averages: how busy the machine was besides."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -348,6 +363,7 @@ def run(server, app, protocol, workdir: Path, cert) -> dict:
             return row
         busy0, total0 = core_times(CLIENT_CPU)
         cpu0 = cpu_seconds(proc.proc.pid)
+        client0, wall0 = children_cpu(), time.monotonic()
         try:
             out = subprocess.run(
                 h2load_argv(url, protocol),
@@ -358,6 +374,7 @@ def run(server, app, protocol, workdir: Path, cert) -> dict:
             text = out.stdout + out.stderr
         except subprocess.TimeoutExpired as exc:
             text = f"h2load did not finish in {DURATION + 60} s\n{exc.stdout or ''}"
+        client1, wall1 = children_cpu(), time.monotonic()
         cpu1 = cpu_seconds(proc.proc.pid)
         busy1, total1 = core_times(CLIENT_CPU)
         found = parse_h2load(text)
@@ -376,6 +393,7 @@ def run(server, app, protocol, workdir: Path, cert) -> dict:
             cpu_s=round(cpu1 - cpu0, 2),
             cpu_per_1k=round((cpu1 - cpu0) / found["done"] * 1000, 5),
             busy=round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
+            h2load_cpu=round(100 * (client1 - client0) / (wall1 - wall0), 1),
         )
         return row
     finally:
@@ -406,7 +424,7 @@ def ratio(a, b, fmt="{:.2f}x"):
 def report(table) -> list:
     lines = [
         f"{'app':6} {'server':8} {'protocol':9} {'req/s':>9} {'CPU s/1k req':>13} "
-        f"{'client busy':>12} {'errors':>7}"
+        f"{'client core':>11} {'h2load':>6} {'errors':>7}"
     ]
     for app in APPS:
         for server, protocol in RUNS:
@@ -419,7 +437,7 @@ def report(table) -> list:
                 continue
             lines.append(
                 f"{head} {r['rps']:9.0f} {r['cpu_per_1k']:13.4f} "
-                f"{r['busy']:11.0f}% {r['errors']:7d}"
+                f"{r['busy']:10.0f}% {r['h2load_cpu']:5.0f}% {r['errors']:7d}"
             )
     lines += ["", "ratios (req/s: above 1 is maitre faster; CPU/req: below 1 is "
               "maitre cheaper)"]  # fmt: skip
@@ -458,6 +476,7 @@ def main() -> int:
         f"({THREADS} threads), h2load -t1 on CPU {CLIENT_CPU}: HTTP/2 -c{CONNECTIONS} "
         f"-m{STREAMS}, HTTP/1.1 --h1 -c{CONNECTIONS * STREAMS} -m1",
     ]
+    load0 = loadavg()
     for line in header:
         log(line)
     results = BENCH / "results"
@@ -487,14 +506,18 @@ def main() -> int:
                             f"{row['cpu_per_1k']:.4f} s CPU/1k req"
                         )
     fields = ["app", "round", "server", "protocol", "rps", "requests", "errors"]
-    fields += ["cpu_s", "cpu_per_1k", "busy", "fails"]
+    fields += ["cpu_s", "cpu_per_1k", "busy", "h2load_cpu", "fails"]
     with open(f"{prefix}.tsv", "w", newline="") as f:
         writer = csv.DictWriter(
             f, fields, delimiter="\t", extrasaction="ignore", restval=""
         )
         writer.writeheader()
         writer.writerows(rows)
-    lines = [*header, "", *report(median_rows(rows)), "", f"(rows: {prefix}.tsv)"]
+    lines = [*header, "", *report(median_rows(rows)), ""]
+    lines += [
+        f"load average before: {load0}, after: {loadavg()}",
+        f"(rows: {prefix}.tsv)",
+    ]
     Path(f"{prefix}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
