@@ -97,6 +97,8 @@ MAITRE_DEFAULTS = {
     "ssl_ca_certificate": None,
     "ssl_verify_client": "none",
     "ssl_min_version": "1.2",
+    # HTTP/2
+    "http2": False,
     # limits on hostile clients
     "max_request_headers": 100,
     "min_request_body_rate": 500,

@@ -31,6 +31,7 @@ use mio::Waker;
 
 use crate::engine::body::Body;
 use crate::engine::channel::Channel;
+use crate::engine::http2::H2Stream;
 use crate::engine::sys::CpuClock;
 use crate::http::request::RequestHead;
 
@@ -41,6 +42,8 @@ pub struct Request {
     pub body: Body,
     /// When its first byte arrived (the start of its duration in logs and metrics).
     pub received: Instant,
+    /// The HTTP/2 stream it came on; its response goes there, not to the channel.
+    pub h2: Option<H2Stream>,
 }
 
 /// Requests of one connection for a worker to run in order: the one the loop parsed,
@@ -513,6 +516,9 @@ pub struct Completion {
     /// queued, and the loop hands these out again once it has read (a worker never
     /// waits for a slow reader).
     pub rest: Vec<Request>,
+    /// The HTTP/2 stream whose request this was (0: an HTTP/1 job, which hands the
+    /// whole connection back).
+    pub stream: u32,
 }
 
 pub struct Completions {

@@ -59,6 +59,7 @@ mod accepting;
 mod answer;
 mod completions;
 mod control;
+mod http2;
 mod idle;
 mod log_limit;
 mod proxy_header;
@@ -133,6 +134,8 @@ enum State {
     /// Our side is shut down; read and discard until the peer closes or the deadline
     /// passes, so that an RST provoked by unread data cannot destroy the last response.
     Lingering { deadline: Instant },
+    /// Speaking HTTP/2 (`http2.rs`): streams are received and run side by side.
+    H2(Box<http2::H2State>),
 }
 
 impl State {
@@ -169,6 +172,9 @@ struct Conn {
     /// The number of its entry in the idle queue (`idle.rs`), 0 for none: it may have
     /// become idle then (an entry is checked before the connection is evicted).
     idle: u64,
+    /// Its first bytes have told HTTP/2 from HTTP/1 (`http2.rs`; set from the start
+    /// when `http2` is off).
+    sniffed: bool,
 }
 
 pub struct EventLoop {
@@ -478,6 +484,10 @@ impl EventLoop {
             conn.channel.close_notify();
         }
         conn.channel.mark_closed();
+        if let State::H2(h2) = &conn.state {
+            // Workers waiting for room on its streams must not wait any longer.
+            h2.conn.closed();
+        }
         // Python may still hold the channel (an environ kept in a reference cycle): the
         // client must see the end now, not when the garbage collector runs.
         let _ = conn.channel.sock.shutdown(std::net::Shutdown::Both);

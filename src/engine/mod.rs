@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod event_loop;
 pub mod heartbeat;
+pub mod http2;
 pub mod metrics;
 pub mod metrics_listener;
 pub mod outbuf;

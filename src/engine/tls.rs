@@ -42,6 +42,8 @@ pub struct TlsSettings {
     pub verify_client: VerifyClient,
     /// Only TLS 1.3 (`ssl_min_version = 1.3`); otherwise 1.2 and 1.3.
     pub tls13_only: bool,
+    /// Offer HTTP/2 (`http2`): ALPN `h2` before `http/1.1`.
+    pub http2: bool,
 }
 
 /// Reads every file the settings name and builds the configuration shared by all the
@@ -103,7 +105,13 @@ pub fn build_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
             s.private_key, s.certificate
         )
     })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The client picks from its own preference list (RFC 7301); one that offers both
+    // and prefers h2 gets it.
+    config.alpn_protocols = if s.http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     // Resumption both ways: session IDs (TLS 1.2) and tickets (both versions).
     config.session_storage = ServerSessionMemoryCache::new(4096);
     config.ticketer = provider::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
@@ -703,6 +711,7 @@ mod tests {
             ca_certificate: None,
             verify_client: VerifyClient::None,
             tls13_only: false,
+            http2: false,
         };
         let e = build_config(&s).unwrap_err();
         assert!(e.starts_with("ssl_certificate: cannot read"), "{e}");

@@ -52,6 +52,8 @@ pub struct TlsSession {
     environ: OnceLock<Vec<(&'static str, String)>>,
     /// The client spoke plain HTTP: the connection is answered (400) and closed in clear.
     plain: AtomicBool,
+    /// ALPN chose `h2` (set with `environ`, when the handshake is done).
+    h2: AtomicBool,
 }
 
 struct Tls {
@@ -118,6 +120,7 @@ impl TlsSession {
             }),
             environ: OnceLock::new(),
             plain: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
         }
     }
 
@@ -139,6 +142,11 @@ impl TlsSession {
     /// nothing we have looked at.
     pub fn is_untouched(&self) -> bool {
         !self.is_plain() && !self.lock().started
+    }
+
+    /// The handshake agreed on HTTP/2 (ALPN `h2`).
+    pub fn is_h2(&self) -> bool {
+        self.h2.load(Ordering::Relaxed)
     }
 
     pub fn environ(&self) -> Option<&[(&'static str, String)]> {
@@ -208,6 +216,8 @@ impl TlsSession {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
             }
             if self.environ.get().is_none() && !tls.conn.is_handshaking() {
+                let h2 = tls.conn.alpn_protocol() == Some(b"h2".as_slice());
+                self.h2.store(h2, Ordering::Relaxed);
                 let _ = self.environ.set(crate::engine::tls::environ_of(&tls.conn));
             }
         }
@@ -420,6 +430,7 @@ mod tests {
             ca_certificate: None,
             verify_client: VerifyClient::None,
             tls13_only: false,
+            http2: false,
         })
         .unwrap();
         let mut roots = rustls::RootCertStore::empty();

@@ -13,19 +13,23 @@
 //! - [`conn`]: the server side of a connection: the preface, the SETTINGS exchange, PING,
 //!   field blocks across CONTINUATION under a cap, stream states and flow control, as
 //!   events for the engine and bytes to send.
+//! - [`request`]: the request rules of §8.1–8.3 (pseudo-headers, connection-specific
+//!   fields, field syntax, content-length against DATA), turning a stream's field list
+//!   into the server's `http::request::RequestHead`, read like an HTTP/1.1 head.
 //!
 //! What must hold: no input, however hostile, makes this code panic, allocate beyond one
 //! frame's payload (frames), the caller's header-list limit (HPACK) or the header-block
 //! cap (connection), or loop without consuming input.
 //!
-//! Not here yet: the request rules of §8 (pseudo-headers, connection-specific fields,
-//! Content-Length against DATA), the flood counters (resets, SETTINGS, PING, empty
-//! frames), and the engine that drives [`conn::Connection`] from its loop.
+//! Not here yet: the flood counters (resets, SETTINGS, PING, empty frames), and the
+//! engine that drives [`conn::Connection`] from its loop.
 
 pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod hpack;
+pub mod request;
+pub mod response;
 pub mod stream;
 
 pub use error::{ErrorCode, H2Error};

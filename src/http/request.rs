@@ -319,7 +319,7 @@ fn scan_head(rest: &[u8], limits: &Limits) -> Result<Option<usize>, RequestError
 }
 
 /// Control characters other than HTAB, CR and LF (whose placement is checked separately).
-fn is_other_control(b: u8) -> bool {
+pub(crate) fn is_other_control(b: u8) -> bool {
     ((b < 0x20) & (b != b'\t') & (b != b'\r') & (b != b'\n')) | (b == 0x7f)
 }
 
@@ -619,7 +619,7 @@ impl<'b> Fields<'b> {
 }
 
 /// `1*DIGIT`, nothing else: no sign, no whitespace, no list.
-fn parse_content_length(value: &[u8]) -> Option<u64> {
+pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > MAX_CONTENT_LENGTH_DIGITS {
         return None;
     }
@@ -694,7 +694,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> 
 
 /// Characters of `uri-host [":" port]`: reg-name (unreserved, pct-encoded, sub-delims),
 /// IP-literal brackets and the port colon. A table: every Host value goes through it.
-fn is_host_char(b: u8) -> bool {
+pub(crate) fn is_host_char(b: u8) -> bool {
     static HOST_CHARS: [bool; 256] = {
         let mut map = [false; 256];
         let chars = b"-._~%!$&'()*+,;=:[]0123456789\

@@ -15,6 +15,8 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::engine::channel::{sub_parts, Channel, DirectBudget, Sent, WhenFull};
 use crate::engine::errors::is_disconnect;
+use crate::engine::http2::H2Stream;
+use crate::h2::response::head_fields;
 use crate::http::request::Version;
 use crate::http::response::{
     check_header_name, check_header_value, chunk_header, framing, is_hop_by_hop, parse_status,
@@ -33,6 +35,11 @@ pub struct Responder {
     /// Taken away when the request is done: a `write` kept by the application past
     /// that point must not reach the connection (it may carry the next response).
     channel: Option<Arc<Channel>>,
+    /// The HTTP/2 stream the response goes to (then `channel` only says whether the
+    /// connection is still there).
+    h2: Option<H2Stream>,
+    /// END_STREAM has been sent (or queued) on `h2`.
+    h2_ended: bool,
     version: Version,
     keep_alive: bool,
     is_head: bool,
@@ -86,6 +93,7 @@ impl Responder {
     pub fn new(
         ctx: Arc<WsgiContext>,
         channel: Arc<Channel>,
+        h2: Option<H2Stream>,
         version: Version,
         keep_alive: bool,
         is_head: bool,
@@ -94,6 +102,8 @@ impl Responder {
         Responder {
             ctx,
             channel: Some(channel),
+            h2,
+            h2_ended: false,
             version,
             keep_alive,
             is_head,
@@ -322,6 +332,12 @@ impl Responder {
             self.written += data.len() as u64;
         }
 
+        if self.h2.is_some() {
+            // The last byte of a known length ends the stream in the same frame.
+            let end = self.body_allowed() && self.content_length == Some(self.written);
+            self.h2_ended |= end;
+            return self.send_h2(py, head, data, end);
+        }
         let mut size_line = [0u8; 18];
         let mut parts: [&[u8]; 4] = [b""; 4];
         let mut n = 0;
@@ -387,6 +403,48 @@ impl Responder {
     /// The request is over: later writes raise.
     pub fn detach(&mut self) {
         self.channel = None;
+        self.h2 = None;
+    }
+
+    /// Sends on the HTTP/2 stream: the head (as fields) if given, then `data`, then
+    /// END_STREAM if `end`. Waits first, as on HTTP/1, while more than the high
+    /// watermark is queued on the connection or on this stream.
+    fn send_h2(
+        &mut self,
+        py: Python<'_>,
+        head: Option<Vec<u8>>,
+        data: &[u8],
+        end: bool,
+    ) -> PyResult<()> {
+        self.wait_below_watermark(py)?;
+        let Some(h2) = self.h2.clone() else {
+            return Err(ClientDisconnected::new_err("client disconnected"));
+        };
+        if !crate::wsgi::gil::detach(py, || h2.conn.wait_room(h2.id)) {
+            return Err(ClientDisconnected::new_err("client disconnected"));
+        }
+        let mut out = 0;
+        let sent = (|| -> std::io::Result<()> {
+            if let Some(head) = &head {
+                let fields = head_fields(head);
+                out += head.len();
+                h2.conn
+                    .send_headers(h2.id, &fields, end && data.is_empty())?;
+            }
+            if !data.is_empty() || (end && head.is_none()) {
+                out += data.len();
+                h2.conn.send_data(h2.id, data, end)?;
+            }
+            Ok(())
+        })();
+        match sent {
+            Ok(()) => {
+                self.bytes_out += out as u64;
+                self.body_sent += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => Err(ClientDisconnected::new_err(format!("{e}"))),
+        }
     }
 
     fn channel(&self) -> PyResult<&Arc<Channel>> {
@@ -453,6 +511,9 @@ impl Responder {
             }
             self.app_set.content_length = false;
         }
+        if self.h2.is_some() {
+            return self.send_file_h2(py, file, offset, len);
+        }
         if !self.headers_sent {
             self.claim_head()?;
             self.headers_sent = true;
@@ -471,8 +532,63 @@ impl Responder {
         Ok(())
     }
 
+    /// A file on HTTP/2: read in pieces and sent as DATA (no sendfile: frames wrap it).
+    fn send_file_h2(&mut self, py: Python<'_>, file: &File, offset: u64, len: u64) -> PyResult<()> {
+        use std::os::unix::fs::FileExt;
+        const PIECE: usize = 256 * 1024;
+        if !self.body_allowed() || len == 0 {
+            return self.send_body(py, b"");
+        }
+        let mut buf = vec![0u8; PIECE.min(len as usize)];
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(PIECE as u64) as usize;
+            let n = crate::wsgi::gil::detach(py, || file.read_at(&mut buf[..want], offset + done))
+                .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            self.send_body(py, &buf[..n])?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Ends an HTTP/2 response: END_STREAM, with the head if nothing was sent yet. A
+    /// body shorter than its Content-Length is not ended but reset (`close`), so the
+    /// client cannot take it for whole.
+    fn finish_h2(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.h2_ended {
+            return Ok(());
+        }
+        let head = if self.headers_sent {
+            None
+        } else {
+            if self.content_length.is_none() {
+                self.content_length = Some(self.written);
+            }
+            self.claim_head()?;
+            self.headers_sent = true;
+            Some(self.build_head())
+        };
+        if let Some(cl) = self.content_length {
+            if self.written < cl && self.body_allowed() {
+                self.close = true;
+                self.warn(py, format!("application returned too few bytes ({}) for specified Content-Length ({cl}) via app_iter", self.written));
+                if let Some(head) = head {
+                    return self.send_h2(py, Some(head), b"", false);
+                }
+                return Ok(());
+            }
+        }
+        self.send_h2(py, head, b"", true)
+    }
+
     /// Ends the response: the head if nothing was sent yet, the last chunk if chunked.
     pub fn finish(&mut self, py: Python<'_>) -> PyResult<()> {
+        if self.h2.is_some() {
+            return self.finish_h2(py);
+        }
         if !self.headers_sent {
             if self.content_length.is_none() {
                 // Nothing was sent, so the whole body is known to be empty.

@@ -198,6 +198,7 @@ pub fn tls_acceptor(s: &Settings<'_, '_>) -> PyResult<Option<Arc<TlsAcceptor>>> 
         ca_certificate,
         verify_client,
         tls13_only,
+        http2: s.get("http2")?,
     };
     TlsAcceptor::new(tls)
         .map(|a| Some(Arc::new(a)))

@@ -35,7 +35,9 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 
 use crate::engine::channel::{Channel, WhenFull};
+use crate::engine::http2::H2Stream;
 use crate::engine::stats::StatsBlock;
+use crate::h2::ErrorCode;
 use crate::http::request::{RequestHead, Version};
 use crate::http::response::error_response;
 use crate::wsgi::exceptions::RequestTimeout;
@@ -66,6 +68,8 @@ pub enum Ended {
 #[derive(Default)]
 struct Current {
     channel: Option<Arc<Channel>>,
+    /// The request's HTTP/2 stream: answered or cut there, not on the connection.
+    h2: Option<H2Stream>,
     version: Option<Version>,
     /// The request line, for the log (its buffer reused from request to request).
     line: String,
@@ -150,10 +154,17 @@ impl Watch {
     }
 
     /// Worker side: the thread of `slot` is about to call the application for `head`.
-    pub fn begin(&self, slot: usize, channel: &Arc<Channel>, head: &RequestHead) {
+    pub fn begin(
+        &self,
+        slot: usize,
+        channel: &Arc<Channel>,
+        h2: Option<&H2Stream>,
+        head: &RequestHead,
+    ) {
         let s = &self.slots[slot];
         let mut cur = s.current();
         cur.channel = Some(channel.clone());
+        cur.h2 = h2.cloned();
         cur.version = Some(head.version);
         cur.line.clear();
         cur.line.push_str(&String::from_utf8_lossy(head.method()));
@@ -181,6 +192,7 @@ impl Watch {
         let mut cur = s.current();
         // The loop closes the socket once the last reference goes: not ours to keep.
         cur.channel = None;
+        cur.h2 = None;
         if before & PHASE != TIMED_OUT {
             return Ended::InTime;
         }
@@ -234,7 +246,13 @@ impl Watch {
                     }
                     cur.fired = Some(now);
                     let answered = s & PHASE == RUNNING;
-                    if let Some(channel) = cur.channel.clone() {
+                    if let Some(h2) = cur.h2.clone() {
+                        if answered {
+                            cur.answered = Some(answer_504_h2(ident, &h2));
+                        } else {
+                            h2.conn.reset(h2.id, ErrorCode::CANCEL);
+                        }
+                    } else if let Some(channel) = cur.channel.clone() {
                         if answered {
                             let version = cur.version.unwrap_or(Version::Http11);
                             cur.answered = Some(answer_504(ident, &channel, version));
@@ -344,6 +362,23 @@ fn answer_504(ident: &str, channel: &Channel, version: Version) -> (u64, u64) {
     // a response the socket did not take whole is left to the loop to send.
     if !channel.has_pending_output() {
         channel.shutdown_write();
+    }
+    ((response.len() - head) as u64, response.len() as u64)
+}
+
+/// Sends the 504 on an HTTP/2 stream, which ends with it (the connection goes on);
+/// (body bytes, bytes sent).
+fn answer_504_h2(ident: &str, h2: &H2Stream) -> (u64, u64) {
+    let response = error_response(
+        Version::Http2,
+        504,
+        "Gateway Timeout",
+        "The application did not answer in time (request_timeout).",
+        ident,
+    );
+    let head = memchr::memmem::find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
+    if h2.conn.send_response(h2.id, &response).is_err() {
+        return (0, 0);
     }
     ((response.len() - head) as u64, response.len() as u64)
 }

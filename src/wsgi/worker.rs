@@ -14,6 +14,7 @@ use crate::engine::body::Body;
 use crate::engine::channel::{Channel, WhenFull};
 use crate::engine::dispatch::{Completion, Completions, Job, JobQueue, Request, Requests};
 use crate::engine::errors::panic_message;
+use crate::engine::http2::H2Stream;
 use crate::engine::stats::StatsBlock;
 use crate::http::request::RequestHead;
 use crate::http::response::error_response;
@@ -57,6 +58,11 @@ pub fn worker_main(
         match job {
             Job::Requests(job) => {
                 let Requests { channel, requests } = *job;
+                // An HTTP/2 job is one stream's request; the connection stays the loop's.
+                let stream = requests
+                    .first()
+                    .and_then(|r| r.h2.as_ref())
+                    .map_or(0, |s| s.id);
                 let stats = &ctx.observe.stats;
                 stats.threads_busy.fetch_add(1, Relaxed);
                 let mut left = requests.len() as u64;
@@ -116,6 +122,7 @@ pub fn worker_main(
                     close,
                     served,
                     rest,
+                    stream,
                 };
                 completions.push(done, &channel);
             }
@@ -136,19 +143,28 @@ fn serve(
         head,
         body,
         received,
+        h2,
     } = req;
     let mut environ = None;
     let mut outcome = Outcome::default();
-    let close = run_request(
+    let mut close = run_request(
         py,
         ctx,
         channel,
+        h2.as_ref(),
         &head,
         body,
         thread,
         &mut environ,
         &mut outcome,
     );
+    if let Some(h2) = &h2 {
+        // On HTTP/2 a failed response costs its stream, never the connection.
+        if close {
+            h2.conn.abort(h2.id);
+        }
+        close = channel.is_closed();
+    }
     ctx.observe.done(
         py,
         thread,
@@ -169,6 +185,7 @@ fn run_request<'py>(
     py: Python<'py>,
     ctx: &Arc<WsgiContext>,
     channel: &Arc<Channel>,
+    h2: Option<&H2Stream>,
     head: &RequestHead,
     body: Body,
     thread: usize,
@@ -181,6 +198,7 @@ fn run_request<'py>(
         Responder::new(
             ctx.clone(),
             channel.clone(),
+            h2.cloned(),
             head.version,
             head.keep_alive,
             is_head,
@@ -200,7 +218,7 @@ fn run_request<'py>(
             *environ = Some(env.clone());
         }
         if let Some(watch) = &ctx.watch {
-            watch.begin(thread, channel, head);
+            watch.begin(thread, channel, h2, head);
         }
         call_app(py, ctx, env, &responder)
     })();
@@ -262,7 +280,11 @@ fn run_request<'py>(
         r.headers_sent = true;
         observed.status = 500;
         observed.body_bytes = 0;
-        if channel.send(&[&response], WhenFull::Queue).is_ok() {
+        let sent = match h2 {
+            Some(h2) => h2.conn.send_response(h2.id, &response),
+            None => channel.send(&[&response], WhenFull::Queue).map(drop),
+        };
+        if sent.is_ok() {
             // The access log's %(b)s is the body actually sent, whoever wrote it.
             let head = memchr::memmem::find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
             observed.body_bytes = (response.len() - head) as u64;

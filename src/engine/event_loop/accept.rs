@@ -183,6 +183,7 @@ impl EventLoop {
             received: self.now,
             proxy_header,
             idle: 0,
+            sniffed: !self.cfg.http2,
         });
         self.stats.open_connections.fetch_add(1, Relaxed);
         // Nothing received yet: idle until its first byte (checked before eviction).

@@ -34,6 +34,10 @@ impl EventLoop {
 
     /// Takes up a connection whose requests a worker has finished.
     fn complete(&mut self, c: Completion) {
+        if c.stream != 0 {
+            // One stream of an HTTP/2 connection: the connection was never the worker's.
+            return self.h2_stream_done(c);
+        }
         let Some(conn) = self.conns.get_mut(c.token) else {
             return;
         };

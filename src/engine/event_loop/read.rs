@@ -128,6 +128,10 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        if matches!(conn.state, State::H2(_)) && !conn.channel.over_watermark() {
+            self.drive(token);
+            return;
+        }
         if !matches!(conn.state, State::Head { .. }) || conn.channel.over_watermark() {
             return;
         }
@@ -165,7 +169,11 @@ impl EventLoop {
                 State::Head { .. } if !conn.held.is_empty() || conn.channel.over_watermark() => {
                     return
                 }
-                State::Head { .. } | State::Body { .. } => false,
+                // The same for HTTP/2: a client that reads none of its responses must not
+                // have us run (and queue) more of them.
+                State::H2(_) if conn.channel.over_watermark() => return,
+                // HTTP/2 is always read: WINDOW_UPDATEs and resets come that way.
+                State::Head { .. } | State::Body { .. } | State::H2(_) => false,
                 State::Lingering { .. } => true,
                 State::Busy | State::Closing => return,
             };

@@ -58,6 +58,27 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(token) else {
                 return input.len();
             };
+            if !conn.sniffed && matches!(conn.state, State::Head { .. }) {
+                // `http2` is on and nothing has been read yet: which protocol?
+                if input.len() == pos {
+                    return pos;
+                }
+                if let State::Head { started, .. } = &mut conn.state {
+                    // A partial preface must arrive whole within channel_timeout, as a
+                    // request head must (`timers`).
+                    if started.is_none() {
+                        *started = Some(self.now);
+                        conn.received = self.now;
+                    }
+                }
+                match self.sniff_h2(token, &input[pos..]) {
+                    None => return pos,
+                    Some(_) => continue,
+                }
+            }
+            if matches!(conn.state, State::H2(_)) {
+                return pos + self.consume_h2(token, &input[pos..]);
+            }
             match &mut conn.state {
                 State::Head { reader, started } => {
                     let buf = &input[pos..];
@@ -129,7 +150,7 @@ impl EventLoop {
                         }
                     }
                 }
-                State::Busy => return pos,
+                State::Busy | State::H2(_) => return pos,
                 State::Closing | State::Lingering { .. } => return input.len(),
             }
         }
@@ -188,6 +209,7 @@ impl EventLoop {
             head,
             body,
             received,
+            h2: None,
         });
         let used = if more {
             self.pipelined(rest, &mut requests)
@@ -239,6 +261,7 @@ impl EventLoop {
                 body,
                 // Read in the same round as the request before it.
                 received: self.now,
+                h2: None,
             });
             if last {
                 break;

@@ -169,6 +169,16 @@ impl EventLoop {
                 continue;
             }
             if let Some(first) = requests.into_iter().next() {
+                if let Some(h2) = &first.h2 {
+                    // Only the stream is turned away; the connection's others go on.
+                    if let Some(super::State::H2(s)) =
+                        self.conns.get_mut(token).map(|c| &mut c.state)
+                    {
+                        s.running = s.running.saturating_sub(1);
+                    }
+                    self.h2_shed(&h2.conn, h2.id, SHED_QUEUE_TIMEOUT);
+                    continue;
+                }
                 let version = first.head.version;
                 self.shed(token, Seen::Head(first.head), version, SHED_QUEUE_TIMEOUT);
             }

@@ -132,11 +132,17 @@ impl EventLoop {
 
         let (mut running, mut partial) = (0, 0);
         let mut idle = Vec::new();
+        let mut h2 = Vec::new();
         for (token, c) in self.conns.iter() {
             // Each request in progress is its connection's last (see `last_request`).
             c.channel.set_last();
             match c.state {
                 State::Busy => running += 1,
+                // GOAWAY: the streams it has go on, no new one is taken.
+                State::H2(ref s) => {
+                    running += s.running;
+                    h2.push(token);
+                }
                 // (Requests handed back for a lagging client are still to be served.)
                 State::Head { started: None, .. } if c.rbuf.is_empty() && c.held.is_empty() => {
                     if !c.fresh {
@@ -146,6 +152,9 @@ impl EventLoop {
                 State::Head { .. } | State::Body { .. } => partial += 1,
                 State::Closing | State::Lingering { .. } => {}
             }
+        }
+        for token in h2 {
+            self.h2_go_away(token);
         }
         let linger = self.cfg.keepalive_linger;
         let idle_note = if linger.is_zero() {
@@ -269,8 +278,12 @@ impl EventLoop {
     fn running_requests(&self) -> usize {
         self.conns
             .iter()
-            .filter(|(_, c)| matches!(c.state, State::Busy))
-            .count()
+            .map(|(_, c)| match &c.state {
+                State::Busy => 1,
+                State::H2(h2) => h2.running,
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Stops watching the listening sockets and drops them (closing this process's

@@ -59,6 +59,7 @@ impl EventLoop {
         // Closed in the middle of a request, which gets its line as a 408.
         let mut gave_up = Vec::new();
         let mut too_slow = Vec::new();
+        let mut h2_idle = Vec::new();
         // The deadlines below are the server's own and are checked every tick, so that a
         // connection is cut when the log line says; only plain idleness waits for the
         // cleanup_interval sweep, as in waitress.
@@ -130,6 +131,31 @@ impl EventLoop {
                     }
                     idle
                 }
+                // HTTP/2: with nothing under way, the idle rules of HTTP/1 (then a
+                // GOAWAY); with streams, the connection's plain inactivity.
+                State::H2(ref h2) => {
+                    let quiet = now.duration_since(c.last_activity);
+                    if c.fresh && h2.quiet() {
+                        // No request yet (a preface or SETTINGS that stalled): judged
+                        // every tick, as a request head is.
+                        if quiet > timeout {
+                            h2_idle.push(token);
+                        }
+                        false
+                    } else if h2.quiet() {
+                        let limit = if keepalive.is_zero() {
+                            timeout
+                        } else {
+                            keepalive
+                        };
+                        if quiet > limit && (sweep || !keepalive.is_zero()) {
+                            h2_idle.push(token);
+                        }
+                        false
+                    } else {
+                        sweep && quiet > timeout
+                    }
+                }
                 // The application waits on a client that reads nothing: give up on the
                 // client, which releases the worker (its write raises).
                 State::Busy => {
@@ -155,6 +181,9 @@ impl EventLoop {
             if close {
                 expired.push(token);
             }
+        }
+        for token in h2_idle {
+            self.h2_go_away(token);
         }
         for token in gave_up {
             self.gave_up(token);
