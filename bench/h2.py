@@ -1,8 +1,8 @@
 """HTTP/2: maitre beside granian (``--http 2``) under h2load, and maitre over HTTP/1.1.
 
-    python3 bench/h2.py                        # hello, flask: 3 rounds of 5 s (~5 min)
+    python3 bench/h2.py                        # hello, flask: 3 rounds of 5 s (~7 min)
     DURATION=3 ROUNDS=1 python3 bench/h2.py    # a quick look
-    APPS=hello RUNS=maitre:h2c,granian:h2c python3 bench/h2.py
+    APPS=hello RUNS=maitre:h2c,granian:h2c STREAMS=100 python3 bench/h2.py
 
 A measurement, not a test: it never fails on a number. For each app of bench/apps.py
 named in APPS (default ``hello,flask``), each run of RUNS (``SERVER:PROTOCOL``, by
@@ -22,19 +22,23 @@ One request with curl (``--http2-prior-knowledge``, ``--http2`` or ``--http1.1``
 answer 200, the app's exact body, and the HTTP version asked for, or the server
 ``fails`` that run with the reason and is not timed. Then, pinned to CPU CLIENT_CPU:
 
-    h2load -t1 -cCONNECTIONS -mSTREAMS -DDURATION URL            # HTTP/2
-    h2load -t1 -c(CONNECTIONS*STREAMS) -m1 -DDURATION --h1 URL   # HTTP/1.1
+    h2load -t1 -DDURATION -cCONNECTIONS -mM URL             # HTTP/2, each M of STREAMS
+    h2load -t1 -DDURATION -cH1_CONNECTIONS -m1 --h1 URL     # HTTP/1.1
 
-so HTTP/1.1 has as many requests in flight as HTTP/2 (one per connection, no
-pipelining). Just before and after h2load the server's CPU time (``utime`` +
+Ten connections with ten streams in flight on each, and with a hundred (maitre's
+SETTINGS_MAX_CONCURRENT_STREAMS; granian's is 200): how a server does when a
+connection carries a few requests at a time, and when it carries many. HTTP/1.1 has
+a hundred connections with one request in flight on each (no pipelining; maitre's
+``connection_limit`` is 100), as many requests in flight as HTTP/2's first load.
+Just before and after h2load the server's CPU time (``utime`` +
 ``stime`` of ``/proc/PID/stat``, summed over the server and its descendants) and the
 client core's line of ``/proc/stat`` are read: that gives the server's CPU seconds
 per 1,000 requests and how busy h2load's core was (near 100 %: the client is the
 limit, and CPU per request is the figure that compares the servers); h2load's own
 CPU time over the run's wall time says how much of that core it had (less than the
-core's busy share: other processes ran there too). h2load must
-report the protocol it was asked for (``Application protocol:``), and its failed,
-errored and timed-out requests and non-2xx answers are counted as errors.
+core's busy share: other processes ran there too). h2load must report the protocol
+it was asked for (``Application protocol:``), and its failed, errored and timed-out
+requests and non-2xx answers are counted as errors.
 
 Rounds alternate the order of the runs. Printed: per app and run, the median round
 (by requests/s) with its CPU per 1,000 requests, errors and client shares; then
@@ -50,8 +54,9 @@ this checkout in the release profile when it is not installed there (INSTALL=1:
 always). Everything listens on 127.0.0.1 only; every process is stopped by its PID,
 and every wait is bounded.
 
-Environment: APPS, RUNS, DURATION [5], ROUNDS [3], CONNECTIONS [10], STREAMS [10],
-THREADS [4], SERVER_CPU [0], CLIENT_CPU [1], VENV, INSTALL [0].
+Environment: APPS, RUNS, DURATION [5], ROUNDS [3], CONNECTIONS [10],
+STREAMS [10,100], H1_CONNECTIONS [100], THREADS [4], SERVER_CPU [0], CLIENT_CPU [1],
+VENV, INSTALL [0].
 """
 
 from __future__ import annotations
@@ -79,7 +84,8 @@ RUNS = [r.split(":") for r in os.environ.get("RUNS", ALL_RUNS).split(",")]
 DURATION = int(os.environ.get("DURATION") or 5)
 ROUNDS = int(os.environ.get("ROUNDS") or 3)
 CONNECTIONS = int(os.environ.get("CONNECTIONS") or 10)
-STREAMS = int(os.environ.get("STREAMS") or 10)
+STREAMS = [int(m) for m in (os.environ.get("STREAMS") or "10,100").split(",")]
+H1_CONNECTIONS = int(os.environ.get("H1_CONNECTIONS") or 100)
 THREADS = int(os.environ.get("THREADS") or 4)
 SERVER_CPU = os.environ.get("SERVER_CPU") or "0"
 CLIENT_CPU = os.environ.get("CLIENT_CPU") or "1"
@@ -304,11 +310,30 @@ def check(url: str, protocol: str) -> str | None:
     return None
 
 
-def h2load_argv(url: str, protocol: str) -> list:
+def load_args(streams) -> list:
+    """h2load's -c and -m: STREAMS streams in flight on each of CONNECTIONS
+    connections; for HTTP/1.1 (streams None) H1_CONNECTIONS, one request each."""
+    if streams is None:
+        return [f"-c{H1_CONNECTIONS}", "-m1", "--h1"]
+    return [f"-c{CONNECTIONS}", f"-m{streams}"]
+
+
+def load_name(streams) -> str:
+    return " ".join(load_args(streams)[:2])
+
+
+def plan() -> list:
+    """(server, protocol, streams) of every run of a round: each HTTP/2 run once per
+    STREAMS value, each HTTP/1.1 run once."""
+    runs = []
+    for streams in STREAMS:
+        runs += [(sv, pr, streams) for sv, pr in RUNS if PROTOCOLS[pr][1]]
+    return runs + [(sv, pr, None) for sv, pr in RUNS if not PROTOCOLS[pr][1]]
+
+
+def h2load_argv(url: str, streams) -> list:
     argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-D{DURATION}"]
-    if PROTOCOLS[protocol][1]:
-        return [*argv, f"-c{CONNECTIONS}", f"-m{STREAMS}", url]
-    return [*argv, f"-c{CONNECTIONS * STREAMS}", "-m1", "--h1", url]
+    return [*argv, *load_args(streams), url]
 
 
 def probe(url: str, protocol: str) -> str:
@@ -345,9 +370,10 @@ def parse_h2load(text: str) -> dict:
     return found
 
 
-def run(server, app, protocol, workdir: Path, cert) -> dict:
+def run(server, app, protocol, streams, workdir: Path, cert) -> dict:
     """One timed run: a dict with rps, cpu_per_1k, busy, errors; or 'fails'."""
     row = {"server": server, "app": app, "protocol": protocol}
+    row["load"] = load_name(streams)
     proc = Server(server, app, protocol, workdir, cert)
     try:
         reason = proc.wait_listening()
@@ -366,7 +392,7 @@ def run(server, app, protocol, workdir: Path, cert) -> dict:
         client0, wall0 = children_cpu(), time.monotonic()
         try:
             out = subprocess.run(
-                h2load_argv(url, protocol),
+                h2load_argv(url, streams),
                 capture_output=True,
                 text=True,
                 timeout=DURATION + 60,
@@ -404,10 +430,11 @@ def run(server, app, protocol, workdir: Path, cert) -> dict:
 
 
 def median_rows(rows):
-    """(app, server, protocol) -> the median round by req/s, or a failed row."""
+    """(app, server, protocol, load) -> the median round by req/s, or a failed row."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["app"], r["server"], r["protocol"]), []).append(r)
+        key = (r["app"], r["server"], r["protocol"], r["load"])
+        groups.setdefault(key, []).append(r)
     table = {}
     for key, rs in groups.items():
         ok = sorted((r for r in rs if "fails" not in r), key=lambda r: r["rps"])
@@ -423,15 +450,16 @@ def ratio(a, b, fmt="{:.2f}x"):
 
 def report(table) -> list:
     lines = [
-        f"{'app':6} {'server':8} {'protocol':9} {'req/s':>9} {'CPU s/1k req':>13} "
-        f"{'client core':>11} {'h2load':>6} {'errors':>7}"
+        f"{'app':6} {'server':8} {'protocol':8} {'load':10} {'req/s':>9} "
+        f"{'CPU s/1k req':>13} {'client core':>11} {'h2load':>6} {'errors':>7}"
     ]
     for app in APPS:
-        for server, protocol in RUNS:
-            r = table.get((app, server, protocol))
+        for server, protocol, streams in plan():
+            load = load_name(streams)
+            r = table.get((app, server, protocol, load))
             if r is None:
                 continue
-            head = f"{app:6} {server:8} {protocol:9}"
+            head = f"{app:6} {server:8} {protocol:8} {load:10}"
             if "fails" in r:
                 lines.append(f"{head} fails: {r['fails']}")
                 continue
@@ -441,21 +469,24 @@ def report(table) -> list:
             )
     lines += ["", "ratios (req/s: above 1 is maitre faster; CPU/req: below 1 is "
               "maitre cheaper)"]  # fmt: skip
+    h1 = load_name(None)
     for app in APPS:
-        pairs = [
-            ("maitre/granian", ("maitre", p), ("granian", p)) for p in ("h2c", "h2")
-        ]
-        pairs += [
-            (f"maitre {h2}/{h1}", ("maitre", h2), ("maitre", h1))
-            for h2, h1 in (("h2c", "h1"), ("h2", "h1tls"))
-        ]
-        for title, (s1, p1), (s2, p2) in pairs:
-            if title.startswith("maitre/"):
-                title += f" {p1}"
-            mine = table.get((app, s1, p1)) or {}
-            other = table.get((app, s2, p2)) or {}
+        pairs = []
+        for streams in STREAMS:
+            m = load_name(streams)
+            pairs += [
+                (f"maitre/granian {p} {m}", ("maitre", p, m), ("granian", p, m))
+                for p in ("h2c", "h2")
+            ]
+            pairs += [
+                (f"maitre {p2}/{p1} {m}", ("maitre", p2, m), ("maitre", p1, h1))
+                for p2, p1 in (("h2c", "h1"), ("h2", "h1tls"))
+            ]
+        for title, mine, other in pairs:
+            mine = table.get((app, *mine)) or {}
+            other = table.get((app, *other)) or {}
             lines.append(
-                f"{app:6} {title:22} req/s {ratio(mine.get('rps'), other.get('rps'))}"
+                f"{app:6} {title:32} req/s {ratio(mine.get('rps'), other.get('rps'))}"
                 f"  CPU/req {ratio(mine.get('cpu_per_1k'), other.get('cpu_per_1k'))}"
             )
     return lines
@@ -473,8 +504,7 @@ def main() -> int:
         f"maitre {version('maitre')} ({commit or '?'}), granian {version('granian')}, "
         f"{h2load.stdout.strip()}, {os.cpu_count()} CPUs",
         f"{ROUNDS} round(s) of {DURATION} s, median shown; server on CPU {SERVER_CPU} "
-        f"({THREADS} threads), h2load -t1 on CPU {CLIENT_CPU}: HTTP/2 -c{CONNECTIONS} "
-        f"-m{STREAMS}, HTTP/1.1 --h1 -c{CONNECTIONS * STREAMS} -m1",
+        f"({THREADS} threads), h2load -t1 -D{DURATION} on CPU {CLIENT_CPU}",
     ]
     load0 = loadavg()
     for line in header:
@@ -487,26 +517,27 @@ def main() -> int:
         workdir = Path(tmp)
         cert = make_certificate(workdir)
         for round_no in range(1, ROUNDS + 1):
+            runs = plan()
+            shift = (round_no - 1) % len(runs)
             for app in APPS:
-                shift = (round_no - 1) % len(RUNS)
-                for server, protocol in RUNS[shift:] + RUNS[:shift]:
-                    row = run(server, app, protocol, workdir, cert)
+                for server, protocol, streams in runs[shift:] + runs[:shift]:
+                    row = run(server, app, protocol, streams, workdir, cert)
                     row["round"] = round_no
                     rows.append(row)
+                    what = f"{app} {server} {protocol} {row['load']} round {round_no}"
                     if "fails" in row:
-                        log(f"{app} {server} {protocol}: fails: {row['fails']}")
+                        log(f"{what}: fails: {row['fails']}")
                         logs = Path(f"{prefix}.logs")
                         logs.mkdir(exist_ok=True)
-                        name = f"{app}-{server}-{protocol}-{round_no}.txt"
+                        name = f"{app}-{server}-{protocol}-{streams}-{round_no}.txt"
                         (logs / name).write_text(row["detail"] + "\n")
                     else:
                         log(
-                            f"{app} {server} {protocol} round {round_no}: "
-                            f"{row['rps']:.0f} req/s, "
+                            f"{what}: {row['rps']:.0f} req/s, "
                             f"{row['cpu_per_1k']:.4f} s CPU/1k req"
                         )
-    fields = ["app", "round", "server", "protocol", "rps", "requests", "errors"]
-    fields += ["cpu_s", "cpu_per_1k", "busy", "h2load_cpu", "fails"]
+    fields = ["app", "round", "server", "protocol", "load", "rps", "requests"]
+    fields += ["errors", "cpu_s", "cpu_per_1k", "busy", "h2load_cpu", "fails"]
     with open(f"{prefix}.tsv", "w", newline="") as f:
         writer = csv.DictWriter(
             f, fields, delimiter="\t", extrasaction="ignore", restval=""
