@@ -32,17 +32,22 @@ a hundred connections with one request in flight on each (no pipelining; maitre'
 ``connection_limit`` is 100), as many requests in flight as HTTP/2's first load.
 Just before and after h2load the server's CPU time (``utime`` +
 ``stime`` of ``/proc/PID/stat``, summed over the server and its descendants) and the
-client core's line of ``/proc/stat`` are read: that gives the server's CPU seconds
-per 1,000 requests and how busy h2load's core was (near 100 %: the client is the
-limit, and CPU per request is the figure that compares the servers); h2load's own
-CPU time over the run's wall time says how much of that core it had (less than the
-core's busy share: other processes ran there too). h2load must report the protocol
+client core's line of ``/proc/stat`` are read, and h2load's own CPU time (its
+rusage): that gives the server's CPU seconds per 1,000 requests, and the share of a
+core the server and h2load each used during the run. Near 100 % for h2load, the
+client is the limit, and CPU per request is the figure that compares the servers;
+well below 100 % for both, neither was busy all the time, and requests/s measures
+how quickly a request makes its way through the server rather than its CPU cost.
+(The client core's busy share from ``/proc/stat`` is in the rows too; it is sampled
+at the timer tick and misses much of a client that wakes in short bursts, and counts
+other processes on that core.) h2load must report the protocol
 it was asked for (``Application protocol:``), and its failed, errored and timed-out
 requests and non-2xx answers are counted as errors.
 
 Rounds alternate the order of the runs. Printed: per app and run, the median round
-(by requests/s) with its CPU per 1,000 requests, errors and client shares; then
-maitre/granian for each protocol (requests/s, and CPU per request: below 1 is maitre
+(by requests/s) and the best round's requests/s and CPU per 1,000 requests (on a
+busy machine, the least disturbed), the CPU shares and errors; then maitre/granian
+for each protocol and load (requests/s, and CPU per request: below 1 is maitre
 cheaper) and maitre's HTTP/2 against its HTTP/1.1. Rows go to
 bench/results/h2-<time>.tsv, the report to .txt beside it, and each failed run's
 h2load output and server log to .logs/.
@@ -420,6 +425,7 @@ def run(server, app, protocol, streams, workdir: Path, cert) -> dict:
             cpu_per_1k=round((cpu1 - cpu0) / found["done"] * 1000, 5),
             busy=round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
             h2load_cpu=round(100 * (client1 - client0) / (wall1 - wall0), 1),
+            server_cpu=round(100 * (cpu1 - cpu0) / (wall1 - wall0), 1),
         )
         return row
     finally:
@@ -459,7 +465,7 @@ def report(table) -> list:
     lines = [
         f"{'':35}{'req/s':>8} {'best':>7}  {'CPU s/1k req':>12} {'best':>7}",
         f"{'app':6} {'server':8} {'protocol':8} {'load':10} {'median':>7} "
-        f"{'round':>7}  {'median':>12} {'round':>7} {'client core':>11} {'h2load':>6} "
+        f"{'round':>7}  {'median':>12} {'round':>7} {'server':>7} {'h2load':>7} "
         f"{'errors':>6}",
     ]
     for app in APPS:
@@ -475,7 +481,7 @@ def report(table) -> list:
             lines.append(
                 f"{head} {r['rps']:7.0f} {r['best_rps']:7.0f}  "
                 f"{r['cpu_per_1k']:12.4f} {r['best_cpu']:7.4f} "
-                f"{r['busy']:10.0f}% {r['h2load_cpu']:5.0f}% {r['errors']:6d}"
+                f"{r['server_cpu']:6.0f}% {r['h2load_cpu']:6.0f}% {r['errors']:6d}"
             )
     lines += ["", "ratios of the medians, (of the best rounds); req/s: above 1 is "
               "maitre faster; CPU/req: below 1 is maitre cheaper"]  # fmt: skip
@@ -553,7 +559,8 @@ def main() -> int:
                             f"{row['cpu_per_1k']:.4f} s CPU/1k req"
                         )
     fields = ["app", "round", "server", "protocol", "load", "rps", "requests"]
-    fields += ["errors", "cpu_s", "cpu_per_1k", "busy", "h2load_cpu", "fails"]
+    fields += ["errors", "cpu_s", "cpu_per_1k", "server_cpu", "busy", "h2load_cpu"]
+    fields += ["fails"]
     with open(f"{prefix}.tsv", "w", newline="") as f:
         writer = csv.DictWriter(
             f, fields, delimiter="\t", extrasaction="ignore", restval=""
