@@ -3,6 +3,7 @@
     python3 bench/h2.py                        # hello, flask: 3 rounds of 5 s (~7 min)
     DURATION=3 ROUNDS=1 python3 bench/h2.py    # a quick look
     APPS=hello RUNS=maitre:h2c,granian:h2c STREAMS=100 python3 bench/h2.py
+    python3 bench/h2.py --report bench/results/h2-A.tsv h2-B.tsv   # rounds pooled
 
 A measurement, not a test: it never fails on a number. For each app of bench/apps.py
 named in APPS (default ``hello,flask``), each run of RUNS (``SERVER:PROTOCOL``, by
@@ -50,7 +51,8 @@ busy machine, the least disturbed), the CPU shares and errors; then maitre/grani
 for each protocol and load (requests/s, and CPU per request: below 1 is maitre
 cheaper) and maitre's HTTP/2 against its HTTP/1.1. Rows go to
 bench/results/h2-<time>.tsv, the report to .txt beside it, and each failed run's
-h2load output and server log to .logs/.
+h2load output and server log to .logs/. ``--report`` prints the report again from
+one or more .tsv files, their rounds pooled (APPS, RUNS and STREAMS say which rows).
 
 Installs what is missing: h2load (Debian's ``nghttp2-client``) and curl with apt-get,
 and into the venv of VENV (default bench/.venv, as run.sh): granian, trustme (the
@@ -514,7 +516,31 @@ def report(table) -> list:
     return lines
 
 
-def main() -> int:
+def read_rows(paths) -> list:
+    """The rows of earlier runs' .tsv files, numbers as numbers."""
+    rows = []
+    for path in paths:
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f, delimiter="\t"):
+                r = {k: v for k, v in r.items() if v != ""}
+                for key in ("rps", "cpu_s", "cpu_per_1k", "server_cpu", "h2load_cpu"):
+                    if key in r:
+                        r[key] = float(r[key])
+                for key in ("requests", "errors"):
+                    if key in r:
+                        r[key] = int(r[key])
+                if "rps" in r and "server_cpu" not in r:  # rows from before it was kept
+                    r["server_cpu"] = 100 * r["cpu_s"] / (r["requests"] / r["rps"])
+                rows.append(r)
+    return rows
+
+
+def main(argv) -> int:
+    if argv[:1] == ["--report"]:
+        rows = read_rows(argv[1:])
+        print(f"{len(rows)} runs from {len(argv) - 1} file(s), median shown")
+        print("\n".join(report(median_rows(rows))))
+        return 0
     install()
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
@@ -578,4 +604,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
