@@ -38,6 +38,9 @@ Settings are each server's defaults except:
 - TLS_CERT and TLS_KEY (env, PEM files; unset by default) serve HTTPS with each
   server's own TLS: maitre ``ssl_certificate``/``ssl_private_key``, gunicorn
   ``certfile``/``keyfile``, granian ``ssl_cert``/``ssl_key`` (bench/tls.sh).
+- HTTP2 (env, unset by default) serves HTTP/2 (bench/h2.py): maitre ``http2``
+  (HTTP/2 beside HTTP/1.1: ALPN h2 over TLS, prior knowledge on cleartext),
+  granian ``--http 2`` (HTTP/2 only).  The other servers ignore it.
 
 ``--check`` only imports the server (exit 0, or 3 with the reason);
 ``--version`` prints its installed version.
@@ -57,6 +60,7 @@ IDLE_TIMEOUT = 120
 WORKERS = int(os.environ.get("WORKERS") or 1)
 TLS_CERT = os.environ.get("TLS_CERT")
 TLS_KEY = os.environ.get("TLS_KEY")
+HTTP2 = bool(os.environ.get("HTTP2"))
 
 
 def _import(server):
@@ -94,6 +98,8 @@ def _maitre(module, app, port, threads, many):
     extra.update(_observe())
     if TLS_CERT:
         extra.update(ssl_certificate=TLS_CERT, ssl_private_key=TLS_KEY)
+    if HTTP2:
+        extra["http2"] = True
     module.serve(app, host=HOST, port=port, threads=threads, **extra)
 
 
@@ -144,12 +150,14 @@ def _gunicorn(module, app, port, threads, many):
 
 def _granian(module, app_name, port, threads, many):
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
 
     extra = {"backpressure": many, "backlog": max(1024, many)} if many else {}
     if TLS_CERT:
         extra.update(ssl_cert=Path(TLS_CERT), ssl_key=Path(TLS_KEY))
+    if HTTP2:
+        extra["http"] = HTTPModes.http2
     Granian(
         f"apps:{app_name}",
         address=HOST,
