@@ -184,30 +184,32 @@ impl H2Conn {
     /// Sends a complete response the server wrote itself (an error page) on `stream`.
     pub fn send_response(&self, stream: u32, response: &[u8]) -> io::Result<()> {
         let (fields, body) = split_response(response);
-        self.send_headers(stream, &fields, body.is_empty())?;
-        if !body.is_empty() {
-            self.send_data(stream, body, true)?;
-        }
-        Ok(())
+        self.send(stream, Some(&fields), body, true).map(drop)
     }
 
-    /// Queues a response head on `stream`.
-    pub fn send_headers(&self, stream: u32, fields: &[Field], end: bool) -> io::Result<()> {
-        let mut inner = self.lock();
-        if !inner.conn.stream(stream).is_some_and(|s| s.local_open()) {
-            return Err(gone());
-        }
-        let fields = fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
-        inner.conn.send_headers(stream, fields, end);
-        self.push(&mut inner)
-    }
-
-    /// Sends what the windows allow of `data` on `stream` and queues the rest.
-    pub fn send_data(&self, stream: u32, data: &[u8], end: bool) -> io::Result<()> {
+    /// Sends on `stream`: the head if given, then what the windows allow of `data`
+    /// (the rest is queued), with END_STREAM after the last byte if `end`. One lock and
+    /// one write for the lot: a small response is one system call, as on HTTP/1.
+    /// Says whether the stream now has more queued than the high watermark: then the
+    /// sender waits (`wait_room`) before it produces more.
+    pub fn send(
+        &self,
+        stream: u32,
+        head: Option<&[Field]>,
+        data: &[u8],
+        end: bool,
+    ) -> io::Result<bool> {
         let mut inner = self.lock();
         let Inner { conn, queued } = &mut *inner;
         if !conn.stream(stream).is_some_and(|s| s.local_open()) {
             return Err(gone());
+        }
+        if let Some(fields) = head {
+            let fields = fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
+            conn.send_headers(stream, fields, end && data.is_empty());
+            if data.is_empty() {
+                return self.push(&mut inner).map(|()| false);
+            }
         }
         match queued.get_mut(&stream) {
             // Behind bytes already waiting: in order, after them.
@@ -229,7 +231,10 @@ impl H2Conn {
                 }
             }
         }
-        self.push(&mut inner)
+        let full = queued
+            .get(&stream)
+            .is_some_and(|q| q.len() > self.high_watermark);
+        self.push(&mut inner).map(|()| full)
     }
 
     /// Blocks (without the GIL) while `stream` has more queued than the high watermark;

@@ -40,6 +40,8 @@ pub struct Responder {
     h2: Option<H2Stream>,
     /// END_STREAM has been sent (or queued) on `h2`.
     h2_ended: bool,
+    /// More than the high watermark is queued on `h2`: wait before the next piece.
+    h2_full: bool,
     version: Version,
     keep_alive: bool,
     is_head: bool,
@@ -104,6 +106,7 @@ impl Responder {
             channel: Some(channel),
             h2,
             h2_ended: false,
+            h2_full: false,
             version,
             keep_alive,
             is_head,
@@ -420,25 +423,17 @@ impl Responder {
         let Some(h2) = self.h2.clone() else {
             return Err(ClientDisconnected::new_err("client disconnected"));
         };
-        if !crate::wsgi::gil::detach(py, || h2.conn.wait_room(h2.id)) {
+        // The last piece left more queued than the watermark: wait for the client first
+        // (the GIL released only then, as on HTTP/1).
+        if self.h2_full && !crate::wsgi::gil::detach(py, || h2.conn.wait_room(h2.id)) {
             return Err(ClientDisconnected::new_err("client disconnected"));
         }
-        let mut out = 0;
-        let sent = (|| -> std::io::Result<()> {
-            if let Some(head) = &head {
-                let fields = head_fields(head);
-                out += head.len();
-                h2.conn
-                    .send_headers(h2.id, &fields, end && data.is_empty())?;
-            }
-            if !data.is_empty() || (end && head.is_none()) {
-                out += data.len();
-                h2.conn.send_data(h2.id, data, end)?;
-            }
-            Ok(())
-        })();
+        let fields = head.as_deref().map(head_fields);
+        let out = head.as_ref().map_or(0, Vec::len) + data.len();
+        let sent = h2.conn.send(h2.id, fields.as_deref(), data, end);
         match sent {
-            Ok(()) => {
+            Ok(full) => {
+                self.h2_full = full;
                 self.bytes_out += out as u64;
                 self.body_sent += data.len() as u64;
                 Ok(())
