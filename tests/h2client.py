@@ -960,40 +960,6 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-class RssSampler:
-    """Samples a process's VmRSS every 50 ms in a thread; ``peak`` in KiB."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.base = rss_kib(pid)
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(0.05):
-            try:
-                self.peak = max(self.peak, rss_kib(self.pid))
-            except (OSError, RuntimeError):
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(2)
-        try:
-            self.peak = max(self.peak, rss_kib(self.pid))
-        except (OSError, RuntimeError):
-            pass
-
-    @property
-    def growth_mib(self) -> float:
-        return (self.peak - self.base) / 1024
-
-
 def wait_writable(sock, timeout) -> bool:
     _, w, _ = select.select([], [sock], [], timeout)
     return bool(w)

@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -434,9 +435,6 @@ class ServerProcess:
     by PID if it is still running."""
 
     def __init__(self, args, cwd=None, env=None, pass_fds=(), timeout=30.0):
-        import subprocess
-        import threading
-
         self.timeout = timeout
         self.proc = subprocess.Popen(
             args,
@@ -682,3 +680,35 @@ def headless(chromium: str, *args, timeout: float = 60) -> subprocess.CompletedP
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+class RssSampler:
+    """Samples ``read()``, a process's resident memory, every ``interval`` seconds in a
+    thread: ``base`` is the first figure, ``peak`` the largest seen (sampled once more
+    on exit). Sampling stops when the process is gone."""
+
+    def __init__(self, read, interval: float = 0.05):
+        self.read = read
+        self.base = self.peak = read()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def _sample(self) -> bool:
+        try:
+            self.peak = max(self.peak, self.read())
+        except (OSError, KeyError, RuntimeError):
+            return False
+        return True
+
+    def _run(self, interval):
+        while not self._stop.wait(interval) and self._sample():
+            pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()

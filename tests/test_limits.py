@@ -20,6 +20,7 @@ from helpers import (
     HOST,
     TARGET,
     RawConnection,
+    RssSampler,
     assert_error_response,
     chunked,
     get,
@@ -419,31 +420,6 @@ def test_response_spills_to_a_temp_file(serve_app):
 GROWTH_LIMIT = 64 * MIB
 
 
-class RssSampler:
-    """Samples a child's VmRSS in a thread; ``peak`` is the largest seen."""
-
-    def __init__(self, child: ChildServer, interval: float = 0.05):
-        self.child = child
-        self.peak = child.rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
-
-    def _run(self, interval):
-        while not self._stop.wait(interval):
-            try:
-                self.peak = max(self.peak, self.child.rss())
-            except (OSError, KeyError):
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-
-
 def _assert_flat(child, sampler, base, base_hwm):
     """Growth of the child's resident memory over ``base``: sampled, and the
     kernel's own peak (VmHWM, which no sampling gap can miss) if it rose."""
@@ -494,7 +470,7 @@ def test_1gb_upload_flat_memory():
             )
         base, base_hwm = child.rss(), child.hwm()
         with (
-            RssSampler(child) as sampler,
+            RssSampler(child.rss) as sampler,
             RawConnection(child.port, timeout=60) as conn,
         ):
             resp = _upload(conn, block, total)
@@ -527,7 +503,7 @@ def test_20_concurrent_uploads_flat_memory():
             )
             assert resp.status == 200
         base, base_hwm = child.rss(), child.hwm()
-        with RssSampler(child) as sampler:
+        with RssSampler(child.rss) as sampler:
             clients = [
                 threading.Thread(target=upload, args=(child.port,)) for _ in range(20)
             ]
@@ -554,7 +530,7 @@ def test_1gb_streamed_response_flat_memory():
         base, base_hwm = child.rss(), child.hwm()
         buf = bytearray(4 * MIB)
         view = memoryview(buf)
-        with RssSampler(child) as sampler:
+        with RssSampler(child.rss) as sampler:
             sock = socket.create_connection((HOST, child.port), timeout=60)
             try:
                 sock.sendall(b"GET /?n=%d HTTP/1.0\r\n\r\n" % total)
