@@ -81,6 +81,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchvenv
+from benchvenv import free_port, log
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 HOST = "127.0.0.1"
@@ -114,20 +117,11 @@ BODY = b"Hello, world!"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # -- installing ------------------------------------------------------------------
 
 
 def vpy() -> str:
-    return str(VENV / "bin" / "python")
-
-
-def installed(module: str) -> bool:
-    probe = [vpy(), "-c", f"import {module}"]
-    return subprocess.run(probe, capture_output=True, cwd="/").returncode == 0
+    return benchvenv.python(VENV)
 
 
 def apt_install(command: str, package: str) -> None:
@@ -154,18 +148,14 @@ def install() -> None:
     wanted = {"trustme": "trustme", "flask": "flask"}
     if "granian" in servers:
         wanted["granian"] = "granian"
-    missing = [spec for module, spec in wanted.items() if not installed(module)]
+    missing = [
+        spec for module, spec in wanted.items() if not benchvenv.installed(VENV, module)
+    ]
     if missing:
         subprocess.run([*pip, *missing], check=True)
-    if "maitre" in servers and (INSTALL or not installed("maitre")):
+    if "maitre" in servers and (INSTALL or not benchvenv.installed(VENV, "maitre")):
         log("building maitre from this checkout (release profile)")
         subprocess.run([*pip, "--force-reinstall", "--no-deps", str(ROOT)], check=True)
-
-
-def version(module: str) -> str:
-    code = f"from importlib.metadata import version; print(version({module!r}))"
-    out = subprocess.run([vpy(), "-c", code], capture_output=True, text=True, cwd="/")
-    return out.stdout.strip() or "?"
 
 
 def make_certificate(workdir: Path) -> tuple[Path, Path]:
@@ -234,15 +224,9 @@ def loadavg() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, server, app, protocol, workdir: Path, cert):
-        self.port = free_port()
+        self.port = free_port(HOST)
         self.logpath = workdir / f"{server}-{app}-{protocol}-{self.port}.log"
         scheme, http2 = PROTOCOLS[protocol][:2]
         env = dict(os.environ, THREADS=str(THREADS))
@@ -549,7 +533,8 @@ def main(argv) -> int:
     ).stdout.strip()
     h2load = subprocess.run(["h2load", "--version"], capture_output=True, text=True)
     header = [
-        f"maitre {version('maitre')} ({commit or '?'}), granian {version('granian')}, "
+        f"maitre {benchvenv.version(VENV, 'maitre')} ({commit or '?'}), "
+        f"granian {benchvenv.version(VENV, 'granian')}, "
         f"{h2load.stdout.strip()}, {os.cpu_count()} CPUs",
         f"{ROUNDS} round(s) of {DURATION} s, median shown; server on CPU {SERVER_CPU} "
         f"({THREADS} threads), h2load -t1 -D{DURATION} on CPU {CLIENT_CPU}",

@@ -47,6 +47,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchvenv
+from benchvenv import free_port, log
+
 ROOT = Path(__file__).resolve().parent.parent
 # the set-up the rollout test runs (tests/test_haproxy.py), shared with it
 sys.path.insert(0, str(ROOT / "tests"))
@@ -72,30 +75,21 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 45.0
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # -- installing ------------------------------------------------------------------
 
 
 def vpy() -> str:
-    return str(VENV / "bin" / "python")
-
-
-def installed(module: str) -> bool:
-    probe = [vpy(), "-c", f"import {module}"]
-    return subprocess.run(probe, capture_output=True, cwd="/").returncode == 0
+    return benchvenv.python(VENV)
 
 
 def install() -> None:
     if not Path(vpy()).exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     pip = [vpy(), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    if "gunicorn" in SERVERS and not installed("gunicorn"):
+    if "gunicorn" in SERVERS and not benchvenv.installed(VENV, "gunicorn"):
         subprocess.run([*pip, "gunicorn"], check=True)
     if any(s.startswith("maitre") for s in SERVERS) and (
-        INSTALL or not installed("maitre")
+        INSTALL or not benchvenv.installed(VENV, "maitre")
     ):
         log("building maitre from this checkout (release profile)")
         subprocess.run([*pip, "--force-reinstall", "--no-deps", str(ROOT)], check=True)
@@ -114,19 +108,7 @@ def haproxy_binary() -> str:
     sys.exit("haproxy is missing and apt-get could not install it")
 
 
-def version(module: str) -> str:
-    code = f"from importlib.metadata import version; print(version({module!r}))"
-    out = subprocess.run([vpy(), "-c", code], capture_output=True, text=True, cwd="/")
-    return out.stdout.strip() or "?"
-
-
 # -- the servers -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Instance:
@@ -234,13 +216,15 @@ class HAProxy(haproxy_fleet.HAProxy):
 def one_rollout(server: str, binary: str) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"rollout-{server}-"))
     (workdir / "rapp.py").write_text(APP)
-    instances = [Instance(server, workdir, free_port(), free_port()) for _ in range(2)]
+    instances = [
+        Instance(server, workdir, free_port(HOST), free_port(HOST)) for _ in range(2)
+    ]
     haproxy = None
     stop_seconds = []
     try:
         for inst in instances:
             inst.start()
-        front = free_port()
+        front = free_port(HOST)
         haproxy = HAProxy(binary, workdir, front, server, instances)
         time.sleep(1)  # HAProxy starts with its servers UP; they are serving
         t0 = time.monotonic()
@@ -283,7 +267,7 @@ def main() -> int:
     print(f"# {haproxy_version}")
     for module in ("maitre", "gunicorn"):
         if any(s.startswith(module) for s in SERVERS):
-            print(f"# {module} {version(module)}")
+            print(f"# {module} {benchvenv.version(VENV, module)}")
     print(
         f"# {CLIENTS} clients, {ROUNDS} round(s), each instance restarted once a round"
     )
