@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::engine::body::BodyBuffer;
 use crate::engine::http2::H2Conn;
 use crate::h2::conn::Event;
+use crate::h2::request::BodyCheck;
 use crate::http::request::RequestHead;
 
 /// A request whose body is still arriving.
@@ -16,9 +17,8 @@ pub(super) struct Incoming {
     pub(super) head: RequestHead,
     pub(super) body: BodyBuffer,
     pub(super) received: Instant,
-    /// Body bytes so far, and what its Content-Length says there will be.
-    pub(super) got: u64,
-    pub(super) expected: Option<u64>,
+    /// Its DATA against its content-length and `max_request_body_size` (§8.1.1).
+    pub(super) check: BodyCheck,
 }
 
 /// The loop's side of an HTTP/2 connection.

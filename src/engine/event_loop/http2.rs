@@ -32,7 +32,7 @@ use crate::engine::dispatch::{is_stream, Completion, Job, LogLevel, Request, Req
 use crate::engine::http2::{H2Conn, H2Stream};
 use crate::engine::stats::{SHED_CLIENT_GONE, SHED_QUEUE_FULL};
 use crate::h2::conn::{check_preface, Config as H2Config, Event, PrefaceMatch};
-use crate::h2::request::{check_trailers, parse_request, Refusal};
+use crate::h2::request::{check_trailers, parse_request, BodyCheck, Refusal};
 use crate::h2::ErrorCode;
 use crate::http::request::{BodyKind, RequestHead, Version};
 use crate::http::response::{error_response, unavailable_response};
@@ -182,6 +182,7 @@ impl EventLoop {
                     BodyKind::Empty => Some(0),
                     BodyKind::Chunked => None,
                 };
+                let check = BodyCheck::new(&head, &limits);
                 // Bodies of one connection arrive side by side: each new one may keep
                 // less in memory before it spills to a file, so that a hundred streams
                 // cost a few times `inbuf_overflow`, not a hundred times.
@@ -197,8 +198,7 @@ impl EventLoop {
                         head,
                         body,
                         received: now,
-                        got: 0,
-                        expected,
+                        check,
                     },
                 );
             }
@@ -252,22 +252,21 @@ impl EventLoop {
             conn.release(stream, bytes.len());
             return;
         };
-        inc.got += bytes.len() as u64;
-        // RFC 9113 §8.1.1: DATA that disagrees with Content-Length is malformed.
-        let mismatch = match inc.expected {
-            Some(n) => inc.got > n || (end && inc.got != n),
-            None => false,
-        };
-        if mismatch {
-            h2.incoming.remove(&stream);
-            conn.reset(stream, ErrorCode::PROTOCOL_ERROR);
-            return;
-        }
-        if inc.got > max {
-            h2.incoming.remove(&stream);
-            let message = format!("exceeds max_body of {max}");
-            self.h2_refuse(&conn, stream, 413, "Request Entity Too Large", &message);
-            return;
+        match inc.check.data(bytes.len(), end) {
+            Ok(()) => {}
+            // Past max_request_body_size, with no content-length to say so up front.
+            Err(Refusal::BodyTooLarge) => {
+                h2.incoming.remove(&stream);
+                let message = format!("exceeds max_body of {max}");
+                self.h2_refuse(&conn, stream, 413, "Request Entity Too Large", &message);
+                return;
+            }
+            // DATA that disagrees with content-length is malformed (§8.1.1).
+            Err(refusal) => {
+                h2.incoming.remove(&stream);
+                conn.reset(stream, refusal.code());
+                return;
+            }
         }
         if let Err(e) = inc.body.extend(bytes) {
             h2.incoming.remove(&stream);
