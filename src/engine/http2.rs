@@ -54,8 +54,6 @@ pub struct H2Conn {
     /// Workers waiting for their stream's queue to shrink.
     room: Condvar,
     high_watermark: usize,
-    /// We sent GOAWAY: the connection closes once its streams are done.
-    going_away: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for H2Conn {
@@ -79,7 +77,6 @@ impl H2Conn {
             }),
             room: Condvar::new(),
             high_watermark,
-            going_away: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -146,11 +143,12 @@ impl H2Conn {
         self.room.notify_all();
     }
 
-    /// A graceful close (§6.8): GOAWAY with the last stream taken; those go on.
+    /// A graceful close (§6.8): GOAWAY with the last stream taken; those go on. Once.
     pub fn go_away(&self, code: ErrorCode) {
-        self.going_away
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut inner = self.lock();
+        if inner.conn.is_going_away() {
+            return;
+        }
         inner.conn.go_away(code);
         let _ = self.push(&mut inner);
     }
@@ -165,9 +163,11 @@ impl H2Conn {
         self.lock().conn.cause()
     }
 
-    /// GOAWAY was sent (by [`H2Conn::go_away`]).
-    pub fn is_going_away(&self) -> bool {
-        self.going_away.load(std::sync::atomic::Ordering::Relaxed)
+    /// GOAWAY was sent (by [`H2Conn::go_away`], or for a connection error) and every
+    /// stream is closed both ways: the connection has nothing left to do.
+    pub fn gone_away(&self) -> bool {
+        let inner = self.lock();
+        inner.conn.is_going_away() && inner.conn.open_streams() == 0
     }
 
     /// Streams not yet closed both ways (a response still going out counts).

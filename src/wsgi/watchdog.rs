@@ -246,19 +246,11 @@ impl Watch {
                     }
                     cur.fired = Some(now);
                     let answered = s & PHASE == RUNNING;
-                    if let Some(h2) = cur.h2.clone() {
-                        if answered {
-                            cur.answered = Some(answer_504_h2(ident, &h2));
-                        } else {
-                            h2.conn.reset(h2.id, ErrorCode::CANCEL);
-                        }
-                    } else if let Some(channel) = cur.channel.clone() {
-                        if answered {
-                            let version = cur.version.unwrap_or(Version::Http11);
-                            cur.answered = Some(answer_504(ident, &channel, version));
-                        } else {
-                            cut(&channel);
-                        }
+                    if answered {
+                        let version = cur.version.unwrap_or(Version::Http11);
+                        cur.answered = Some(answer_504(ident, &cur, version));
+                    } else {
+                        cut(&cur);
                     }
                     stats.requests_timed_out.fetch_add(1, Relaxed);
                     fired.push(Fired {
@@ -345,8 +337,10 @@ fn format_stack(py: Python<'_>, frame: &Bound<'_, PyAny>) -> Option<String> {
     Some(text.trim_end().to_string())
 }
 
-/// Sends the 504 on `channel` and closes our side; (body bytes, bytes sent).
-fn answer_504(ident: &str, channel: &Channel, version: Version) -> (u64, u64) {
+/// Sends the 504 for the request `cur` runs; (body bytes, bytes sent). On HTTP/2 it
+/// goes to the request's stream, which ends with it (the connection goes on); on
+/// HTTP/1 to the connection, whose sending side is then shut down.
+fn answer_504(ident: &str, cur: &Current, version: Version) -> (u64, u64) {
     let response = error_response(
         version,
         504,
@@ -355,39 +349,36 @@ fn answer_504(ident: &str, channel: &Channel, version: Version) -> (u64, u64) {
         ident,
     );
     let head = memchr::memmem::find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
-    if channel.send(&[&response], WhenFull::Queue).is_err() {
-        return (0, 0);
-    }
-    // The client learns at once that nothing follows, even if the thread stays stuck;
-    // a response the socket did not take whole is left to the loop to send.
-    if !channel.has_pending_output() {
-        channel.shutdown_write();
-    }
-    ((response.len() - head) as u64, response.len() as u64)
-}
-
-/// Sends the 504 on an HTTP/2 stream, which ends with it (the connection goes on);
-/// (body bytes, bytes sent).
-fn answer_504_h2(ident: &str, h2: &H2Stream) -> (u64, u64) {
-    let response = error_response(
-        Version::Http2,
-        504,
-        "Gateway Timeout",
-        "The application did not answer in time (request_timeout).",
-        ident,
-    );
-    let head = memchr::memmem::find(&response, b"\r\n\r\n").map_or(0, |i| i + 4);
-    if h2.conn.send_response(h2.id, &response).is_err() {
+    let sent = match (&cur.h2, &cur.channel) {
+        (Some(h2), _) => h2.conn.send_response(h2.id, &response).is_ok(),
+        (None, Some(channel)) => {
+            let sent = channel.send(&[&response], WhenFull::Queue).is_ok();
+            // The client learns at once that nothing follows, even if the thread stays
+            // stuck; a response the socket did not take whole is left to the loop.
+            if sent && !channel.has_pending_output() {
+                channel.shutdown_write();
+            }
+            sent
+        }
+        (None, None) => false,
+    };
+    if !sent {
         return (0, 0);
     }
     ((response.len() - head) as u64, response.len() as u64)
 }
 
-/// Cuts a connection whose response is under way: the client sees it end before the
-/// response does.
-fn cut(channel: &Channel) {
-    channel.mark_closed();
-    let _ = channel.sock.shutdown(std::net::Shutdown::Both);
+/// Cuts the response under way for `cur`, so the client sees it end before the
+/// response does: its stream on HTTP/2, its connection on HTTP/1.
+fn cut(cur: &Current) {
+    match (&cur.h2, &cur.channel) {
+        (Some(h2), _) => h2.conn.reset(h2.id, ErrorCode::CANCEL),
+        (None, Some(channel)) => {
+            channel.mark_closed();
+            let _ = channel.sock.shutdown(std::net::Shutdown::Both);
+        }
+        (None, None) => {}
+    }
 }
 
 #[cfg(test)]

@@ -367,10 +367,7 @@ impl EventLoop {
         if let Some(h2) = self.h2_state(token) {
             h2.running = h2.running.saturating_sub(1);
         }
-        let _ = self
-            .stats
-            .in_flight
-            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        self.not_in_flight(1);
         self.stats.requests_shed[SHED_CLIENT_GONE].fetch_add(1, Relaxed);
     }
 
@@ -412,7 +409,8 @@ impl EventLoop {
         let State::H2(h2) = &conn.state else {
             return;
         };
-        if h2.conn.is_going_away() && h2.quiet() {
+        // Nothing of the loop's under way (checked first: no lock), then the protocol's.
+        if h2.running == 0 && h2.incoming.is_empty() && h2.conn.gone_away() {
             conn.state = State::Closing;
             self.finish_close(token);
         }
@@ -421,9 +419,7 @@ impl EventLoop {
     /// Starts the graceful close of an HTTP/2 connection (a stop, or idleness).
     pub(super) fn h2_go_away(&mut self, token: usize) {
         if let Some(h2) = self.h2_state(token) {
-            if !h2.conn.is_going_away() {
-                h2.conn.go_away(ErrorCode::NO_ERROR);
-            }
+            h2.conn.go_away(ErrorCode::NO_ERROR);
         }
         self.h2_maybe_done(token);
     }

@@ -253,7 +253,7 @@ impl EventLoop {
         }
     }
 
-    fn not_in_flight(&self, n: usize) {
+    pub(super) fn not_in_flight(&self, n: usize) {
         let _ = self
             .stats
             .in_flight
