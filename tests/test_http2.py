@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -587,6 +588,98 @@ def test_max_concurrent_streams_is_100_and_the_101st_is_refused(h2served, gate):
             if f.flags & END_STREAM:
                 done.add(f.stream_id)
         assert done == {2 * i + 1 for i in range(100)}
+
+
+# -- the server's own answers on a stream -----------------------------------------
+
+
+def shed_total(served, reason: str) -> float:
+    """maitre_requests_shed_total{reason=...} from the metrics listener."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host, port = served.server.metrics_address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=3) as r:
+        text = r.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "maitre_requests_shed_total" and sample.labels == {
+                "reason": reason
+            }:
+                return sample.value
+    raise AssertionError(f"no maitre_requests_shed_total{{reason={reason!r}}}")
+
+
+def ended_streams(conn, want: set) -> dict:
+    """Reads until every stream of ``want`` has ended; its status (or ``reset``)."""
+    got: dict = {}
+    while set(got) != want:
+        f = conn.read_until(lambda f: f.type in (HEADERS, DATA, RST_STREAM, GOAWAY))
+        assert f.type != GOAWAY, f
+        if f.type == RST_STREAM:
+            got[f.stream_id] = "reset"
+        elif f.type == HEADERS and f.fields is not None:
+            got.setdefault(f.stream_id, int(dict(f.fields)[":status"]))
+        if f.flags & END_STREAM and f.stream_id in want:
+            got.setdefault(f.stream_id, None)
+    return got
+
+
+def test_request_timeout_answers_504_on_the_stream_and_the_connection_goes_on(
+    h2served,
+):
+    served = h2served(request_timeout=1)
+    with RawH2(served.port) as conn:
+        conn.handshake()
+        start = time.monotonic()
+        conn.request(1, "/sleep?ms=3000")
+        out = conn.stream_outcome(1, timeout=5)
+        assert out["status"] == 504, out
+        assert b"request_timeout" in bytes(out["data"])
+        assert time.monotonic() - start < 2.5
+        assert out["goaway"] is None and not out["closed"], out
+        conn.request(3, "/")
+        assert conn.stream_outcome(3, timeout=5)["status"] == 200
+    assert served.server.stats()["HTTP/2 Connections"] == 1
+
+
+def test_a_full_queue_answers_503_on_the_stream(h2served, gate):
+    """One thread held, one request waiting (max_queued_requests=1): the next stream
+    gets the engine's 503 with Retry-After, and the two others their 200s."""
+    served = h2served(threads=1, max_queued_requests=1, metrics_listen=f"{HOST}:0")
+    with RawH2(served.port) as conn:
+        conn.handshake()
+        conn.request(1, "/gate")
+        assert wait_for(lambda: served.server.stats()["Threads Idle"] == 0, 5)
+        conn.request(3, "/gate")
+        assert wait_for(lambda: served.server.stats()["Queue"] == 1, 5)
+        conn.request(5, "/")
+        out = conn.stream_outcome(5, timeout=5)
+        assert out["status"] == 503, out
+        assert dict(out["fields"]).get("retry-after") == "1", out["fields"]
+        gate.set()
+        assert ended_streams(conn, {1, 3}) == {1: 200, 3: 200}
+    assert shed_total(served, "queue_full") == 1
+
+
+def test_a_stream_reset_while_its_request_waits_is_not_run(h2served, gate):
+    """Its client reset it: the request is taken back from the queue, never run, and
+    counted as a departed client's; the connection and its other stream go on."""
+    served = h2served(threads=1, metrics_listen=f"{HOST}:0")
+    h2client.RECORDED.clear()
+    with RawH2(served.port) as conn:
+        conn.handshake()
+        conn.request(1, "/gate")
+        assert wait_for(lambda: served.server.stats()["Threads Idle"] == 0, 5)
+        conn.request(3, "/record")
+        assert wait_for(lambda: served.server.stats()["Queue"] == 1, 5)
+        conn.send(rst_stream(3, CANCEL))
+        assert wait_for(lambda: served.server.stats()["Queue"] == 0, 5)
+        gate.set()
+        assert ended_streams(conn, {1}) == {1: 200}
+        conn.request(5, "/")
+        assert conn.stream_outcome(5, timeout=5)["status"] == 200
+    assert h2client.RECORDED == [], "the reset stream's request ran"
+    assert shed_total(served, "client_gone") == 1
 
 
 # -- conformance (RFC 9113) -------------------------------------------------------
